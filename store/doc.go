@@ -1,0 +1,19 @@
+// Package store is the one package that knows kmep's Redis keys, Lua scripts
+// and streams.
+//
+// It keeps MEC service records with an index set per discovery filter (app
+// instance, service name, category id, and all services), so no request path
+// ever scans the keyspace; app-instance credentials with the secret key sealed
+// by AES-256-GCM; token lockout counters; and liveness deadlines in a sorted
+// set. Every mutation of a record runs as one Lua script that changes the
+// state and appends the change event to the change stream in the same atomic
+// step: the outbox that the read cache (ServiceCache), notifications, the
+// reaper, the UPF agent and the mesh DNS consume.
+//
+// Errors at the boundary are typed: ErrNotFound, ErrConflict,
+// ErrPrecondition, ErrForbidden, ErrInvalid and ErrUnavailable (Redis could
+// not be reached; nothing was written). redis.Nil never leaks out.
+//
+// The scripts touch keys they compute from the prefix, so the store needs a
+// single Redis primary (or Sentinel), not Redis Cluster.
+package store

@@ -1,0 +1,344 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Service change types, as MEC 011 names them (ServiceAvailabilityNotification.ChangeType).
+const (
+	ChangeAdded             = "ADDED"
+	ChangeRemoved           = "REMOVED"
+	ChangeStateChanged      = "STATE_CHANGED"
+	ChangeAttributesChanged = "ATTRIBUTES_CHANGED"
+)
+
+// Service states (MEC 011 v3 ServiceState).
+const (
+	StateActive    = "ACTIVE"
+	StateInactive  = "INACTIVE"
+	StateSuspended = "SUSPENDED"
+)
+
+// AnyApp, as the app argument of DeleteService, lets the platform itself
+// remove a service of any app instance.
+const AnyApp = "*"
+
+// ServiceRecord is a registered MEC service as the store keeps it.
+type ServiceRecord struct {
+	// ID is the serInstanceId.
+	ID string
+	// AppInstanceID is the owner.
+	AppInstanceID string
+	// Name is serName; CategoryID is serCategory.id ("" when absent).
+	Name, CategoryID string
+	// State is ACTIVE, INACTIVE or SUSPENDED.
+	State string
+	// LivenessInterval in seconds; 0 means no heartbeats are expected.
+	LivenessInterval int
+	// Rev increases by one with every change; it is the ETag.
+	Rev int64
+	// LastHeartbeat is the registration time or the last heartbeat.
+	LastHeartbeat time.Time
+	// Info is the ServiceInfo JSON object as served, without its "state"
+	// member (State is authoritative and is spliced in when rendering).
+	Info []byte
+}
+
+// Grace is the time after a missed heartbeat deadline before the service
+// counts as expired: min(ceil(5% of the interval), 5 s).
+func Grace(interval time.Duration) time.Duration {
+	g := time.Duration((interval.Milliseconds()*5+99)/100) * time.Millisecond
+	return min(g, 5*time.Second)
+}
+
+// The service scripts. Keys are built from the prefix in ARGV[1]; every
+// state change and its stream entry happen in one script, atomically.
+var createServiceScript = redis.NewScript(`
+local p, id, app, name, cat, state, live, info, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local k = p .. ':svc:' .. id
+if redis.call('EXISTS', k) == 1 then return redis.error_reply('KMEP_CONFLICT service ' .. id .. ' exists') end
+redis.call('HSET', k, 'app', app, 'name', name, 'cat', cat, 'state', state, 'rev', 1, 'live', live, 'info', info, 'hb', now)
+redis.call('SADD', p .. ':idx:app:' .. app, id)
+redis.call('SADD', p .. ':idx:name:' .. name, id)
+if cat ~= '' then redis.call('SADD', p .. ':idx:cat:' .. cat, id) end
+redis.call('SADD', p .. ':idx:all', id)
+local l = tonumber(live)
+if l > 0 then
+  local grace = math.min(math.ceil(l * 50), 5000)
+  redis.call('ZADD', p .. ':liveness', tonumber(now) + l * 1000 + grace, id)
+end
+return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', 'ADDED',
+  'id', id, 'app', app, 'name', name, 'cat', cat, 'state', state, 'rev', '1', 'live', live, 'info', info, 'hb', now)
+`)
+
+var updateServiceScript = redis.NewScript(`
+local p, id, app, name, cat, state, live, info, ifrev, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local k = p .. ':svc:' .. id
+local cur = redis.call('HMGET', k, 'app', 'name', 'cat', 'state', 'rev', 'live', 'info', 'hb')
+if not cur[1] then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
+if cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
+if ifrev ~= '' and ifrev ~= cur[5] then return redis.error_reply('KMEP_STALE service ' .. id) end
+if cur[2] == name and cur[3] == cat and cur[4] == state and cur[6] == live and cur[7] == info then
+  return {cur[5], '', '', cur[8]}
+end
+local rev = tostring(tonumber(cur[5]) + 1)
+if cur[2] ~= name then
+  redis.call('SREM', p .. ':idx:name:' .. cur[2], id)
+  redis.call('SADD', p .. ':idx:name:' .. name, id)
+end
+if cur[3] ~= cat then
+  if cur[3] ~= '' then redis.call('SREM', p .. ':idx:cat:' .. cur[3], id) end
+  if cat ~= '' then redis.call('SADD', p .. ':idx:cat:' .. cat, id) end
+end
+local l = tonumber(live)
+local hb = cur[8]
+if l > 0 then
+  if cur[6] ~= live then
+    hb = now
+    local grace = math.min(math.ceil(l * 50), 5000)
+    redis.call('ZADD', p .. ':liveness', tonumber(now) + l * 1000 + grace, id)
+  end
+else
+  redis.call('ZREM', p .. ':liveness', id)
+end
+redis.call('HSET', k, 'name', name, 'cat', cat, 'state', state, 'rev', rev, 'live', live, 'info', info, 'hb', hb)
+local change = 'ATTRIBUTES_CHANGED'
+if cur[4] ~= state then change = 'STATE_CHANGED' end
+local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', change,
+  'id', id, 'app', app, 'name', name, 'cat', cat, 'state', state, 'rev', rev, 'live', live, 'info', info, 'hb', hb)
+return {rev, sid, change, hb}
+`)
+
+var deleteServiceScript = redis.NewScript(`
+local p, id, app, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local k = p .. ':svc:' .. id
+local cur = redis.call('HMGET', k, 'app', 'name', 'cat', 'state', 'rev', 'live', 'info', 'hb')
+if not cur[1] then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
+if app ~= '*' and cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
+redis.call('SREM', p .. ':idx:app:' .. cur[1], id)
+redis.call('SREM', p .. ':idx:name:' .. cur[2], id)
+if cur[3] ~= '' then redis.call('SREM', p .. ':idx:cat:' .. cur[3], id) end
+redis.call('SREM', p .. ':idx:all', id)
+redis.call('ZREM', p .. ':liveness', id)
+redis.call('DEL', k)
+local rev = tostring(tonumber(cur[5]) + 1)
+return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', 'REMOVED',
+  'id', id, 'app', cur[1], 'name', cur[2], 'cat', cur[3], 'state', cur[4], 'rev', rev, 'live', cur[6], 'info', cur[7], 'hb', cur[8])
+`)
+
+var heartbeatScript = redis.NewScript(`
+local p, id, app, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local k = p .. ':svc:' .. id
+local cur = redis.call('HMGET', k, 'app', 'state', 'live', 'rev')
+if not cur[1] then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
+if cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
+local l = tonumber(cur[3])
+if l <= 0 then return redis.error_reply('KMEP_INVALID service ' .. id .. ' has no liveness') end
+local grace = math.min(math.ceil(l * 50), 5000)
+redis.call('ZADD', p .. ':liveness', tonumber(now) + l * 1000 + grace, id)
+if cur[2] ~= 'SUSPENDED' then
+  redis.call('HSET', k, 'hb', now)
+  return {cur[3], cur[4], '', cur[2]}
+end
+local rev = tostring(tonumber(cur[4]) + 1)
+redis.call('HSET', k, 'hb', now, 'state', 'ACTIVE', 'rev', rev)
+local r = redis.call('HMGET', k, 'name', 'cat', 'info')
+local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', 'STATE_CHANGED',
+  'id', id, 'app', app, 'name', r[1], 'cat', r[2], 'state', 'ACTIVE', 'rev', rev, 'live', cur[3], 'info', r[3], 'hb', now)
+return {cur[3], rev, sid, 'ACTIVE'}
+`)
+
+func ms(t time.Time) string { return strconv.FormatInt(t.UnixMilli(), 10) }
+
+// CreateService stores a new service record (Rev 1) and appends ADDED to the
+// change stream. It returns the stored record and the stream entry id.
+// ErrConflict when rec.ID exists.
+func (s *Store) CreateService(ctx context.Context, rec ServiceRecord) (ServiceRecord, string, error) {
+	now := s.now()
+	sid, err := createServiceScript.Run(ctx, s.rdb, nil,
+		s.prefix, rec.ID, rec.AppInstanceID, rec.Name, rec.CategoryID, rec.State,
+		rec.LivenessInterval, rec.Info, ms(now), s.maxLen).Text()
+	if err != nil {
+		return ServiceRecord{}, "", wrap("create service "+rec.ID, err)
+	}
+	rec.Rev = 1
+	rec.LastHeartbeat = time.UnixMilli(now.UnixMilli())
+	return rec, sid, nil
+}
+
+// UpdateService replaces the record of rec.ID on behalf of rec.AppInstanceID.
+// ifRev > 0 makes it conditional (ErrPrecondition when stale). A change of
+// state appends STATE_CHANGED, any other change ATTRIBUTES_CHANGED; an update
+// that changes nothing appends nothing and keeps Rev (stream id "").
+// ErrNotFound, ErrForbidden (another app's service).
+func (s *Store) UpdateService(ctx context.Context, rec ServiceRecord, ifRev int64) (ServiceRecord, string, error) {
+	cond := ""
+	if ifRev > 0 {
+		cond = strconv.FormatInt(ifRev, 10)
+	}
+	res, err := updateServiceScript.Run(ctx, s.rdb, nil,
+		s.prefix, rec.ID, rec.AppInstanceID, rec.Name, rec.CategoryID, rec.State,
+		rec.LivenessInterval, rec.Info, cond, ms(s.now()), s.maxLen).StringSlice()
+	if err != nil {
+		return ServiceRecord{}, "", wrap("update service "+rec.ID, err)
+	}
+	rec.Rev, _ = strconv.ParseInt(res[0], 10, 64)
+	rec.LastHeartbeat = msTime(res[3])
+	return rec, res[1], nil
+}
+
+// DeleteService removes a service of app (AnyApp for the platform) and
+// appends REMOVED. ErrNotFound, ErrForbidden.
+func (s *Store) DeleteService(ctx context.Context, app, id string) (string, error) {
+	sid, err := deleteServiceScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen).Text()
+	if err != nil {
+		return "", wrap("delete service "+id, err)
+	}
+	return sid, nil
+}
+
+// Liveness is the outcome of a heartbeat.
+type Liveness struct {
+	// Interval is the liveness interval in force, in seconds.
+	Interval int
+	// State after the heartbeat.
+	State string
+	// Rev after the heartbeat.
+	Rev int64
+	// StreamID is the STATE_CHANGED entry when a SUSPENDED service came
+	// back to ACTIVE, else "".
+	StreamID string
+}
+
+// Heartbeat records a heartbeat of service id of app at the store's clock:
+// it moves the liveness deadline to now + interval + Grace(interval), and a
+// SUSPENDED service becomes ACTIVE again (STATE_CHANGED). Plain heartbeats do
+// not append to the change stream: they change no state a consumer sees.
+// ErrNotFound, ErrForbidden, ErrInvalid (no liveness for this service).
+func (s *Store) Heartbeat(ctx context.Context, app, id string) (Liveness, error) {
+	res, err := heartbeatScript.Run(ctx, s.rdb, nil, s.prefix, id, app, ms(s.now()), s.maxLen).StringSlice()
+	if err != nil {
+		return Liveness{}, wrap("heartbeat "+id, err)
+	}
+	l := Liveness{StreamID: res[2], State: res[3]}
+	l.Interval, _ = strconv.Atoi(res[0])
+	l.Rev, _ = strconv.ParseInt(res[1], 10, 64)
+	return l, nil
+}
+
+// LivenessDeadline returns the current deadline of service id (for tests and
+// the reaper's diagnostics). ErrNotFound when it has none.
+func (s *Store) LivenessDeadline(ctx context.Context, id string) (time.Time, error) {
+	v, err := s.rdb.ZScore(ctx, s.key("liveness"), id).Result()
+	if err != nil {
+		return time.Time{}, wrap("liveness deadline "+id, err)
+	}
+	return time.UnixMilli(int64(v)), nil
+}
+
+var recordFields = []string{"app", "name", "cat", "state", "rev", "live", "info", "hb"}
+
+func recordFrom(id string, v []any) (ServiceRecord, bool) {
+	if len(v) != len(recordFields) || v[0] == nil {
+		return ServiceRecord{}, false
+	}
+	str := func(i int) string { s, _ := v[i].(string); return s }
+	r := ServiceRecord{ID: id, AppInstanceID: str(0), Name: str(1), CategoryID: str(2), State: str(3), Info: []byte(str(6))}
+	r.Rev, _ = strconv.ParseInt(str(4), 10, 64)
+	r.LivenessInterval, _ = strconv.Atoi(str(5))
+	r.LastHeartbeat = msTime(str(7))
+	return r, true
+}
+
+func msTime(s string) time.Time {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n == 0 {
+		return time.Time{}
+	}
+	return time.UnixMilli(n)
+}
+
+// GetService returns one service. ErrNotFound.
+func (s *Store) GetService(ctx context.Context, id string) (ServiceRecord, error) {
+	v, err := s.rdb.HMGet(ctx, s.key("svc", id), recordFields...).Result()
+	if err != nil {
+		return ServiceRecord{}, wrap("get service "+id, err)
+	}
+	r, ok := recordFrom(id, v)
+	if !ok {
+		return ServiceRecord{}, fmt.Errorf("get service %s: %w", id, ErrNotFound)
+	}
+	return r, nil
+}
+
+// ServicesByApp lists the services of one app instance.
+func (s *Store) ServicesByApp(ctx context.Context, app string) ([]ServiceRecord, error) {
+	return s.fromIndexes(ctx, s.key("idx", "app", app))
+}
+
+// ServicesByName lists the services with any of the names.
+func (s *Store) ServicesByName(ctx context.Context, names ...string) ([]ServiceRecord, error) {
+	return s.fromIndexes(ctx, s.keys("name", names)...)
+}
+
+// ServicesByCategory lists the services with any of the category ids.
+func (s *Store) ServicesByCategory(ctx context.Context, cats ...string) ([]ServiceRecord, error) {
+	return s.fromIndexes(ctx, s.keys("cat", cats)...)
+}
+
+// ServicesByID returns the services among ids that exist (missing ones are skipped).
+func (s *Store) ServicesByID(ctx context.Context, ids ...string) ([]ServiceRecord, error) {
+	return s.load(ctx, ids)
+}
+
+// AllServices lists every service.
+func (s *Store) AllServices(ctx context.Context) ([]ServiceRecord, error) {
+	return s.fromIndexes(ctx, s.key("idx", "all"))
+}
+
+func (s *Store) keys(kind string, vals []string) []string {
+	ks := make([]string, len(vals))
+	for i, v := range vals {
+		ks[i] = s.key("idx", kind, v)
+	}
+	return ks
+}
+
+func (s *Store) fromIndexes(ctx context.Context, idx ...string) ([]ServiceRecord, error) {
+	if len(idx) == 0 {
+		return nil, nil
+	}
+	ids, err := s.rdb.SUnion(ctx, idx...).Result()
+	if err != nil {
+		return nil, wrap("list services", err)
+	}
+	return s.load(ctx, ids)
+}
+
+func (s *Store) load(ctx context.Context, ids []string) ([]ServiceRecord, error) {
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cmds := make([]*redis.SliceCmd, len(ids))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, id := range ids {
+			cmds[i] = p.HMGet(ctx, s.key("svc", id), recordFields...)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, wrap("load services", err)
+	}
+	out := make([]ServiceRecord, 0, len(ids))
+	for i, c := range cmds {
+		if r, ok := recordFrom(ids[i], c.Val()); ok {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
