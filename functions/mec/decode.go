@@ -1,0 +1,247 @@
+package mec
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+)
+
+// FieldError is a refused request member.
+type FieldError struct {
+	// Field is the JSON path of the member, e.g. "transportInfo.type".
+	Field string
+	// Reason says what is wrong with it.
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+
+func fieldErr(field, format string, args ...any) *FieldError {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
+}
+
+// MaxNameLen bounds serName, version, ids and similar strings.
+const MaxNameLen = 256
+
+// Decode reads one JSON value into v. Syntax errors, type mismatches and
+// trailing data become a *FieldError; a body over the reader's limit keeps
+// its *http.MaxBytesError. A body that is exactly {"<wrapper>": {...}} (how
+// MEC 011 v3.1.1 writes bodies) is unwrapped first.
+func Decode(r io.Reader, wrapper string, v any) error {
+	raw, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	return DecodeBytes(raw, wrapper, v)
+}
+
+// DecodeBytes is Decode over a byte slice.
+func DecodeBytes(raw []byte, wrapper string, v any) error {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return fieldErr("body", "a JSON object is required")
+	}
+	if wrapper != "" {
+		var w map[string]json.RawMessage
+		if json.Unmarshal(raw, &w) == nil && len(w) == 1 {
+			if inner, ok := w[wrapper]; ok {
+				raw = inner
+			}
+		}
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	if err := dec.Decode(v); err != nil {
+		var te *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &te):
+			f := te.Field
+			if f == "" {
+				f = "body"
+			}
+			return fieldErr(f, "must be %s, not a JSON %s", jsonKind(te.Type.Kind().String()), te.Value)
+		case errors.As(err, &se):
+			return fieldErr("body", "malformed JSON at offset %d", se.Offset)
+		}
+		return fieldErr("body", "malformed JSON: %v", err)
+	}
+	if dec.More() {
+		return fieldErr("body", "unexpected data after the JSON object")
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "struct", "map", "ptr":
+		return "an object"
+	}
+	if strings.HasPrefix(k, "int") || strings.HasPrefix(k, "uint") || strings.HasPrefix(k, "float") {
+		return "a number in range"
+	}
+	return k
+}
+
+func oneOf(field, v string, allowed []string) error {
+	if !slices.Contains(allowed, v) {
+		return fieldErr(field, "must be one of %s, not %q", strings.Join(allowed, ", "), v)
+	}
+	return nil
+}
+
+func bounded(field, v string, required bool) error {
+	if required && strings.TrimSpace(v) == "" {
+		return fieldErr(field, "is required")
+	}
+	if len(v) > MaxNameLen {
+		return fieldErr(field, "is longer than %d bytes", MaxNameLen)
+	}
+	return nil
+}
+
+// DecodeServiceInfo reads a ServiceInfo from a request body and normalises
+// it: empty optional members become absent (EdgeGallery sends "" and empty
+// objects), request-only or response-only members (_links, serInstanceId in
+// POST) are dropped by the caller. It validates what MEC 011 requires.
+// platformTransport, when non-nil, resolves a transportId to the
+// platform-provided transport.
+func DecodeServiceInfo(raw []byte, platformTransport func(id string) *TransportInfo) (ServiceInfo, error) {
+	var si ServiceInfo
+	if err := DecodeBytes(raw, "ServiceInfo", &si); err != nil {
+		return ServiceInfo{}, err
+	}
+	si.Links = nil
+	if c := si.SerCategory; c != nil && *c == (CategoryRef{}) {
+		si.SerCategory = nil
+	}
+	if err := bounded("serName", si.SerName, true); err != nil {
+		return si, err
+	}
+	if strings.ContainsAny(si.SerName, "/?#\x00") {
+		return si, fieldErr("serName", "must not contain '/', '?', '#' or NUL")
+	}
+	if err := bounded("version", si.Version, true); err != nil {
+		return si, err
+	}
+	if si.State == "" {
+		return si, fieldErr("state", "is required")
+	}
+	if err := oneOf("state", si.State, []string{"ACTIVE", "INACTIVE"}); err != nil {
+		return si, err
+	}
+	if si.Serializer == "" {
+		return si, fieldErr("serializer", "is required")
+	}
+	if err := oneOf("serializer", si.Serializer, SerializerTypes); err != nil {
+		return si, err
+	}
+	if si.ScopeOfLocality != "" {
+		if err := oneOf("scopeOfLocality", si.ScopeOfLocality, LocalityTypes); err != nil {
+			return si, err
+		}
+	}
+	if si.LivenessInterval < 0 {
+		return si, fieldErr("livenessInterval", "must not be negative")
+	}
+	if c := si.SerCategory; c != nil {
+		for _, f := range []struct {
+			name, v string
+			required bool
+		}{{"href", c.Href, false}, {"id", c.ID, true}, {"name", c.Name, true}, {"version", c.Version, false}} {
+			if err := bounded("serCategory."+f.name, f.v, f.required); err != nil {
+				return si, err
+			}
+		}
+		if strings.ContainsAny(c.ID, "/?#\x00") {
+			return si, fieldErr("serCategory.id", "must not contain '/', '?', '#' or NUL")
+		}
+	}
+	// MEC 011: transportId or transportInfo, not both. EdgeGallery sends both
+	// (or transportId ""); transportInfo wins when it is present.
+	switch {
+	case si.TransportInfo != nil:
+		si.TransportID = ""
+		if err := validateTransport(si.TransportInfo); err != nil {
+			return si, err
+		}
+	case si.TransportID != "":
+		if platformTransport == nil {
+			return si, fieldErr("transportId", "names no platform-provided transport")
+		}
+		ti := platformTransport(si.TransportID)
+		if ti == nil {
+			return si, fieldErr("transportId", "names no platform-provided transport (see GET /transports)")
+		}
+		si.TransportInfo = ti
+	default:
+		return si, fieldErr("transportInfo", "is required (or a transportId from GET /transports)")
+	}
+	return si, nil
+}
+
+func validateTransport(t *TransportInfo) error {
+	for _, f := range [][2]string{{"id", t.ID}, {"name", t.Name}, {"protocol", t.Protocol}, {"version", t.Version}} {
+		if err := bounded("transportInfo."+f[0], f[1], true); err != nil {
+			return err
+		}
+	}
+	if len(t.Description) > 4*MaxNameLen {
+		return fieldErr("transportInfo.description", "is too long")
+	}
+	if t.Type == "" {
+		return fieldErr("transportInfo.type", "is required")
+	}
+	if err := oneOf("transportInfo.type", t.Type, TransportTypes); err != nil {
+		return err
+	}
+	e := t.Endpoint
+	if e == nil {
+		return fieldErr("transportInfo.endpoint", "is required")
+	}
+	if len(e.URIs) == 0 && len(e.FQDN) == 0 && len(e.Addresses) == 0 && len(e.Alternative) == 0 {
+		return fieldErr("transportInfo.endpoint", "needs uris, fqdn, addresses or alternative")
+	}
+	for i, a := range e.Addresses {
+		if strings.TrimSpace(a.Host) == "" || len(a.Host) > MaxNameLen {
+			return fieldErr(fmt.Sprintf("transportInfo.endpoint.addresses[%d].host", i), "is required")
+		}
+		if a.Port == 0 || a.Port > 65535 {
+			return fieldErr(fmt.Sprintf("transportInfo.endpoint.addresses[%d].port", i), "must be 1..65535")
+		}
+	}
+	if string(bytes.TrimSpace(t.ImplSpecificInfo)) == "{}" || string(t.ImplSpecificInfo) == "null" {
+		t.ImplSpecificInfo = nil
+	}
+	if t.Security == nil {
+		// Required by MEC 011; an absent security object means none.
+		t.Security = &SecurityInfo{}
+	}
+	if o := t.Security.OAuth2Info; o != nil {
+		if len(o.GrantTypes) == 0 && o.TokenEndpoint == "" {
+			t.Security.OAuth2Info = nil // EdgeGallery's empty object
+			return nil
+		}
+		if len(o.GrantTypes) == 0 || len(o.GrantTypes) > 4 {
+			return fieldErr("transportInfo.security.oAuth2Info.grantTypes", "needs 1 to 4 grant types")
+		}
+		for i, g := range o.GrantTypes {
+			if err := oneOf(fmt.Sprintf("transportInfo.security.oAuth2Info.grantTypes[%d]", i), g, GrantTypes); err != nil {
+				return err
+			}
+		}
+		if err := bounded("transportInfo.security.oAuth2Info.tokenEndpoint", o.TokenEndpoint, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,101 @@
+// Command token is the token function's binary: POST /mep/token, the JWKS,
+// and Mm5 app credentials, served on $PORT (the Knative runtime contract).
+//
+// Environment: PORT (8080), REDIS_URL (redis://127.0.0.1:6379/0),
+// KMEP_ENCRYPTION_KEY (32 bytes, base64 or hex; required),
+// KMEP_TOKEN_SIGNING_KEY (PEM of one or more Ed25519 PKCS#8 keys, the first
+// signs; or KMEP_TOKEN_SIGNING_KEY_FILE; required), KMEP_ADMIN_TOKEN
+// (required), KMEP_LOG_LEVEL (info).
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/auth"
+	"github.com/kmep-io/kmep/functions/server"
+	"github.com/kmep-io/kmep/functions/token"
+	"github.com/kmep-io/kmep/store"
+)
+
+func main() {
+	log := newLogger("token")
+	if err := run(log); err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(component string) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(env("KMEP_LOG_LEVEL", "info")))
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("component", component)
+}
+
+func env(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func run(log *slog.Logger) error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+
+	key, err := store.ParseEncryptionKey(os.Getenv("KMEP_ENCRYPTION_KEY"))
+	if err != nil {
+		return err
+	}
+	pem := []byte(os.Getenv("KMEP_TOKEN_SIGNING_KEY"))
+	if f := os.Getenv("KMEP_TOKEN_SIGNING_KEY_FILE"); len(pem) == 0 && f != "" {
+		if pem, err = os.ReadFile(f); err != nil {
+			return fmt.Errorf("KMEP_TOKEN_SIGNING_KEY_FILE: %w", err)
+		}
+	}
+	keys, err := auth.ParseSigningKeys(pem)
+	if err != nil {
+		return fmt.Errorf("KMEP_TOKEN_SIGNING_KEY: %w", err)
+	}
+	signer, err := auth.NewSigner(keys, auth.SignerOptions{})
+	if err != nil {
+		return err
+	}
+	admin, err := auth.NewAdmin(os.Getenv("KMEP_ADMIN_TOKEN"))
+	if err != nil {
+		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
+	}
+	rdb, err := store.Dial(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	st, err := store.New(store.Options{Client: rdb, EncryptionKey: key})
+	if err != nil {
+		return err
+	}
+	go publishKeys(ctx, log, st, signer.JWKS())
+	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + env("PORT", "8080"), Handler: h, Log: log})
+}
+
+// publishKeys puts the verification keys where every function reads them,
+// retrying while Redis is unreachable.
+func publishKeys(ctx context.Context, log *slog.Logger, st *store.Store, jwks []byte) {
+	for ctx.Err() == nil {
+		err := st.PublishJWKS(ctx, jwks)
+		if err == nil {
+			return
+		}
+		log.Warn("publish token keys; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}

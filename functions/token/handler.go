@@ -1,0 +1,261 @@
+package token
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/auth"
+	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/store"
+)
+
+// Paths served.
+const (
+	TokenPath = "/mep/token"
+	JWKSPath  = "/mep/token/jwks"
+	ConfsPath = "/mep/appMng/v1/applications/{appInstanceId}/confs"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 64 << 10
+
+// Deps are the token function's dependencies.
+type Deps struct {
+	// Store is required.
+	Store *store.Store
+	// Signer issues JWTs. Required.
+	Signer *auth.Signer
+	// Admin authenticates Mm5 calls. Required.
+	Admin *auth.Admin
+	// Log is the logger. Zero value: slog.Default().
+	Log *slog.Logger
+	// SkewWindow is how far x-sdk-date may be from now. Zero value: 15 min.
+	SkewWindow time.Duration
+	// Now is the clock. Zero value: time.Now.
+	Now func() time.Time
+}
+
+type handler struct {
+	Deps
+	mux *http.ServeMux
+}
+
+// New returns the token function's handler.
+func New(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.SkewWindow == 0 {
+		d.SkewWindow = 15 * time.Minute
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	h := &handler{Deps: d, mux: http.NewServeMux()}
+	h.mux.Handle(TokenPath, h.methods(map[string]problem.HandlerFunc{"POST": h.token}))
+	h.mux.Handle(JWKSPath, h.methods(map[string]problem.HandlerFunc{"GET": h.jwks}))
+	h.mux.Handle(ConfsPath, h.methods(map[string]problem.HandlerFunc{
+		"PUT": h.admin(h.putConf), "GET": h.admin(h.getConf), "DELETE": h.admin(h.deleteConf)}))
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *handler) methods(m map[string]problem.HandlerFunc) http.Handler {
+	return problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
+		fn, ok := m[r.Method]
+		if !ok {
+			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
+		}
+		return fn(w, r)
+	})
+}
+
+func (h *handler) admin(fn problem.HandlerFunc) problem.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := h.Admin.Check(r); err != nil {
+			return err
+		}
+		return fn(w, r)
+	}
+}
+
+// Response is the token answer, as mepauth gives it.
+type Response struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+}
+
+func unauthorized(detail string) error {
+	return &problem.Error{Status: http.StatusUnauthorized, Detail: detail,
+		Header: http.Header{"Www-Authenticate": {aksk.Algorithm}}}
+}
+
+func (h *handler) token(w http.ResponseWriter, r *http.Request) error {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return err
+	}
+	a, err := aksk.ParseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return unauthorized("missing or malformed SDK-HMAC-SHA256 Authorization header")
+	}
+	date, err := aksk.ParseDate(r.Header.Get(aksk.DateHeader))
+	if err != nil {
+		return unauthorized("missing or malformed x-sdk-date header")
+	}
+	if err := aksk.CheckSkew(date, h.Now(), h.SkewWindow); err != nil {
+		return unauthorized("x-sdk-date is outside the allowed clock skew")
+	}
+	cred, err := h.Store.CredentialByAK(r.Context(), a.AccessKey)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("look up access key: %w", err)
+	}
+	if cred.LockedFor > 0 {
+		return &problem.Error{Status: http.StatusTooManyRequests, Detail: "access key locked after repeated bad signatures",
+			RetryAfter: int((cred.LockedFor + time.Second - 1) / time.Second)}
+	}
+	// An unknown AK counts as a bad signature: no oracle of which AKs exist.
+	if cred.SecretKey == nil || aksk.Verify(r, body, cred.SecretKey, a) != nil {
+		locked, err := h.Store.RecordAuthFailure(r.Context(), a.AccessKey)
+		if err != nil {
+			return fmt.Errorf("record auth failure: %w", err)
+		}
+		if locked > 0 {
+			h.Log.Warn("access key locked", "ak", a.AccessKey, "for", locked)
+		}
+		return unauthorized("signature does not match")
+	}
+	tok, exp, err := h.Signer.Issue(cred.AppInstanceID, h.Now())
+	if err != nil {
+		return fmt.Errorf("issue token: %w", err)
+	}
+	out, _ := json.Marshal(Response{AccessToken: tok, TokenType: "Bearer", ExpiresIn: exp})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_, err = w.Write(out)
+	return err
+}
+
+func (h *handler) jwks(w http.ResponseWriter, r *http.Request) error {
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "max-age=60")
+	_, err := w.Write(h.Signer.JWKS())
+	return err
+}
+
+// AppConf is the Mm5 body.
+type AppConf struct {
+	AuthInfo struct {
+		Credentials struct {
+			AccessKeyID string `json:"accessKeyId"`
+			SecretKey   string `json:"secretKey,omitempty"`
+		} `json:"credentials"`
+	} `json:"authInfo"`
+	AppInfo struct {
+		AppName          string   `json:"appName"`
+		RequiredServices []string `json:"requiredServices"`
+	} `json:"appInfo"`
+}
+
+var (
+	appIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
+	akPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+)
+
+func appID(r *http.Request) (string, error) {
+	id := r.PathValue("appInstanceId")
+	if !appIDPattern.MatchString(id) {
+		return "", problem.BadRequest("appInstanceId", "appInstanceId must be 1-64 letters, digits, '.', '_' or '-'")
+	}
+	return id, nil
+}
+
+func (h *handler) putConf(w http.ResponseWriter, r *http.Request) error {
+	app, err := appID(r)
+	if err != nil {
+		return err
+	}
+	var c AppConf
+	if err := mec.Decode(http.MaxBytesReader(w, r.Body, MaxBody), "", &c); err != nil {
+		var fe *mec.FieldError
+		if errors.As(err, &fe) {
+			return problem.BadRequest(fe.Field, fe.Error())
+		}
+		return err
+	}
+	cr := c.AuthInfo.Credentials
+	switch {
+	case !akPattern.MatchString(cr.AccessKeyID):
+		return problem.BadRequest("authInfo.credentials.accessKeyId", "accessKeyId must be 1-128 letters, digits, '.', '_' or '-'")
+	case len(cr.SecretKey) < 8 || len(cr.SecretKey) > 256:
+		return problem.BadRequest("authInfo.credentials.secretKey", "secretKey must be 8 to 256 bytes")
+	case len(c.AppInfo.AppName) > 256:
+		return problem.BadRequest("appInfo.appName", "appName is longer than 256 bytes")
+	case len(c.AppInfo.RequiredServices) > 100:
+		return problem.BadRequest("appInfo.requiredServices", "at most 100 required services")
+	}
+	saved, err := h.Store.PutAppConf(r.Context(), store.AppConf{AppInstanceID: app, AccessKeyID: cr.AccessKeyID,
+		SecretKey: []byte(cr.SecretKey), AppName: c.AppInfo.AppName, RequiredServices: c.AppInfo.RequiredServices})
+	if errors.Is(err, store.ErrConflict) {
+		return &problem.Error{Status: http.StatusConflict, Field: "authInfo.credentials.accessKeyId", Detail: "accessKeyId is in use by another app instance"}
+	}
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if saved.Rev == 1 {
+		status = http.StatusCreated
+	}
+	return writeConf(w, status, saved)
+}
+
+func writeConf(w http.ResponseWriter, status int, c store.AppConf) error {
+	var out AppConf
+	out.AuthInfo.Credentials.AccessKeyID = c.AccessKeyID
+	out.AppInfo.AppName = c.AppName
+	out.AppInfo.RequiredServices = c.RequiredServices
+	if out.AppInfo.RequiredServices == nil {
+		out.AppInfo.RequiredServices = []string{}
+	}
+	body, _ := json.Marshal(out)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("ETag", `"`+strconv.FormatInt(c.Rev, 10)+`"`)
+	w.WriteHeader(status)
+	_, err := w.Write(body)
+	return err
+}
+
+func (h *handler) getConf(w http.ResponseWriter, r *http.Request) error {
+	app, err := appID(r)
+	if err != nil {
+		return err
+	}
+	c, err := h.Store.GetAppConf(r.Context(), app)
+	if err != nil {
+		return err
+	}
+	return writeConf(w, http.StatusOK, c)
+}
+
+func (h *handler) deleteConf(w http.ResponseWriter, r *http.Request) error {
+	app, err := appID(r)
+	if err != nil {
+		return err
+	}
+	if err := h.Store.DeleteAppConf(r.Context(), app); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

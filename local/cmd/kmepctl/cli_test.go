@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/token/aksk"
+)
+
+const (
+	testAK    = "QVUJMSUMGS0VZLS0TLS0"
+	testSK    = "0QHhZfmFmTFFNy3eDXLUY_zWrh4GVhTXE6BXQXxQ"
+	testToken = "eyJhbGciOiJSUzUxMiJ9.eyJzdWIiOiJhcHAtMSJ9.c2ln"
+)
+
+// tokenServer is a stand-in for the token function: it verifies the
+// signature with testSK, checks the date against the real clock, and answers
+// a token or a 401 ProblemDetails. It records the last request's signed
+// headers.
+type tokenServer struct {
+	*httptest.Server
+	lastSigned chan []string
+}
+
+func newTokenServer(t *testing.T) *tokenServer {
+	t.Helper()
+	ts := &tokenServer{lastSigned: make(chan []string, 1)}
+	ts.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(r.Body)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		if err := ts.verify(r, body); err != nil {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(map[string]any{"status": 401, "detail": err.Error()})
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"access_token": testToken, "token_type": "Bearer", "expires_in": 3600})
+	}))
+	t.Cleanup(ts.Close)
+	return ts
+}
+
+func (ts *tokenServer) verify(r *http.Request, body []byte) error {
+	if r.Method != http.MethodPost || r.URL.Path != "/mep/token" {
+		return errors.New("want POST /mep/token")
+	}
+	a, err := aksk.ParseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ts.lastSigned:
+	default:
+	}
+	ts.lastSigned <- a.SignedHeaders
+	if a.AccessKey != testAK {
+		return errors.New("unknown access key")
+	}
+	if err := aksk.Verify(r, body, []byte(testSK), a); err != nil {
+		return err
+	}
+	date, err := aksk.ParseDate(r.Header.Get(aksk.DateHeader))
+	if err != nil {
+		return err
+	}
+	return aksk.CheckSkew(date, time.Now(), 5*time.Minute)
+}
+
+// runCLI runs kmepctl with args and returns its exit code, stdout and stderr.
+func runCLI(t *testing.T, env map[string]string, now time.Time, args ...string) (int, string, string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	code := run(context.Background(), args, deps{
+		stdout: &stdout,
+		stderr: &stderr,
+		getenv: func(k string) string { return env[k] },
+		now:    func() time.Time { return now },
+		rand:   rand.Reader,
+		client: &http.Client{},
+	})
+	return code, stdout.String(), stderr.String()
+}
+
+func TestRunUsage(t *testing.T) {
+	tests := []struct {
+		name       string
+		env        map[string]string
+		args       []string
+		wantCode   int
+		wantStderr string
+	}{
+		{"no command", nil, nil, exitUsage, "usage:"},
+		{"unknown command", nil, []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{"sign without keys", nil, []string{"sign", "--url", "http://127.0.0.1:8080/mep/token"}, exitUsage, "pass --ak or set KMEP_AK"},
+		{"sign without sk", nil, []string{"sign", "--ak", testAK, "--url", "http://127.0.0.1:8080/mep/token"}, exitUsage, "pass --sk or set KMEP_SK"},
+		{"sign without url", map[string]string{envAK: testAK, envSK: testSK}, []string{"sign"}, exitUsage, "no --url"},
+		{"token without url", map[string]string{envAK: testAK, envSK: testSK}, []string{"token"}, exitUsage, "no --url"},
+		{"unknown flag", nil, []string{"sign", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{"stray argument", nil, []string{"keygen", "extra"}, exitUsage, `unexpected argument "extra"`},
+		{"flag help", nil, []string{"sign", "-h"}, exitOK, "-sk key"},
+		{"bad url scheme", nil, []string{"sign", "--ak", testAK, "--sk", testSK, "--url", "ftp://x/mep/token"}, exitFailure, "scheme must be http or https"},
+		{"relative url", nil, []string{"sign", "--ak", testAK, "--sk", testSK, "--url", "/mep/token"}, exitFailure, "scheme must be http or https"},
+		{"bad access key", nil, []string{"sign", "--ak", "A K", "--sk", testSK, "--url", "http://h/mep/token"}, exitFailure, "invalid character in access key"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, stdout, stderr := runCLI(t, tc.env, time.Now(), tc.args...)
+			if code != tc.wantCode {
+				t.Errorf("exit code = %d, want %d", code, tc.wantCode)
+			}
+			if !strings.Contains(stderr, tc.wantStderr) {
+				t.Errorf("stderr = %q, want it to contain %q", stderr, tc.wantStderr)
+			}
+			if tc.wantCode != exitOK && stdout != "" {
+				t.Errorf("stdout = %q on failure, want nothing", stdout)
+			}
+		})
+	}
+}
+
+func TestRunKeygen(t *testing.T) {
+	code, stdout, stderr := runCLI(t, nil, time.Now(), "keygen")
+	if code != exitOK {
+		t.Fatalf("exit code %d, stderr %q", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSuffix(stdout, "\n"), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("keygen printed %q, want two lines", stdout)
+	}
+	ak, okAK := strings.CutPrefix(lines[0], "AK=")
+	sk, okSK := strings.CutPrefix(lines[1], "SK=")
+	if !okAK || !okSK || !akPattern.MatchString(ak) || !skPattern.MatchString(sk) {
+		t.Errorf("keygen printed %q, want AK=<20 [A-Z0-9]> and SK=<40 base64url>", stdout)
+	}
+}
