@@ -155,7 +155,7 @@ func DecodeServiceInfo(raw []byte, platformTransport func(id string) *TransportI
 	}
 	if c := si.SerCategory; c != nil {
 		for _, f := range []struct {
-			name, v string
+			name, v  string
 			required bool
 		}{{"href", c.Href, false}, {"id", c.ID, true}, {"name", c.Name, true}, {"version", c.Version, false}} {
 			if err := bounded("serCategory."+f.name, f.v, f.required); err != nil {

@@ -25,7 +25,9 @@ func TestRunDrainsInFlight(t *testing.T) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
-	go func() { ran <- server.Run(ctx, server.Options{Listener: ln, Handler: h, DrainTimeout: 5 * time.Second}) }()
+	go func() {
+		ran <- server.Run(ctx, server.Options{Listener: ln, Handler: h, DrainTimeout: 5 * time.Second})
+	}()
 	base := "http://" + ln.Addr().String()
 
 	res, err := http.Get(base + "/healthz")
