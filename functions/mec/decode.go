@@ -69,10 +69,41 @@ func DecodeBytes(raw []byte, wrapper string, v any) error {
 		}
 		return fieldErr("body", "malformed JSON: %v", err)
 	}
-	if dec.More() {
+	// dec.More would miss a stray '}' or ']': anything but the end of the
+	// input after the value is trailing data.
+	if _, err := dec.Token(); err != io.EOF {
 		return fieldErr("body", "unexpected data after the JSON object")
 	}
 	return nil
+}
+
+// emptyJSON reports whether m is absent, null or an empty object: what
+// EdgeGallery sends for members it has nothing to put in.
+func emptyJSON(m json.RawMessage) bool {
+	if len(bytes.TrimSpace(m)) == 0 {
+		return true
+	}
+	var b bytes.Buffer
+	if json.Compact(&b, m) != nil {
+		return false
+	}
+	return b.String() == "null" || b.String() == "{}"
+}
+
+// emptyTransport reports whether t carries nothing at all: how EdgeGallery's
+// mep-agent marshals its (non-pointer) transportInfo when the app names a
+// platform transport by transportId instead.
+func emptyTransport(t *TransportInfo) bool {
+	if t.ID != "" || t.Name != "" || t.Description != "" || t.Type != "" || t.Protocol != "" || t.Version != "" {
+		return false
+	}
+	if e := t.Endpoint; e != nil && (len(e.URIs) > 0 || len(e.FQDN) > 0 || len(e.Addresses) > 0 || !emptyJSON(e.Alternative)) {
+		return false
+	}
+	if s := t.Security; s != nil && s.OAuth2Info != nil && (len(s.OAuth2Info.GrantTypes) > 0 || s.OAuth2Info.TokenEndpoint != "") {
+		return false
+	}
+	return emptyJSON(t.ImplSpecificInfo)
 }
 
 func jsonKind(k string) string {
@@ -167,7 +198,11 @@ func DecodeServiceInfo(raw []byte, platformTransport func(id string) *TransportI
 		}
 	}
 	// MEC 011: transportId or transportInfo, not both. EdgeGallery sends both
-	// (or transportId ""); transportInfo wins when it is present.
+	// (or transportId "", or a transportInfo of empty members beside a
+	// transportId); a transportInfo with something in it wins.
+	if si.TransportInfo != nil && emptyTransport(si.TransportInfo) {
+		si.TransportInfo = nil
+	}
 	switch {
 	case si.TransportInfo != nil:
 		si.TransportID = ""
@@ -208,8 +243,21 @@ func validateTransport(t *TransportInfo) error {
 	if e == nil {
 		return fieldErr("transportInfo.endpoint", "is required")
 	}
+	if emptyJSON(e.Alternative) {
+		e.Alternative = nil // "alternative": null or {} says nothing
+	}
 	if len(e.URIs) == 0 && len(e.FQDN) == 0 && len(e.Addresses) == 0 && len(e.Alternative) == 0 {
 		return fieldErr("transportInfo.endpoint", "needs uris, fqdn, addresses or alternative")
+	}
+	for _, l := range []struct {
+		name string
+		vs   []string
+	}{{"uris", e.URIs}, {"fqdn", e.FQDN}} {
+		for i, v := range l.vs {
+			if strings.TrimSpace(v) == "" {
+				return fieldErr(fmt.Sprintf("transportInfo.endpoint.%s[%d]", l.name, i), "must not be empty")
+			}
+		}
 	}
 	for i, a := range e.Addresses {
 		if strings.TrimSpace(a.Host) == "" || len(a.Host) > MaxNameLen {
@@ -219,7 +267,7 @@ func validateTransport(t *TransportInfo) error {
 			return fieldErr(fmt.Sprintf("transportInfo.endpoint.addresses[%d].port", i), "must be 1..65535")
 		}
 	}
-	if string(bytes.TrimSpace(t.ImplSpecificInfo)) == "{}" || string(t.ImplSpecificInfo) == "null" {
+	if emptyJSON(t.ImplSpecificInfo) {
 		t.ImplSpecificInfo = nil
 	}
 	if t.Security == nil {

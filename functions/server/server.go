@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -84,4 +85,13 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	return nil
+}
+
+// NewLogger is the JSON logger every kmep binary builds once in main,
+// tagged with its component; level is "debug", "info", "warn" or "error"
+// (anything else: info).
+func NewLogger(w io.Writer, component, level string) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(level))
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})).With("component", component)
 }

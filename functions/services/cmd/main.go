@@ -22,17 +22,11 @@ import (
 )
 
 func main() {
-	log := newLogger("services")
+	log := server.NewLogger(os.Stderr, "services", os.Getenv("KMEP_LOG_LEVEL"))
 	if err := run(log); err != nil {
 		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
-}
-
-func newLogger(component string) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(env("KMEP_LOG_LEVEL", "info")))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("component", component)
 }
 
 func env(k, def string) string {

@@ -15,7 +15,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/server"
@@ -24,17 +23,11 @@ import (
 )
 
 func main() {
-	log := newLogger("token")
+	log := server.NewLogger(os.Stderr, "token", os.Getenv("KMEP_LOG_LEVEL"))
 	if err := run(log); err != nil {
 		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
-}
-
-func newLogger(component string) *slog.Logger {
-	var lvl slog.Level
-	_ = lvl.UnmarshalText([]byte(env("KMEP_LOG_LEVEL", "info")))
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("component", component)
 }
 
 func env(k, def string) string {
@@ -79,23 +72,7 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	go publishKeys(ctx, log, st, signer.JWKS())
+	go token.PublishKeys(ctx, log, st, signer.JWKS())
 	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log})
 	return server.Run(ctx, server.Options{Addr: ":" + env("PORT", "8080"), Handler: h, Log: log})
-}
-
-// publishKeys puts the verification keys where every function reads them,
-// retrying while Redis is unreachable.
-func publishKeys(ctx context.Context, log *slog.Logger, st *store.Store, jwks []byte) {
-	for ctx.Err() == nil {
-		err := st.PublishJWKS(ctx, jwks)
-		if err == nil {
-			return
-		}
-		log.Warn("publish token keys; retrying", "err", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
 }

@@ -1,0 +1,42 @@
+# kmep — ETSI MEC platform on Knative. `make help` lists the targets.
+GO      ?= go
+BIN     ?= bin
+PKGS    ?= ./...
+BENCHTIME ?= 1s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets.
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "} {printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: run
+run: ## Build and start the all-in-one platform on 127.0.0.1:8080 (KMEP_ADDR overrides).
+	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
+	$(BIN)/kmep
+
+.PHONY: test
+test: ## Run every test with the race detector (needs redis-server on PATH).
+	$(GO) test -race -count=1 $(PKGS)
+
+.PHONY: bench
+bench: ## Run the Go benchmarks and the HTTP load benchmark (figures for the closing note).
+	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) $(PKGS)
+	$(GO) run ./local/cmd/kmepbench
+
+.PHONY: lint
+lint: ## go vet and a gofmt check.
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: build
+build: ## Build every binary into ./bin.
+	$(GO) build -o $(BIN)/token ./functions/token/cmd
+	$(GO) build -o $(BIN)/services ./functions/services/cmd
+	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
+	$(GO) build -o $(BIN)/kmepctl ./local/cmd/kmepctl
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
+	$(GO) test -run '^$$' -fuzz FuzzParseAuthorization -fuzztime $${FUZZTIME:-30s} ./functions/token/aksk/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeServiceInfo -fuzztime $${FUZZTIME:-30s} ./functions/mec/

@@ -1,0 +1,242 @@
+// Package allinone runs the whole kmep platform in one process for a
+// laptop: every function's handler mounted on one port (the very handlers
+// the per-function binaries serve), the discovery cache, and the platform's
+// keys and secrets generated on first start under a data directory.
+//
+// The store is chosen in this order, and the choice is the first log line:
+// REDIS_URL when set; else a private redis-server child with its data (AOF
+// on) under the data directory when redis-server is on PATH; else an
+// embedded in-process Redis-protocol server (miniredis) whose data lives
+// only as long as the process.
+package allinone
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/functions/auth"
+	"github.com/kmep-io/kmep/functions/server"
+	"github.com/kmep-io/kmep/functions/services"
+	"github.com/kmep-io/kmep/functions/token"
+	"github.com/kmep-io/kmep/local/rediserver"
+	"github.com/kmep-io/kmep/store"
+)
+
+// Config configures Run. Zero values are filled as documented.
+type Config struct {
+	// Addr is the listen address. Zero value: 127.0.0.1:8080.
+	Addr string
+	// Listener, when set, is used instead of listening on Addr.
+	Listener net.Listener
+	// DataDir holds generated secrets and the private Redis's data.
+	// Zero value: .kmep
+	DataDir string
+	// RedisURL selects an external Redis. Zero value: a private
+	// redis-server, else the embedded server.
+	RedisURL string
+	// NoRedisServer skips the redis-server child even when it is on PATH.
+	NoRedisServer bool
+	// AdminToken is the platform admin's Bearer token. Zero value: read from,
+	// or generated into, DataDir/admin-token.
+	AdminToken string
+	// EncryptionKey seals secrets at rest (32 bytes). Zero value: read from,
+	// or generated into, DataDir/encryption-key.
+	EncryptionKey []byte
+	// SigningKeyPEM holds the token signing keys. Zero value: read from, or
+	// generated into, DataDir/signing-key.pem.
+	SigningKeyPEM []byte
+	// MinLivenessInterval is the shortest heartbeat interval granted.
+	// Zero value: 1 s.
+	MinLivenessInterval time.Duration
+	// Log is the logger. Zero value: slog.Default().
+	Log *slog.Logger
+	// Ready, when set, is called with the listen address once serving.
+	Ready func(addr string)
+}
+
+// Run starts the platform and serves until ctx ends, then drains and
+// stops what it started.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Addr == "" {
+		cfg.Addr = "127.0.0.1:8080"
+	}
+	if cfg.DataDir == "" {
+		cfg.DataDir = ".kmep"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	log := cfg.Log
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	rdb, closeStore, err := openRedis(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	defer rdb.Close()
+
+	secrets, err := loadSecrets(&cfg, log)
+	if err != nil {
+		return err
+	}
+	st, err := store.New(store.Options{Client: rdb, EncryptionKey: cfg.EncryptionKey})
+	if err != nil {
+		return err
+	}
+	keys, err := auth.ParseSigningKeys(cfg.SigningKeyPEM)
+	if err != nil {
+		return fmt.Errorf("signing keys: %w", err)
+	}
+	signer, err := auth.NewSigner(keys, auth.SignerOptions{})
+	if err != nil {
+		return err
+	}
+	admin, err := auth.NewAdmin(cfg.AdminToken)
+	if err != nil {
+		return fmt.Errorf("admin token: %w", err)
+	}
+	if secrets != "" {
+		log.Info("generated platform secrets", "files", secrets)
+	}
+
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	token.PublishKeys(ctx, log, st, signer.JWKS())
+	cache := services.NewCache(st, store.CacheOptions{OnError: func(err error) { log.Warn("discovery cache resync", "err", err) }})
+	go cache.Run(bg)
+
+	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
+	tokenH := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log.With("function", "token")})
+	servicesH := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
+		Log: log.With("function", "services"), MinLivenessInterval: cfg.MinLivenessInterval})
+
+	mux := http.NewServeMux()
+	mux.Handle(token.TokenPath, tokenH)
+	mux.Handle(token.JWKSPath, tokenH)
+	mux.Handle("/mep/appMng/", tokenH)
+	mux.Handle(services.BasePath+"/", servicesH)
+
+	ln := cfg.Listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", cfg.Addr); err != nil {
+			return fmt.Errorf("listen %s: %w", cfg.Addr, err)
+		}
+	}
+	if cfg.Ready != nil {
+		cfg.Ready(ln.Addr().String())
+	}
+	return server.Run(ctx, server.Options{Listener: ln, Handler: mux, Log: log, DrainTimeout: 10 * time.Second})
+}
+
+// openRedis picks the store and announces it as the first log line.
+func openRedis(cfg Config, log *slog.Logger) (*redis.Client, func(), error) {
+	if cfg.RedisURL != "" {
+		c, err := store.Dial(cfg.RedisURL)
+		if err != nil {
+			return nil, nil, err
+		}
+		log.Info("store: external Redis from REDIS_URL", "addr", c.Options().Addr)
+		return c, func() {}, nil
+	}
+	if !cfg.NoRedisServer {
+		if _, err := exec.LookPath("redis-server"); err == nil {
+			dir := filepath.Join(cfg.DataDir, "redis")
+			srv, err := rediserver.Start(rediserver.Options{Dir: dir, AOF: true})
+			if err != nil {
+				return nil, nil, err
+			}
+			log.Info("store: private redis-server child, AOF on", "addr", srv.Addr, "dir", dir)
+			c, err := store.Dial(srv.URL())
+			if err != nil {
+				srv.Stop()
+				return nil, nil, err
+			}
+			return c, srv.Stop, nil
+		}
+	}
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr("127.0.0.1:0"); err != nil {
+		return nil, nil, fmt.Errorf("embedded store: %w", err)
+	}
+	log.Warn("store: EMBEDDED in-process Redis-protocol server (miniredis): NO PERSISTENCE, data is lost on exit; install redis-server or set REDIS_URL", "addr", m.Addr())
+	c, err := store.Dial("redis://" + m.Addr() + "/0")
+	if err != nil {
+		m.Close()
+		return nil, nil, err
+	}
+	return c, m.Close, nil
+}
+
+// loadSecrets fills the zero secrets of cfg from DataDir, generating the
+// missing files. It returns the names of the files it generated.
+func loadSecrets(cfg *Config, log *slog.Logger) (string, error) {
+	var generated []string
+	file := func(name string, gen func() ([]byte, error)) ([]byte, error) {
+		p := filepath.Join(cfg.DataDir, name)
+		b, err := os.ReadFile(p)
+		if err == nil {
+			return b, nil
+		}
+		if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		if b, err = gen(); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(p, b, 0o600); err != nil {
+			return nil, err
+		}
+		generated = append(generated, p)
+		return b, nil
+	}
+	random := func(n int) func() ([]byte, error) {
+		return func() ([]byte, error) {
+			b := make([]byte, n)
+			if _, err := rand.Read(b); err != nil {
+				return nil, err
+			}
+			return []byte(base64.RawURLEncoding.EncodeToString(b) + "\n"), nil
+		}
+	}
+	if cfg.AdminToken == "" {
+		b, err := file("admin-token", random(32))
+		if err != nil {
+			return "", fmt.Errorf("admin token: %w", err)
+		}
+		cfg.AdminToken = strings.TrimSpace(string(b))
+		log.Info("admin token from file (set KMEP_ADMIN_TOKEN to choose one)", "file", filepath.Join(cfg.DataDir, "admin-token"))
+	}
+	if cfg.EncryptionKey == nil {
+		b, err := file("encryption-key", random(32))
+		if err != nil {
+			return "", fmt.Errorf("encryption key: %w", err)
+		}
+		if cfg.EncryptionKey, err = store.ParseEncryptionKey(string(b)); err != nil {
+			return "", err
+		}
+	}
+	if cfg.SigningKeyPEM == nil {
+		b, err := file("signing-key.pem", auth.GenerateSigningKeyPEM)
+		if err != nil {
+			return "", fmt.Errorf("signing key: %w", err)
+		}
+		cfg.SigningKeyPEM = b
+	}
+	return strings.Join(generated, ", "), nil
+}

@@ -1,0 +1,62 @@
+// Command kmep is the all-in-one platform for a laptop (make run): every
+// kmep function on one port, with its store and secrets set up on its own.
+//
+// Environment: KMEP_ADDR (127.0.0.1:8080), KMEP_DATA_DIR (.kmep),
+// REDIS_URL (unset: a private redis-server, else an embedded server),
+// KMEP_ADMIN_TOKEN (unset: .kmep/admin-token), KMEP_ENCRYPTION_KEY (unset:
+// .kmep/encryption-key), KMEP_TOKEN_SIGNING_KEY (unset:
+// .kmep/signing-key.pem), KMEP_MIN_LIVENESS_INTERVAL (1s), KMEP_LOG_LEVEL (info).
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/server"
+	"github.com/kmep-io/kmep/local/allinone"
+	"github.com/kmep-io/kmep/store"
+)
+
+func main() {
+	log := server.NewLogger(os.Stderr, "kmep", os.Getenv("KMEP_LOG_LEVEL"))
+	cfg := allinone.Config{
+		Addr:          os.Getenv("KMEP_ADDR"),
+		DataDir:       os.Getenv("KMEP_DATA_DIR"),
+		RedisURL:      os.Getenv("REDIS_URL"),
+		AdminToken:    os.Getenv("KMEP_ADMIN_TOKEN"),
+		SigningKeyPEM: []byte(os.Getenv("KMEP_TOKEN_SIGNING_KEY")),
+		Log:           log,
+	}
+	if len(cfg.SigningKeyPEM) == 0 {
+		cfg.SigningKeyPEM = nil
+	}
+	if v := os.Getenv("KMEP_ENCRYPTION_KEY"); v != "" {
+		k, err := store.ParseEncryptionKey(v)
+		if err != nil {
+			fail(err)
+		}
+		cfg.EncryptionKey = k
+	}
+	if v := os.Getenv("KMEP_MIN_LIVENESS_INTERVAL"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fail(fmt.Errorf("KMEP_MIN_LIVENESS_INTERVAL: want a positive duration like 1s"))
+		}
+		cfg.MinLivenessInterval = d
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := allinone.Run(ctx, cfg); err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
+}
+
+func fail(err error) {
+	fmt.Fprintln(os.Stderr, "kmep:", err)
+	os.Exit(2)
+}
