@@ -49,6 +49,11 @@ func Start(opts Options) (*Server, error) {
 		}
 		opts.Binary = bin
 	}
+	dir, err := filepath.Abs(opts.Dir) // redis-server chdirs into --dir
+	if err != nil {
+		return nil, err
+	}
+	opts.Dir = dir
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, err
 	}
