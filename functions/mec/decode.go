@@ -45,7 +45,7 @@ func DecodeBytes(raw []byte, wrapper string, v any) error {
 	if len(raw) == 0 {
 		return fieldErr("body", "a JSON object is required")
 	}
-	if wrapper != "" {
+	if wrapper != "" && bytes.HasPrefix(bytes.TrimLeft(raw[1:], " \t\r\n"), []byte(`"`+wrapper+`"`)) {
 		var w map[string]json.RawMessage
 		if json.Unmarshal(raw, &w) == nil && len(w) == 1 {
 			if inner, ok := w[wrapper]; ok {
@@ -140,6 +140,20 @@ func bounded(field, v string, required bool) error {
 	return nil
 }
 
+// queryable refuses what would make a serName or category id impossible to
+// find with GET /services: path and query delimiters, NUL, the comma that
+// separates values of ser_name and ser_category_id, and white space at
+// either end (trimmed from those values).
+func queryable(field, v string) error {
+	if strings.ContainsAny(v, "/?#,\x00") {
+		return fieldErr(field, "must not contain '/', '?', '#', ',' or NUL")
+	}
+	if strings.TrimSpace(v) != v {
+		return fieldErr(field, "must not start or end with white space")
+	}
+	return nil
+}
+
 // DecodeServiceInfo reads a ServiceInfo from a request body and normalises
 // it: empty optional members become absent (EdgeGallery sends "" and empty
 // objects), request-only or response-only members (_links, serInstanceId in
@@ -158,8 +172,8 @@ func DecodeServiceInfo(raw []byte, platformTransport func(id string) *TransportI
 	if err := bounded("serName", si.SerName, true); err != nil {
 		return si, err
 	}
-	if strings.ContainsAny(si.SerName, "/?#\x00") {
-		return si, fieldErr("serName", "must not contain '/', '?', '#' or NUL")
+	if err := queryable("serName", si.SerName); err != nil {
+		return si, err
 	}
 	if err := bounded("version", si.Version, true); err != nil {
 		return si, err
@@ -193,8 +207,8 @@ func DecodeServiceInfo(raw []byte, platformTransport func(id string) *TransportI
 				return si, err
 			}
 		}
-		if strings.ContainsAny(c.ID, "/?#\x00") {
-			return si, fieldErr("serCategory.id", "must not contain '/', '?', '#' or NUL")
+		if err := queryable("serCategory.id", c.ID); err != nil {
+			return si, err
 		}
 	}
 	// MEC 011: transportId or transportInfo, not both. EdgeGallery sends both

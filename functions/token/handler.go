@@ -7,8 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/auth"
@@ -70,10 +71,19 @@ func New(d Deps) http.Handler {
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
 
+// methods dispatches on the method; any other is a 405 ProblemDetails with
+// the Allow header RFC 9110 requires.
 func (h *handler) methods(m map[string]problem.HandlerFunc) http.Handler {
+	allow := make([]string, 0, len(m))
+	for method := range m {
+		allow = append(allow, method)
+	}
+	slices.Sort(allow)
+	allowed := strings.Join(allow, ", ")
 	return problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
 		fn, ok := m[r.Method]
 		if !ok {
+			w.Header().Set("Allow", allowed)
 			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
 		}
 		return fn(w, r)
@@ -168,14 +178,25 @@ type AppConf struct {
 	} `json:"appInfo"`
 }
 
-var (
-	appIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
-	akPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-)
+// validID reports whether s is 1..max letters, digits, '.', '_' or '-',
+// starting with a letter or digit (app instance ids and access key ids).
+func validID(s string, max int) bool {
+	if s == "" || len(s) > max {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 func appID(r *http.Request) (string, error) {
 	id := r.PathValue("appInstanceId")
-	if !appIDPattern.MatchString(id) {
+	if !validID(id, 64) {
 		return "", problem.BadRequest("appInstanceId", "appInstanceId must be 1-64 letters, digits, '.', '_' or '-'")
 	}
 	return id, nil
@@ -196,7 +217,7 @@ func (h *handler) putConf(w http.ResponseWriter, r *http.Request) error {
 	}
 	cr := c.AuthInfo.Credentials
 	switch {
-	case !akPattern.MatchString(cr.AccessKeyID):
+	case !validID(cr.AccessKeyID, 128):
 		return problem.BadRequest("authInfo.credentials.accessKeyId", "accessKeyId must be 1-128 letters, digits, '.', '_' or '-'")
 	case len(cr.SecretKey) < 8 || len(cr.SecretKey) > 256:
 		return problem.BadRequest("authInfo.credentials.secretKey", "secretKey must be 8 to 256 bytes")
