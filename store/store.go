@@ -76,6 +76,9 @@ func Dial(url string) (*redis.Client, error) {
 		o.WriteTimeout = 2 * time.Second
 	}
 	o.MaxRetries = 1
+	if o.DialerRetries == 0 {
+		o.DialerRetries = 1 // a dead Redis is a quick 503, not five dial attempts per request
+	}
 	if o.Protocol == 0 {
 		o.Protocol = 2 // kmep uses no RESP3 push messages; RESP2 skips their per-command check
 	}

@@ -131,6 +131,10 @@ func From(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Detail: "resource not found", Cause: err}
 	case errors.Is(err, store.ErrConflict):
 		return &Error{Status: http.StatusConflict, Detail: "resource already exists or conflicts with another", Cause: err}
+	case errors.Is(err, store.ErrForbidden):
+		return &Error{Status: http.StatusForbidden, Detail: "the resource belongs to another app instance", Cause: err}
+	case errors.Is(err, store.ErrInvalid):
+		return &Error{Status: http.StatusBadRequest, Detail: "the operation does not apply to this resource", Cause: err}
 	case errors.Is(err, store.ErrPrecondition):
 		return &Error{Status: http.StatusPreconditionFailed, Detail: "If-Match does not match the current ETag", Cause: err}
 	case errors.Is(err, store.ErrUnavailable):

@@ -367,7 +367,9 @@ func (h *handler) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	case errors.Is(err, store.ErrInvalid):
 		return problem.NotFound("this service was registered without liveness")
 	case errors.Is(err, store.ErrForbidden):
-		return problem.Forbidden("the service belongs to another app instance")
+		// Another app's service under the caller's own path: no such resource,
+		// as for GET, PUT and DELETE.
+		return problem.NotFound("no such service of this app instance")
 	case err != nil:
 		return err
 	}

@@ -73,7 +73,7 @@ func NewRedis(t testing.TB, opts RedisOptions) *Redis {
 
 // Client returns a go-redis client for r, closed at cleanup.
 func (r *Redis) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: 1})
+	c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: 1, DialerRetries: 1, Protocol: 2})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
