@@ -2,17 +2,15 @@ package auth_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/kmep-io/kmep/functions/problem/problemtest"
 
 	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/problem"
@@ -73,25 +71,6 @@ func get(t *testing.T, srv *httptest.Server, path, authorization string) (*http.
 		t.Fatal(err)
 	}
 	return resp, body
-}
-
-// assertGolden compares a JSON body with testdata/<name>.json, as JSON values.
-func assertGolden(t *testing.T, name string, body []byte) {
-	t.Helper()
-	want, err := os.ReadFile(filepath.Join("testdata", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got, exp any
-	if err := json.Unmarshal(body, &got); err != nil {
-		t.Fatalf("body %s: %v", body, err)
-	}
-	if err := json.Unmarshal(want, &exp); err != nil {
-		t.Fatalf("golden %s: %v", name, err)
-	}
-	if !reflect.DeepEqual(got, exp) {
-		t.Errorf("body = %s\nwant (testdata/%s.json) %s", body, name, want)
-	}
 }
 
 func TestApp(t *testing.T) {
@@ -156,7 +135,7 @@ func TestApp(t *testing.T) {
 			if got := resp.Header.Get("Retry-After"); got != wantRetry {
 				t.Errorf("Retry-After = %q, want %q", got, wantRetry)
 			}
-			assertGolden(t, tt.wantGolden, body)
+			problemtest.Golden(t, tt.wantGolden, body)
 		})
 	}
 }
@@ -223,7 +202,7 @@ func TestAdminCheck(t *testing.T) {
 				t.Errorf("WWW-Authenticate = %q, want %q", got, tt.wantChallenge)
 			}
 			if tt.wantGolden != "" {
-				assertGolden(t, tt.wantGolden, body)
+				problemtest.Golden(t, tt.wantGolden, body)
 			}
 		})
 	}

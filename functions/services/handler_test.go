@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -17,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/kmep-io/kmep/functions/problem/problemtest"
 
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
@@ -229,51 +230,6 @@ func decode[T any](t *testing.T, rec *httptest.ResponseRecorder) T {
 	return v
 }
 
-// wantProblem checks an error answer: its status, a ProblemDetails body of
-// application/problem+json for the request's path, and the field it names.
-func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, path string, status int, field string) problem.Details {
-	t.Helper()
-	if rec.Code != status {
-		t.Fatalf("status = %d, want %d; body %s", rec.Code, status, rec.Body)
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != problem.ContentType {
-		t.Errorf("Content-Type = %q, want %q", ct, problem.ContentType)
-	}
-	var d problem.Details
-	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
-		t.Fatalf("ProblemDetails %s: %v", rec.Body, err)
-	}
-	if d.Status != status || d.Title != http.StatusText(status) || d.Detail == "" {
-		t.Errorf("ProblemDetails = %+v, want status %d with a title and a detail", d, status)
-	}
-	if p, _, _ := strings.Cut(path, "?"); d.Instance != p {
-		t.Errorf("instance = %q, want %q", d.Instance, p)
-	}
-	if d.Field != field {
-		t.Errorf("field = %q, want %q (detail %q)", d.Field, field, d.Detail)
-	}
-	return d
-}
-
-// assertGolden compares a JSON body with testdata/<name>.json as JSON values.
-func assertGolden(t *testing.T, name string, body []byte) {
-	t.Helper()
-	want, err := os.ReadFile(filepath.Join("testdata", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got, exp any
-	if err := json.Unmarshal(body, &got); err != nil {
-		t.Fatalf("body %s: %v", body, err)
-	}
-	if err := json.Unmarshal(want, &exp); err != nil {
-		t.Fatalf("golden %s: %v", name, err)
-	}
-	if !reflect.DeepEqual(got, exp) {
-		t.Errorf("body = %s\nwant (testdata/%s.json) %s", body, name, want)
-	}
-}
-
 // snapshot is every service in the store, for "nothing changed" checks.
 func (e *env) snapshot(t *testing.T) string {
 	t.Helper()
@@ -381,7 +337,7 @@ func TestRegisterPlatformTransport(t *testing.T) {
 	}
 
 	body = info("by-bad-id", func(si *mec.ServiceInfo) { si.TransportInfo = nil; si.TransportID = "nope" })
-	wantProblem(t, e.do(t, "POST", servicesPath("app-a"), "app-a", body), servicesPath("app-a"), http.StatusBadRequest, "transportId")
+	problemtest.Want(t, e.do(t, "POST", servicesPath("app-a"), "app-a", body), servicesPath("app-a"), http.StatusBadRequest, "transportId")
 }
 
 func TestDiscovery(t *testing.T) {
@@ -443,7 +399,7 @@ func TestDiscovery(t *testing.T) {
 					}
 					rec := e.do(t, "GET", path, "app-c", "")
 					if tc.field != "" {
-						wantProblem(t, rec, path, http.StatusBadRequest, tc.field)
+						problemtest.Want(t, rec, path, http.StatusBadRequest, tc.field)
 						return
 					}
 					if rec.Code != http.StatusOK {
@@ -510,7 +466,7 @@ func TestGetService(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					rec := e.do(t, "GET", tc.path, tc.app, "")
 					if tc.status != http.StatusOK {
-						wantProblem(t, rec, tc.path, tc.status, "")
+						problemtest.Want(t, rec, tc.path, tc.status, "")
 						return
 					}
 					if rec.Code != http.StatusOK || rec.Header().Get("ETag") != `"1"` {
@@ -588,7 +544,7 @@ func TestUpdate(t *testing.T) {
 			for _, tc := range refused {
 				t.Run(tc.name, func(t *testing.T) {
 					before := e.snapshot(t)
-					wantProblem(t, put(t, tc.path, tc.app, tc.body, tc.header...), tc.path, tc.status, tc.field)
+					problemtest.Want(t, put(t, tc.path, tc.app, tc.body, tc.header...), tc.path, tc.status, tc.field)
 					if after := e.snapshot(t); after != before {
 						t.Errorf("refused PUT changed the store:\nbefore %s\nafter  %s", before, after)
 					}
@@ -632,7 +588,7 @@ func TestDelete(t *testing.T) {
 			for _, tc := range refused {
 				t.Run(tc.name, func(t *testing.T) {
 					before := e.snapshot(t)
-					wantProblem(t, e.do(t, "DELETE", tc.path, "app-a", ""), tc.path, tc.status, "")
+					problemtest.Want(t, e.do(t, "DELETE", tc.path, "app-a", ""), tc.path, tc.status, "")
 					if after := e.snapshot(t); after != before {
 						t.Errorf("refused DELETE changed the store:\nbefore %s\nafter  %s", before, after)
 					}
@@ -643,9 +599,9 @@ func TestDelete(t *testing.T) {
 				t.Fatalf("DELETE: %d %s", rec.Code, rec.Body)
 			}
 			e.sync(t)
-			wantProblem(t, e.do(t, "GET", self, "app-a", ""), self, http.StatusNotFound, "")
-			wantProblem(t, e.do(t, "GET", base+"/services/"+id, "app-a", ""), base+"/services/"+id, http.StatusNotFound, "")
-			wantProblem(t, e.do(t, "DELETE", self, "app-a", ""), self, http.StatusNotFound, "")
+			problemtest.Want(t, e.do(t, "GET", self, "app-a", ""), self, http.StatusNotFound, "")
+			problemtest.Want(t, e.do(t, "GET", base+"/services/"+id, "app-a", ""), base+"/services/"+id, http.StatusNotFound, "")
+			problemtest.Want(t, e.do(t, "DELETE", self, "app-a", ""), self, http.StatusNotFound, "")
 			if l := decode[[]mec.ServiceInfo](t, e.do(t, "GET", base+"/services", "app-a", "")); len(l) != 1 || l[0].SerInstanceID != other {
 				t.Errorf("after DELETE: %+v", l)
 			}
@@ -671,9 +627,9 @@ func TestOtherAppInstance(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			before := e.snapshot(t)
 			rec := e.do(t, tc.method, tc.path, "app-a", tc.body)
-			d := wantProblem(t, rec, tc.path, http.StatusForbidden, "")
+			d := problemtest.Want(t, rec, tc.path, http.StatusForbidden, "")
 			if tc.name == "POST" {
-				assertGolden(t, "forbidden", rec.Body.Bytes())
+				problemtest.Golden(t, "forbidden", rec.Body.Bytes())
 			}
 			if !strings.Contains(d.Detail, `"app-b"`) {
 				t.Errorf("detail %q does not name the appInstanceId", d.Detail)
@@ -753,7 +709,7 @@ func TestHeartbeat(t *testing.T) {
 				t.Run(tc.name, func(t *testing.T) {
 					e.clock.Advance(time.Second)
 					before := e.snapshot(t)
-					wantProblem(t, e.do(t, tc.method, tc.path, "app-a", tc.body), tc.path, tc.status, tc.field)
+					problemtest.Want(t, e.do(t, tc.method, tc.path, "app-a", tc.body), tc.path, tc.status, tc.field)
 					if after := e.snapshot(t); after != before {
 						t.Errorf("refused heartbeat changed the store:\nbefore %s\nafter  %s", before, after)
 					}
@@ -794,9 +750,9 @@ func TestBadRequests(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, p := range []struct{ method, path string }{{"POST", path}, {"PUT", servicePath("app-a", "some-id")}} {
 				rec := e.do(t, p.method, p.path, "app-a", tc.body)
-				wantProblem(t, rec, p.path, tc.status, tc.field)
+				problemtest.Want(t, rec, p.path, tc.status, tc.field)
 				if tc.golden != "" && p.method == "POST" {
-					assertGolden(t, tc.golden, rec.Body.Bytes())
+					problemtest.Golden(t, tc.golden, rec.Body.Bytes())
 				}
 			}
 			if s := e.snapshot(t); s != "" {
@@ -830,7 +786,7 @@ func TestAuthAndMethods(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := e.do(t, tc.method, tc.path, tc.app, "")
-			wantProblem(t, rec, tc.path, tc.status, "")
+			problemtest.Want(t, rec, tc.path, tc.status, "")
 			if got := rec.Header().Get("Allow"); got != tc.allow {
 				t.Errorf("Allow = %q, want %q", got, tc.allow)
 			}
@@ -838,7 +794,7 @@ func TestAuthAndMethods(t *testing.T) {
 				t.Errorf("401 without a WWW-Authenticate challenge")
 			}
 			if tc.golden != "" {
-				assertGolden(t, tc.golden, rec.Body.Bytes())
+				problemtest.Golden(t, tc.golden, rec.Body.Bytes())
 			}
 		})
 	}
@@ -877,12 +833,12 @@ func TestStoreUnavailable(t *testing.T) {
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) {
 					rec := e.do(t, tc.method, tc.path, "app-a", tc.body)
-					wantProblem(t, rec, tc.path, http.StatusServiceUnavailable, "")
+					problemtest.Want(t, rec, tc.path, http.StatusServiceUnavailable, "")
 					if ra := rec.Header().Get("Retry-After"); ra == "" || ra == "0" {
 						t.Errorf("Retry-After = %q", ra)
 					}
 					if tc.golden != "" {
-						assertGolden(t, tc.golden, rec.Body.Bytes())
+						problemtest.Golden(t, tc.golden, rec.Body.Bytes())
 					}
 				})
 			}
@@ -909,7 +865,7 @@ func TestCacheStaleWhenStreamStalls(t *testing.T) {
 	defer r.Stop() // ends the pause and the cache's blocked read before cleanup waits for it
 	waitUntil(t, "the cache goes stale", func() bool { return !e.cache.Fresh() })
 	rec := e.do(t, "GET", base+"/services", "app-a", "")
-	wantProblem(t, rec, base+"/services", http.StatusServiceUnavailable, "")
+	problemtest.Want(t, rec, base+"/services", http.StatusServiceUnavailable, "")
 	if rec.Header().Get("Retry-After") == "" {
 		t.Error("503 without Retry-After")
 	}

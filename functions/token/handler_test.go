@@ -10,15 +10,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"reflect"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/kmep-io/kmep/functions/problem/problemtest"
+
 	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/problem"
 	"github.com/kmep-io/kmep/functions/token"
 	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/local/testenv"
@@ -130,48 +130,6 @@ func signed(t *testing.T, ak, sk string, at time.Time) *http.Request {
 	return req
 }
 
-// wantProblem checks an error answer: status, application/problem+json,
-// a ProblemDetails for the request's path, and the field it names.
-func wantProblem(t *testing.T, rec *httptest.ResponseRecorder, path string, status int, field string) problem.Details {
-	t.Helper()
-	if rec.Code != status {
-		t.Fatalf("status = %d, want %d; body %s", rec.Code, status, rec.Body)
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != problem.ContentType {
-		t.Errorf("Content-Type = %q, want %q", ct, problem.ContentType)
-	}
-	var d problem.Details
-	if err := json.Unmarshal(rec.Body.Bytes(), &d); err != nil {
-		t.Fatalf("ProblemDetails %s: %v", rec.Body, err)
-	}
-	if d.Status != status || d.Title != http.StatusText(status) || d.Detail == "" || d.Instance != path {
-		t.Errorf("ProblemDetails = %+v, want status %d, a title, a detail and instance %s", d, status, path)
-	}
-	if d.Field != field {
-		t.Errorf("field = %q, want %q (detail %q)", d.Field, field, d.Detail)
-	}
-	return d
-}
-
-// assertGolden compares a JSON body with testdata/<name>.json as JSON values.
-func assertGolden(t *testing.T, name string, body []byte) {
-	t.Helper()
-	want, err := os.ReadFile(filepath.Join("testdata", name+".json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got, exp any
-	if err := json.Unmarshal(body, &got); err != nil {
-		t.Fatalf("body %s: %v", body, err)
-	}
-	if err := json.Unmarshal(want, &exp); err != nil {
-		t.Fatalf("golden %s: %v", name, err)
-	}
-	if !reflect.DeepEqual(got, exp) {
-		t.Errorf("body = %s\nwant (testdata/%s.json) %s", body, name, want)
-	}
-}
-
 func TestConfsLifecycle(t *testing.T) {
 	e := newEnv(t, nil)
 	const secret = "s3cret-key-of-app-1"
@@ -195,7 +153,7 @@ func TestConfsLifecycle(t *testing.T) {
 		t.Run(s.name, func(t *testing.T) {
 			rec := e.do(s.method, path, admin, s.body)
 			if s.status == http.StatusNotFound {
-				wantProblem(t, rec, path, s.status, "")
+				problemtest.Want(t, rec, path, s.status, "")
 				return
 			}
 			if rec.Code != s.status {
@@ -244,7 +202,7 @@ func TestConfsAuth(t *testing.T) {
 		for _, m := range []struct{ method, body string }{{"PUT", confBody("ak-2", "another-secret")}, {"GET", ""}, {"DELETE", ""}} {
 			t.Run(c.name+" "+m.method, func(t *testing.T) {
 				rec := e.do(m.method, confsPath("app-1"), c.authorization, m.body)
-				wantProblem(t, rec, confsPath("app-1"), http.StatusUnauthorized, "")
+				problemtest.Want(t, rec, confsPath("app-1"), http.StatusUnauthorized, "")
 				if rec.Header().Get("WWW-Authenticate") == "" {
 					t.Error("401 without a challenge")
 				}
@@ -294,9 +252,9 @@ func TestConfsRefused(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := e.do("PUT", tc.path, admin, tc.body)
-			wantProblem(t, rec, tc.path, tc.status, tc.field)
+			problemtest.Want(t, rec, tc.path, tc.status, tc.field)
 			if tc.golden != "" {
-				assertGolden(t, tc.golden, rec.Body.Bytes())
+				problemtest.Golden(t, tc.golden, rec.Body.Bytes())
 			}
 			if _, err := e.st.GetAppConf(context.Background(), "app-2"); err == nil {
 				t.Error("a refused PUT stored app-2's conf")
@@ -308,8 +266,8 @@ func TestConfsRefused(t *testing.T) {
 		})
 	}
 	for _, p := range []string{confsPath("-app")} {
-		wantProblem(t, e.do("GET", p, admin, ""), p, http.StatusBadRequest, "appInstanceId")
-		wantProblem(t, e.do("DELETE", p, admin, ""), p, http.StatusBadRequest, "appInstanceId")
+		problemtest.Want(t, e.do("GET", p, admin, ""), p, http.StatusBadRequest, "appInstanceId")
+		problemtest.Want(t, e.do("DELETE", p, admin, ""), p, http.StatusBadRequest, "appInstanceId")
 	}
 }
 
@@ -319,7 +277,7 @@ func TestConfsMoveAK(t *testing.T) {
 	e := newEnv(t, nil)
 	e.putConf(t, "app-1", "ak-old", "secret-of-app-1")
 	e.putConf(t, "app-1", "ak-new", "secret-of-app-1")
-	wantProblem(t, e.serve(signed(t, "ak-old", "secret-of-app-1", now)), token.TokenPath, http.StatusUnauthorized, "")
+	problemtest.Want(t, e.serve(signed(t, "ak-old", "secret-of-app-1", now)), token.TokenPath, http.StatusUnauthorized, "")
 	if rec := e.serve(signed(t, "ak-new", "secret-of-app-1", now)); rec.Code != http.StatusOK {
 		t.Fatalf("new AK: %d %s", rec.Code, rec.Body)
 	}
@@ -438,12 +396,12 @@ func TestToken(t *testing.T) {
 				e.checkToken(t, rec.Code, rec.Header(), rec.Body.Bytes(), "app-1")
 				return
 			}
-			wantProblem(t, rec, token.TokenPath, tc.status, "")
+			problemtest.Want(t, rec, token.TokenPath, tc.status, "")
 			if got := rec.Header().Get("WWW-Authenticate"); got != aksk.Algorithm {
 				t.Errorf("WWW-Authenticate = %q, want %q", got, aksk.Algorithm)
 			}
 			if tc.golden != "" {
-				assertGolden(t, tc.golden, rec.Body.Bytes())
+				problemtest.Golden(t, tc.golden, rec.Body.Bytes())
 			}
 		})
 	}
@@ -469,7 +427,7 @@ func TestLockout(t *testing.T) {
 
 			// Refusals before the signature check are not failures.
 			for range 5 {
-				wantProblem(t, e.serve(signed(t, tc.ak, "secret-of-app-1", now.Add(-time.Hour))), token.TokenPath, http.StatusUnauthorized, "")
+				problemtest.Want(t, e.serve(signed(t, tc.ak, "secret-of-app-1", now.Add(-time.Hour))), token.TokenPath, http.StatusUnauthorized, "")
 			}
 			for i := range 3 {
 				rec := e.serve(signed(t, tc.ak, "wrong-secret", now))
@@ -478,8 +436,8 @@ func TestLockout(t *testing.T) {
 				}
 			}
 			rec := e.serve(signed(t, tc.ak, "secret-of-app-1", now))
-			wantProblem(t, rec, token.TokenPath, http.StatusTooManyRequests, "")
-			assertGolden(t, "locked", rec.Body.Bytes())
+			problemtest.Want(t, rec, token.TokenPath, http.StatusTooManyRequests, "")
+			problemtest.Golden(t, "locked", rec.Body.Bytes())
 			if got, want := rec.Header().Get("Retry-After"), fmt.Sprint(int(store.LockDuration/time.Second)); got != want {
 				// The lock's TTL runs on Redis's clock: allow for a second passing.
 				if got != fmt.Sprint(int(store.LockDuration/time.Second)-1) {
@@ -551,12 +509,12 @@ func TestMethodNotAllowed(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
 			rec := e.do(tc.method, tc.path, "Bearer "+adminToken, "")
-			wantProblem(t, rec, tc.path, http.StatusMethodNotAllowed, "")
+			problemtest.Want(t, rec, tc.path, http.StatusMethodNotAllowed, "")
 			if got := rec.Header().Get("Allow"); got != tc.allow {
 				t.Errorf("Allow = %q, want %q", got, tc.allow)
 			}
 			if tc.golden != "" {
-				assertGolden(t, tc.golden, rec.Body.Bytes())
+				problemtest.Golden(t, tc.golden, rec.Body.Bytes())
 			}
 		})
 	}
@@ -583,7 +541,7 @@ func TestStoreUnavailable(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := e.serve(tc.req)
-			wantProblem(t, rec, tc.req.URL.Path, http.StatusServiceUnavailable, "")
+			problemtest.Want(t, rec, tc.req.URL.Path, http.StatusServiceUnavailable, "")
 			if ra := rec.Header().Get("Retry-After"); ra == "" || ra == "0" {
 				t.Errorf("Retry-After = %q", ra)
 			}
