@@ -6,7 +6,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"os"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -23,17 +22,7 @@ var (
 	nextNS atomic.Int64
 )
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = testenv.StartRedis(testenv.RedisOptions{AOF: true})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{AOF: true}, &srv) }
 
 // newStore returns a Store with a prefix of its own on the shared server.
 func newStore(t *testing.T) (*store.Store, *redis.Client, string) {

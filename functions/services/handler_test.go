@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"slices"
 	"strings"
@@ -35,17 +34,7 @@ var (
 	nextNS atomic.Int64
 )
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = testenv.StartRedis(testenv.RedisOptions{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
 
 // authenticate is the fake authenticator: "Bearer <app>" is app <app>.
 func authenticate(r *http.Request) (string, error) {

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"reflect"
 	"strings"
 	"sync/atomic"
@@ -35,17 +34,7 @@ var (
 	now = time.Date(2026, 6, 23, 10, 15, 0, 0, time.UTC)
 )
 
-func TestMain(m *testing.M) {
-	var err error
-	srv, err = testenv.StartRedis(testenv.RedisOptions{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	srv.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
 
 type env struct {
 	h      http.Handler

@@ -4,6 +4,7 @@
 package testenv
 
 import (
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -80,3 +81,17 @@ func (r *Redis) Client(t testing.TB) *redis.Client {
 
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.
 func FreePort() (int, error) { return rediserver.FreePort() }
+
+// MainWithRedis is a test package's TestMain body for tests that share one
+// redis-server: it starts it into *r, runs the tests, stops it and exits.
+// Tests isolate themselves with key prefixes of their own.
+func MainWithRedis(m *testing.M, opts RedisOptions, r **Redis) {
+	var err error
+	if *r, err = StartRedis(opts); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	(*r).Close()
+	os.Exit(code)
+}
