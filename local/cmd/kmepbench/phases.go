@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/token/aksk"
@@ -103,6 +104,18 @@ func runHTTPPhases(ctx context.Context, cfg config, base string, sec secrets, re
 		}
 		rep.Results = append(rep.Results, rs...)
 		rep.Discovery = ratio
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if cfg.Phases[phaseRegister] && cfg.Gen == genWrk {
+		// The same registrations driven by wrk, out of process: the Go
+		// generator above shares this process's CPU with the platform.
+		r, err := registerWrk(ctx, cfg, base, owners[0])
+		if err != nil {
+			return err
+		}
+		rep.Results = append(rep.Results, r)
 	}
 	if err := ctx.Err(); err != nil {
 		return err
@@ -341,6 +354,20 @@ func measureGET(ctx context.Context, cfg config, u, token, target, what string) 
 	lr := timed(ctx, cfg, phaseDiscovery, loadOptions{Conns: cfg.Conns,
 		Build: func(int, int64) (*http.Request, error) { return bearer(http.MethodGet, u, token, nil) }})
 	return fromLoad(phaseDiscovery, target, what, genGo, cfg.Conns, lr), nil
+}
+
+// registerWrk measures POST .../services with wrk: every request registers
+// one more service named "bulk" (names need not be unique).
+func registerWrk(ctx context.Context, cfg config, base string, owner app) (result, error) {
+	cfg.Log.Info("measuring", "phase", phaseRegister, "target", "kmep", "gen", genWrk, "duration", cfg.Duration)
+	o := wrkOptions{Path: cfg.WrkPath, URL: base + fmt.Sprintf(registerPath, url.PathEscape(owner.ID)),
+		Headers: []string{"Authorization: Bearer " + owner.Token}, Conns: cfg.Conns,
+		Duration: cfg.Duration, Method: http.MethodPost, Body: []byte(strings.Replace(string(serviceBody(0)), serviceName(0), "bulk", 1))}
+	w, err := runWrk(ctx, o)
+	if err != nil {
+		return result{}, err
+	}
+	return fromWrk(phaseRegister, "kmep", "POST .../applications/{app}/services", cfg.Conns, w), nil
 }
 
 var accessTokenMember = []byte(`"access_token":"`)

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -114,6 +116,20 @@ type wrkOptions struct {
 	Conns int
 	// Duration is -d, rounded up to whole seconds (wrk takes no less).
 	Duration time.Duration
+	// Method and Body, when Method is set, make every request that method
+	// with that JSON body (through a wrk Lua script). Zero value: GET.
+	Method string
+	Body   []byte
+}
+
+// wrkScript writes the Lua script that sets wrk's method and body, in dir.
+func wrkScript(dir, method string, body []byte) (string, error) {
+	if bytes.Contains(body, []byte("]==]")) {
+		return "", fmt.Errorf("wrk body contains the Lua long-string terminator")
+	}
+	script := "wrk.method = \"" + method + "\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [==[" + string(body) + "]==]\n"
+	p := filepath.Join(dir, "kmepbench-wrk.lua")
+	return p, os.WriteFile(p, []byte(script), 0o600)
 }
 
 // wrkSeconds is the -d wrk runs for a duration: whole seconds, at least 1.
@@ -135,6 +151,18 @@ func runWrk(ctx context.Context, o wrkOptions) (wrkResult, error) {
 		"-d" + strconv.Itoa(secs) + "s", "--latency"}
 	for _, h := range o.Headers {
 		args = append(args, "-H", h)
+	}
+	if o.Method != "" {
+		dir, err := os.MkdirTemp("", "kmepbench-")
+		if err != nil {
+			return wrkResult{}, err
+		}
+		defer os.RemoveAll(dir)
+		script, err := wrkScript(dir, o.Method, o.Body)
+		if err != nil {
+			return wrkResult{}, err
+		}
+		args = append(args, "-s", script)
 	}
 	args = append(args, o.URL)
 	// wrk stops on its own after -d; the context is a backstop.
