@@ -11,14 +11,28 @@ import (
 
 // Change kinds: what kind of record a change-stream entry is about.
 const (
-	KindService = "service"
-	KindAppConf = "appconf"
+	KindService      = "service"
+	KindAppConf      = "appconf"
+	KindSubscription = "subscription"
+	KindTrafficRule  = "trafficrule"
+	KindDNSRule      = "dnsrule"
+	KindAppD         = "appd"
+	KindRegistration = "registration"
+	KindApp          = "app"
 )
 
-// App configuration change types.
+// Change types of the records other than services.
 const (
 	ChangeConfPut     = "PUT"
 	ChangeConfDeleted = "DELETED"
+	ChangeCreated     = "CREATED"
+	ChangeUpdated     = "UPDATED"
+	ChangeDeleted     = "DELETED"
+	// App instance lifecycle (KindApp).
+	ChangeTerminating = "TERMINATING"
+	ChangeConfirmed   = "TERMINATION_CONFIRMED"
+	ChangeTerminated  = "TERMINATED"
+	ChangeReady       = "READY"
 )
 
 // Change is one entry of the change stream.
@@ -35,6 +49,15 @@ type Change struct {
 	// Service is the record after the change (for REMOVED: as it was, with
 	// the Rev of the removal) when Kind is KindService.
 	Service ServiceRecord
+	// ID is the record's id for the other kinds (subscription, rule id).
+	ID string
+	// State is a rule's state after the change (ACTIVE, INACTIVE).
+	State string
+	// Data is the record's JSON after the change (for DELETED: as it was)
+	// for the other kinds, or the lifecycle details for KindApp.
+	Data []byte
+	// Rev is the record's revision after the change (other kinds).
+	Rev int64
 }
 
 func changeFrom(m redis.XMessage) Change {
@@ -46,7 +69,10 @@ func changeFrom(m redis.XMessage) Change {
 		c.Service.Rev, _ = strconv.ParseInt(f("rev"), 10, 64)
 		c.Service.LivenessInterval, _ = strconv.Atoi(f("live"))
 		c.Service.LastHeartbeat = msTime(f("hb"))
+		return c
 	}
+	c.ID, c.State, c.Data = f("id"), f("state"), []byte(f("data"))
+	c.Rev, _ = strconv.ParseInt(f("rev"), 10, 64)
 	return c
 }
 
