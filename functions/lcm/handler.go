@@ -1,0 +1,340 @@
+package lcm
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/store"
+)
+
+// Paths served.
+const (
+	BasePath      = "/mepcfg/app_lcm/v1"
+	AppDPath      = BasePath + "/applications/{appInstanceId}/appd_configuration"
+	TerminatePath = BasePath + "/applications/{appInstanceId}/terminate"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 256 << 10
+
+// Admin authenticates the platform admin.
+type Admin interface {
+	Check(r *http.Request) error
+}
+
+// Deps are the handler's dependencies.
+type Deps struct {
+	// Store is required.
+	Store *store.Store
+	// Admin is required.
+	Admin Admin
+	// Log is the logger. Zero value: slog.Default().
+	Log *slog.Logger
+	// DefaultGraceful is the graceful timeout when a terminate call names
+	// none. Zero value: 10 s.
+	DefaultGraceful time.Duration
+	// MaxGraceful caps a terminate call's graceful timeout. Zero value: 5 min.
+	MaxGraceful time.Duration
+}
+
+type handler struct {
+	Deps
+	mux *http.ServeMux
+}
+
+// New returns the Mm5 lifecycle handler.
+func New(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	if d.DefaultGraceful == 0 {
+		d.DefaultGraceful = 10 * time.Second
+	}
+	if d.MaxGraceful == 0 {
+		d.MaxGraceful = 5 * time.Minute
+	}
+	h := &handler{Deps: d, mux: http.NewServeMux()}
+	h.route(AppDPath, map[string]problem.HandlerFunc{"POST": h.createAppD, "PUT": h.replaceAppD, "GET": h.getAppD, "DELETE": h.deleteAppD})
+	h.route(TerminatePath, map[string]problem.HandlerFunc{"POST": h.terminate})
+	h.mux.Handle(BasePath+"/", problem.Handler(d.Log, func(http.ResponseWriter, *http.Request) error {
+		return problem.NotFound("no such resource")
+	}))
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *handler) route(path string, methods map[string]problem.HandlerFunc) {
+	allow := ""
+	for _, m := range []string{"DELETE", "GET", "POST", "PUT"} {
+		if methods[m] != nil {
+			if allow != "" {
+				allow += ", "
+			}
+			allow += m
+		}
+	}
+	h.mux.Handle(path, problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
+		fn, ok := methods[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allow)
+			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
+		}
+		if err := h.Admin.Check(r); err != nil {
+			return err
+		}
+		if !validID(r.PathValue("appInstanceId")) {
+			return problem.BadRequest("appInstanceId", "appInstanceId must be 1-64 letters, digits, '.', '_' or '-'")
+		}
+		return fn(w, r)
+	}))
+}
+
+func validID(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// AppDConfig is the Mm5 appd_configuration body.
+type AppDConfig struct {
+	AppTrafficRule []mec.TrafficRule `json:"appTrafficRule"`
+	AppDNSRule     []mec.DNSRule     `json:"appDNSRule"`
+	AppSupportMp1  bool              `json:"appSupportMp1"`
+	AppName        string            `json:"appName"`
+}
+
+func badField(err error) error {
+	var fe *mec.FieldError
+	if errors.As(err, &fe) {
+		return problem.BadRequest(fe.Field, fe.Error())
+	}
+	return err
+}
+
+// readAppD decodes and validates a configuration into the store's form.
+func readAppD(w http.ResponseWriter, r *http.Request) (store.AppD, error) {
+	app := r.PathValue("appInstanceId")
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return store.AppD{}, err
+	}
+	var c AppDConfig
+	if err := mec.DecodeBytes(raw, "", &c); err != nil {
+		return store.AppD{}, badField(err)
+	}
+	if len(c.AppName) > 256 {
+		return store.AppD{}, problem.BadRequest("appName", "appName is longer than 256 bytes")
+	}
+	if len(c.AppTrafficRule) > 256 || len(c.AppDNSRule) > 256 {
+		return store.AppD{}, problem.BadRequest("appTrafficRule", "at most 256 rules of each kind")
+	}
+	d := store.AppD{AppInstanceID: app, AppName: c.AppName, AppSupportMp1: c.AppSupportMp1}
+	seen := map[string]bool{}
+	for i := range c.AppTrafficRule {
+		tr := &c.AppTrafficRule[i]
+		field := fmt.Sprintf("appTrafficRule[%d]", i)
+		if err := mec.ValidateTrafficRule(tr, field, true); err != nil {
+			return store.AppD{}, badField(err)
+		}
+		if seen[tr.TrafficRuleID] {
+			return store.AppD{}, problem.BadRequest(field+".trafficRuleId", "trafficRuleId "+strconv.Quote(tr.TrafficRuleID)+" is used twice")
+		}
+		seen[tr.TrafficRuleID] = true
+		body, _ := json.Marshal(tr)
+		d.Traffic = append(d.Traffic, store.Rule{Kind: store.RuleTraffic, AppInstanceID: app, ID: tr.TrafficRuleID, State: tr.State, Body: body})
+	}
+	seen = map[string]bool{}
+	for i := range c.AppDNSRule {
+		dr := &c.AppDNSRule[i]
+		field := fmt.Sprintf("appDNSRule[%d]", i)
+		if err := mec.ValidateDNSRule(dr, field, true); err != nil {
+			return store.AppD{}, badField(err)
+		}
+		if seen[dr.DNSRuleID] {
+			return store.AppD{}, problem.BadRequest(field+".dnsRuleId", "dnsRuleId "+strconv.Quote(dr.DNSRuleID)+" is used twice")
+		}
+		seen[dr.DNSRuleID] = true
+		body, _ := json.Marshal(dr)
+		d.DNS = append(d.DNS, store.Rule{Kind: store.RuleDNS, AppInstanceID: app, ID: dr.DNSRuleID, State: dr.State, Body: body})
+	}
+	return d, nil
+}
+
+func writeAppD(w http.ResponseWriter, status int, d store.AppD) error {
+	out := AppDConfig{AppName: d.AppName, AppSupportMp1: d.AppSupportMp1, AppTrafficRule: []mec.TrafficRule{}, AppDNSRule: []mec.DNSRule{}}
+	for _, r := range d.Traffic {
+		var tr mec.TrafficRule
+		if err := json.Unmarshal(r.Body, &tr); err != nil {
+			return fmt.Errorf("stored traffic rule %s: %w", r.ID, err)
+		}
+		out.AppTrafficRule = append(out.AppTrafficRule, tr)
+	}
+	for _, r := range d.DNS {
+		var dr mec.DNSRule
+		if err := json.Unmarshal(r.Body, &dr); err != nil {
+			return fmt.Errorf("stored DNS rule %s: %w", r.ID, err)
+		}
+		out.AppDNSRule = append(out.AppDNSRule, dr)
+	}
+	body, _ := json.Marshal(out)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("ETag", `"`+strconv.FormatInt(d.Rev, 10)+`"`)
+	w.WriteHeader(status)
+	_, err := w.Write(body)
+	return err
+}
+
+func (h *handler) createAppD(w http.ResponseWriter, r *http.Request) error {
+	d, err := readAppD(w, r)
+	if err != nil {
+		return err
+	}
+	if d, err = h.Store.CreateAppD(r.Context(), d); err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return problem.New(http.StatusConflict, "this app instance has a configuration already; PUT replaces it")
+		}
+		return err
+	}
+	return writeAppD(w, http.StatusCreated, d)
+}
+
+func (h *handler) replaceAppD(w http.ResponseWriter, r *http.Request) error {
+	d, err := readAppD(w, r)
+	if err != nil {
+		return err
+	}
+	if d, err = h.Store.ReplaceAppD(r.Context(), d); err != nil {
+		return err
+	}
+	return writeAppD(w, http.StatusOK, d)
+}
+
+func (h *handler) getAppD(w http.ResponseWriter, r *http.Request) error {
+	d, err := h.Store.GetAppD(r.Context(), r.PathValue("appInstanceId"))
+	if err != nil {
+		return err
+	}
+	return writeAppD(w, http.StatusOK, d)
+}
+
+func (h *handler) deleteAppD(w http.ResponseWriter, r *http.Request) error {
+	if err := h.Store.DeleteAppD(r.Context(), r.PathValue("appInstanceId")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// TerminateRequest is the optional body of POST .../terminate.
+type TerminateRequest struct {
+	// GracefulTimeout in seconds (MEC 011 maxGracefulTimeout).
+	GracefulTimeout *int `json:"gracefulTimeout,omitempty"`
+}
+
+// TerminateResult answers POST .../terminate.
+type TerminateResult struct {
+	AppInstanceID string `json:"appInstanceId"`
+	// Notified is how many AppTermination subscriptions the app had.
+	Notified int `json:"notified"`
+	// Confirmed tells whether the app confirmed before the timeout.
+	Confirmed bool `json:"confirmed"`
+}
+
+func (h *handler) terminate(w http.ResponseWriter, r *http.Request) error {
+	app := r.PathValue("appInstanceId")
+	graceful := h.DefaultGraceful
+	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return err
+	}
+	if len(raw) > 0 {
+		var req TerminateRequest
+		if err := mec.DecodeBytes(raw, "", &req); err != nil {
+			return badField(err)
+		}
+		if req.GracefulTimeout != nil {
+			g := time.Duration(*req.GracefulTimeout) * time.Second
+			if *req.GracefulTimeout < 0 || g > h.MaxGraceful {
+				return problem.BadRequest("gracefulTimeout", fmt.Sprintf("gracefulTimeout must be 0..%d seconds", int(h.MaxGraceful/time.Second)))
+			}
+			graceful = g
+		}
+	}
+	res, err := Terminate(r.Context(), h.Store, app, graceful)
+	if err != nil {
+		return err
+	}
+	h.Log.Info("app instance terminated", "app", app, "confirmed", res.Confirmed, "subscriptions", res.Notified)
+	body, _ := json.Marshal(res)
+	w.Header().Set("Content-Type", "application/json")
+	_, err = w.Write(body)
+	return err
+}
+
+// Terminate runs the termination flow of app: it starts the termination
+// (the TERMINATING change becomes the AppTerminationNotification), waits for
+// confirm_termination or the graceful timeout — not at all when the app has
+// no AppTermination subscription, since nobody would confirm — then purges
+// the instance. Calling it again for an instance whose termination is in
+// progress resumes that termination. The instantiate function calls it too.
+func Terminate(ctx context.Context, st *store.Store, app string, graceful time.Duration) (TerminateResult, error) {
+	res := TerminateResult{AppInstanceID: app}
+	subs, err := st.TerminationSubscriptions(ctx, app)
+	if err != nil {
+		return res, err
+	}
+	res.Notified = len(subs)
+	after, err := st.LastChangeID(ctx)
+	if err != nil {
+		return res, err
+	}
+	term, _, err := st.StartTermination(ctx, app, graceful)
+	if err != nil {
+		return res, err
+	}
+	res.Confirmed = term.Confirmed
+	for len(subs) > 0 && !res.Confirmed {
+		left := time.Until(term.Deadline)
+		if left <= 0 {
+			break
+		}
+		chs, err := st.ReadChanges(ctx, after, 1000, min(left, time.Second))
+		if err != nil {
+			return res, err
+		}
+		for _, c := range chs {
+			after = c.StreamID
+			if c.Kind == store.KindApp && c.Type == store.ChangeConfirmed && c.AppInstanceID == app {
+				res.Confirmed = true
+			}
+		}
+		if len(chs) == 0 {
+			// Confirmed before we started reading, or the stream was trimmed.
+			if t, err := st.GetTermination(ctx, app); err == nil && t.Confirmed {
+				res.Confirmed = true
+			}
+		}
+	}
+	if _, err := st.PurgeApp(ctx, app); err != nil {
+		return res, err
+	}
+	return res, nil
+}
