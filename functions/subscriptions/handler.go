@@ -1,0 +1,326 @@
+package subscriptions
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/kmep-io/kmep/functions/callback"
+	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/store"
+)
+
+// The two APIs whose subscriptions this function serves.
+const (
+	// ServiceMgmtPath is the MEC service management API's root
+	// (SerAvailabilityNotificationSubscription).
+	ServiceMgmtPath = "/mep/mec_service_mgmt/v1"
+	// AppSupportPath is the MEC application support API's root
+	// (AppTerminationNotificationSubscription).
+	AppSupportPath = "/mep/mec_app_support/v1"
+)
+
+// MaxBody is the largest request body accepted (413 beyond).
+const MaxBody = 64 << 10
+
+// CallbackValidator checks a callbackReference before a subscription is
+// stored. Validate returns a *callback.Error for a URL the client must
+// change (400 naming callbackReference); any other error is a 500.
+type CallbackValidator interface {
+	Validate(ctx context.Context, rawURL string) error
+}
+
+var _ CallbackValidator = (*callback.Policy)(nil)
+
+// Deps are the handler's dependencies.
+type Deps struct {
+	// Store is required.
+	Store *store.Store
+	// Callbacks checks every callbackReference. Required.
+	Callbacks CallbackValidator
+	// Authenticate returns the appInstanceId of the caller's Bearer JWT or an
+	// error (a *problem.Error: 401, or 503 when keys are unavailable). Required.
+	Authenticate func(*http.Request) (string, error)
+	// Log is the logger. Zero value: slog.Default().
+	Log *slog.Logger
+}
+
+// Routes returns the patterns New serves, for mounting the handler on a
+// shared http.ServeMux (the all-in-one runner).
+func Routes() []string {
+	var out []string
+	for _, k := range kinds {
+		out = append(out, k.base+collection, k.base+collection+"/{subscriptionId}")
+	}
+	return out
+}
+
+const collection = "/applications/{appInstanceId}/subscriptions"
+
+// kind is one of the two subscription types and the API it lives under.
+type kind struct {
+	base string
+	typ  string
+	// decode reads and validates a POST body for app.
+	decode func(raw []byte, app string) (request, error)
+}
+
+var kinds = [...]kind{
+	{base: ServiceMgmtPath, typ: store.SubServiceAvailability,
+		decode: func(raw []byte, _ string) (request, error) { return decodeSerAvailability(raw) }},
+	{base: AppSupportPath, typ: store.SubAppTermination, decode: decodeAppTermination},
+}
+
+type handler struct {
+	Deps
+	mux *http.ServeMux
+}
+
+// New returns the subscriptions handler, serving Routes().
+func New(d Deps) http.Handler {
+	if d.Log == nil {
+		d.Log = slog.Default()
+	}
+	h := &handler{Deps: d, mux: http.NewServeMux()}
+	for _, k := range kinds {
+		h.route(k.base+collection, map[string]problem.HandlerFunc{
+			"GET":  func(w http.ResponseWriter, r *http.Request) error { return h.list(w, r, k) },
+			"POST": func(w http.ResponseWriter, r *http.Request) error { return h.create(w, r, k) },
+		})
+		h.route(k.base+collection+"/{subscriptionId}", map[string]problem.HandlerFunc{
+			"GET":    func(w http.ResponseWriter, r *http.Request) error { return h.get(w, r, k) },
+			"DELETE": func(w http.ResponseWriter, r *http.Request) error { return h.remove(w, r, k) },
+		})
+	}
+	h.mux.Handle("/", problem.Handler(d.Log, func(http.ResponseWriter, *http.Request) error {
+		return problem.NotFound("no such resource")
+	}))
+	return h
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+// route registers path for the given methods; any other method is a 405
+// ProblemDetails with Allow. Every method authenticates first.
+func (h *handler) route(path string, methods map[string]problem.HandlerFunc) {
+	var allow []string
+	for m := range methods {
+		allow = append(allow, m)
+	}
+	slices.Sort(allow)
+	allowed := strings.Join(allow, ", ")
+	h.mux.Handle(path, problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
+		fn, ok := methods[r.Method]
+		if !ok {
+			w.Header().Set("Allow", allowed)
+			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
+		}
+		app, err := h.Authenticate(r)
+		if err != nil {
+			return err
+		}
+		if p := r.PathValue("appInstanceId"); p != app {
+			return problem.Forbidden("appInstanceId " + strconv.Quote(p) + " is not the caller's app instance")
+		}
+		return fn(w, r)
+	}))
+}
+
+func collectionPath(k kind, app string) string {
+	return k.base + "/applications/" + url.PathEscape(app) + "/subscriptions"
+}
+
+func subscriptionPath(k kind, app, id string) string {
+	return collectionPath(k, app) + "/" + url.PathEscape(id)
+}
+
+// absolute is path as an absolute URL of the request's host (Location).
+func absolute(r *http.Request, path string) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host + path
+}
+
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, err := w.Write(body)
+	return err
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, err
+		}
+		return nil, problem.BadRequest("body", "could not read the request body")
+	}
+	return b, nil
+}
+
+func badField(err error) error {
+	var fe *mec.FieldError
+	if errors.As(err, &fe) {
+		return problem.BadRequest(fe.Field, fe.Error())
+	}
+	return err
+}
+
+// callbackRefused turns the callback policy's verdict into the answer: a
+// refused URL is a 400 naming callbackReference with the policy's reason;
+// a host whose lookup timed out or failed temporarily is a 503 (the client
+// may retry the same request); anything else is unexpected (500).
+func callbackRefused(err error) error {
+	var ce *callback.Error
+	if !errors.As(err, &ce) {
+		return fmt.Errorf("validate callbackReference: %w", err)
+	}
+	var de *net.DNSError
+	if errors.Is(err, callback.ErrUnresolvable) && errors.As(err, &de) && (de.IsTimeout || de.IsTemporary) {
+		return &problem.Error{Status: http.StatusServiceUnavailable, RetryAfter: 1, Cause: err,
+			Detail: "the callbackReference host could not be resolved right now; retry later"}
+	}
+	return &problem.Error{Status: http.StatusBadRequest, Field: "callbackReference",
+		Detail: "callbackReference: " + ce.Reason, Cause: err}
+}
+
+// errNoSuch is the one answer for an unknown id and for a subscription of
+// the other kind, so the wrong API reveals nothing.
+func errNoSuch() error { return problem.NotFound("no such subscription") }
+
+// errNotYours answers for another app's subscription id: the owner and the
+// subscription stay undisclosed.
+func errNotYours() error {
+	return problem.Forbidden("the subscription belongs to another app instance")
+}
+
+func (h *handler) create(w http.ResponseWriter, r *http.Request, k kind) error {
+	app := r.PathValue("appInstanceId")
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	req, err := k.decode(body, app)
+	if err != nil {
+		return badField(err)
+	}
+	if err := h.Callbacks.Validate(r.Context(), req.callbackReference); err != nil {
+		return callbackRefused(err)
+	}
+	id := newID()
+	self := subscriptionPath(k, app, id)
+	out, err := json.Marshal(req.render(self))
+	if err != nil {
+		return fmt.Errorf("render subscription: %w", err)
+	}
+	_, _, err = h.Store.CreateSubscription(r.Context(), store.Subscription{ID: id, AppInstanceID: app, Type: k.typ,
+		CallbackReference: req.callbackReference, Filter: req.filter, Body: out})
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	w.Header().Set("Location", absolute(r, self))
+	return writeJSON(w, http.StatusCreated, out)
+}
+
+// subscriptionLinkList is MecServiceMgmtApiSubscriptionLinkList and
+// MecAppSuptApiSubscriptionLinkList.
+type subscriptionLinkList struct {
+	Links struct {
+		Self          mec.Link      `json:"self"`
+		Subscriptions []relatedLink `json:"subscriptions"`
+	} `json:"_links"`
+}
+
+type relatedLink struct {
+	Href string `json:"href"`
+	Rel  string `json:"rel"`
+}
+
+func (h *handler) list(w http.ResponseWriter, r *http.Request, k kind) error {
+	app := r.PathValue("appInstanceId")
+	subs, err := h.Store.ListSubscriptions(r.Context(), app, k.typ)
+	if err != nil {
+		return fmt.Errorf("list subscriptions: %w", err)
+	}
+	var out subscriptionLinkList
+	out.Links.Self.Href = collectionPath(k, app)
+	out.Links.Subscriptions = make([]relatedLink, 0, len(subs))
+	for _, s := range subs {
+		out.Links.Subscriptions = append(out.Links.Subscriptions, relatedLink{Href: subscriptionPath(k, app, s.ID), Rel: k.typ})
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return fmt.Errorf("render subscription list: %w", err)
+	}
+	return writeJSON(w, http.StatusOK, b)
+}
+
+// lookup returns the caller's subscription of kind k named in the path.
+func (h *handler) lookup(r *http.Request, k kind) (store.Subscription, error) {
+	sub, err := h.Store.GetSubscription(r.Context(), r.PathValue("subscriptionId"))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return sub, errNoSuch()
+	case err != nil:
+		return sub, err
+	case sub.AppInstanceID != r.PathValue("appInstanceId"):
+		// Checked before the type: another app's subscription of either kind
+		// gets the same answer.
+		return sub, errNotYours()
+	case sub.Type != k.typ:
+		return sub, errNoSuch()
+	}
+	return sub, nil
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request, k kind) error {
+	sub, err := h.lookup(r, k)
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, sub.Body)
+}
+
+func (h *handler) remove(w http.ResponseWriter, r *http.Request, k kind) error {
+	sub, err := h.lookup(r, k)
+	if err != nil {
+		return err
+	}
+	_, err = h.Store.DeleteSubscription(r.Context(), r.PathValue("appInstanceId"), sub.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return errNoSuch() // deleted meanwhile
+	case errors.Is(err, store.ErrForbidden):
+		return errNotYours()
+	case err != nil:
+		return fmt.Errorf("delete subscription: %w", err)
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
