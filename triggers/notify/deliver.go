@@ -1,0 +1,242 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/callback"
+	"github.com/kmep-io/kmep/store"
+)
+
+// maxDrain is how much of a callback's answer is read (and discarded) so
+// its connection can be reused.
+const maxDrain = 64 << 10
+
+// doneKey names the done marker of one notification of one event.
+func doneKey(eventID, subID string) string { return eventID + "/" + subID }
+
+// fanOut delivers the notification body(sub) of event eventID to every
+// subscription not yet marked done for it, counting into c. It returns an
+// error only when the done markers could not be read (nothing was sent).
+func (n *Notifier) fanOut(ctx context.Context, eventID string, subs []store.Subscription,
+	body func(store.Subscription) ([]byte, error), c *counters) error {
+	if len(subs) == 0 {
+		return nil
+	}
+	keys := make([]string, len(subs))
+	for i, sub := range subs {
+		keys[i] = doneKey(eventID, sub.ID)
+	}
+	done, err := n.st.Done(ctx, keys...)
+	if err != nil {
+		return fmt.Errorf("read done markers of event %s: %w", eventID, err)
+	}
+	var wg sync.WaitGroup
+	stopped := false
+	for i, sub := range subs {
+		if done[i] {
+			c.skipped.Add(1)
+			continue
+		}
+		if stopped {
+			c.failed.Add(1)
+			continue
+		}
+		b, err := body(sub)
+		if err != nil {
+			c.failed.Add(1)
+			n.log.Error("notification not rendered", "event", eventID, "subscription", sub.ID, "err", err)
+			continue
+		}
+		if !n.acquire(ctx) {
+			stopped = true
+			c.failed.Add(1)
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.deliver(ctx, eventID, keys[i], sub, b, c)
+		}()
+	}
+	wg.Wait()
+	if stopped {
+		n.log.Warn("event's context ended before every callback was tried", "event", eventID, "err", ctx.Err())
+	}
+	return nil
+}
+
+func (n *Notifier) acquire(ctx context.Context) bool {
+	select {
+	case n.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (n *Notifier) release() { <-n.sem }
+
+// result is how one attempt ended.
+type result int
+
+const (
+	resultDelivered result = iota // 2xx
+	resultRetry                   // 5xx, 429, transport error, timeout
+	resultRejected                // any other status; a URL or address refused for good
+)
+
+type outcome struct {
+	result result
+	status int // 0: no answer
+	// retryAfter is the wait asked for by Retry-After; hasRetryAfter
+	// reports whether there was one.
+	retryAfter    time.Duration
+	hasRetryAfter bool
+	err           error
+}
+
+// deliver sends one notification, retrying as configured. It is called
+// holding a concurrency slot, which it holds only while an attempt is in
+// flight (not while it backs off).
+func (n *Notifier) deliver(ctx context.Context, eventID, key string, sub store.Subscription, body []byte, c *counters) {
+	for attempt := 1; ; attempt++ {
+		o := n.attempt(ctx, sub.CallbackReference, body)
+		n.release()
+		switch o.result {
+		case resultDelivered:
+			c.delivered.Add(1)
+			// The marker is written even if the event's context just ended:
+			// the subscriber has the notification.
+			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markDoneTimeout)
+			if err := n.st.MarkDone(mctx, key, n.doneTTL); err != nil {
+				n.log.Warn("delivered notification not marked done", "event", eventID, "subscription", sub.ID, "err", err)
+			}
+			cancel()
+			return
+		case resultRejected:
+			c.rejected.Add(1)
+			n.log.Warn("notification refused", "event", eventID, "subscription", sub.ID,
+				"callback", redact(sub.CallbackReference), "status", o.status, "err", o.err)
+			return
+		}
+		if attempt >= n.retry.Attempts || ctx.Err() != nil ||
+			!sleep(ctx, n.backoff(attempt, o)) || !n.acquire(ctx) {
+			c.failed.Add(1)
+			n.log.Warn("notification failed", "event", eventID, "subscription", sub.ID,
+				"callback", redact(sub.CallbackReference), "attempts", attempt, "status", o.status, "err", o.err)
+			return
+		}
+		c.retried.Add(1)
+	}
+}
+
+// attempt POSTs body to callback once, within the per-attempt timeout.
+func (n *Notifier) attempt(ctx context.Context, cb string, body []byte) outcome {
+	actx, cancel := context.WithTimeout(ctx, n.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(actx, http.MethodPost, cb, bytes.NewReader(body))
+	if err != nil || (req.URL.Scheme != "http" && req.URL.Scheme != "https") || req.URL.Host == "" {
+		// The error text would repeat the URL: say only what is wrong.
+		return outcome{result: resultRejected, err: callback.ErrInvalidURL}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "kmep-notify")
+	resp, err := n.client.Do(req)
+	if err != nil {
+		err = withoutURL(err)
+		if errors.Is(err, callback.ErrForbiddenAddress) || errors.Is(err, callback.ErrInvalidURL) {
+			return outcome{result: resultRejected, err: err}
+		}
+		return outcome{result: resultRetry, err: err}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	_ = resp.Body.Close()
+	o := outcome{status: resp.StatusCode}
+	switch {
+	case resp.StatusCode >= 200 && resp.StatusCode < 300:
+		o.result = resultDelivered
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode >= 500:
+		o.result = resultRetry
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			o.retryAfter, o.hasRetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+		}
+	default:
+		o.result = resultRejected
+	}
+	return o
+}
+
+// backoff is the wait after the attempt-th try ended with o: the
+// Retry-After asked for (capped), else the exponential backoff with jitter.
+func (n *Notifier) backoff(attempt int, o outcome) time.Duration {
+	if o.hasRetryAfter {
+		return min(o.retryAfter, n.retry.MaxRetryAfter)
+	}
+	d := n.retry.Backoff
+	for i := 1; i < attempt && d < n.retry.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, n.retry.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
+func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0, false
+	}
+	if s, err := strconv.ParseUint(v, 10, 32); err == nil {
+		return time.Duration(s) * time.Second, true
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0), true
+	}
+	return 0, false
+}
+
+// sleep waits d, or less if ctx ends first (then it returns false).
+func sleep(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// withoutURL drops the request URL (and its query string) that the
+// http.Client puts in its errors.
+func withoutURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s: %w", ue.Op, ue.Err)
+	}
+	return err
+}
+
+// redact returns the callback URL without user information, query and
+// fragment, for the log.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Scheme + "://" + u.Host + u.Path
+}

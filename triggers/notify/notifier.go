@@ -1,0 +1,316 @@
+package notify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/protocol"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/triggers/events"
+)
+
+// Store is what the notifier reads and writes. *store.Store implements it.
+type Store interface {
+	MatchServiceSubscriptions(ctx context.Context, r store.ServiceRecord) ([]store.Subscription, error)
+	TerminationSubscriptions(ctx context.Context, app string) ([]store.Subscription, error)
+	GetTermination(ctx context.Context, app string) (store.Termination, error)
+	Done(ctx context.Context, keys ...string) ([]bool, error)
+	MarkDone(ctx context.Context, key string, ttl time.Duration) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Doer sends one HTTP request. *http.Client implements it; the binary
+// passes the callback policy's client, which dials only permitted addresses
+// and follows no redirects.
+type Doer interface {
+	Do(*http.Request) (*http.Response, error)
+}
+
+var _ Doer = (*http.Client)(nil)
+
+// Retry configures the retries of one callback.
+type Retry struct {
+	// Attempts is the number of tries, the first included. Zero value: 3.
+	Attempts int
+	// Backoff is the wait before the second try; it doubles for each
+	// further try, and each wait is drawn at random from [w/2, w] (jitter).
+	// Zero value: 200 ms.
+	Backoff time.Duration
+	// MaxBackoff caps the exponential wait. Zero value: 5 s.
+	MaxBackoff time.Duration
+	// MaxRetryAfter caps the wait a 429 or 503 asks for with Retry-After
+	// (seconds or an HTTP date); a longer request waits this long. Zero
+	// value: 10 s.
+	MaxRetryAfter time.Duration
+}
+
+// Deps are a Notifier's dependencies and settings.
+type Deps struct {
+	// Store selects subscriptions and keeps the done markers. Required.
+	Store Store
+	// Client sends the notifications. Required.
+	Client Doer
+	// Log gets one debug line per event and a warning per callback that
+	// failed or refused. Zero value: nothing is logged.
+	Log *slog.Logger
+	// Concurrency bounds the callback requests in flight, over all events
+	// the Notifier handles at once. Zero value: 64.
+	Concurrency int
+	// Timeout bounds each attempt of each callback (connect, send, response
+	// headers and body). Zero value: 5 s.
+	Timeout time.Duration
+	// Retry configures retries. Zero value: see Retry's fields.
+	Retry Retry
+	// DoneTTL is how long a delivered (event, subscription) pair is
+	// remembered, so a redelivery of the event skips it. Zero value: 1 h.
+	DoneTTL time.Duration
+}
+
+// Defaults of Deps.
+const (
+	DefaultConcurrency   = 64
+	DefaultTimeout       = 5 * time.Second
+	DefaultAttempts      = 3
+	DefaultBackoff       = 200 * time.Millisecond
+	DefaultMaxBackoff    = 5 * time.Second
+	DefaultMaxRetryAfter = 10 * time.Second
+	DefaultDoneTTL       = time.Hour
+)
+
+// markDoneTimeout bounds writing a done marker after a delivery, which
+// runs even when the event's context has ended.
+const markDoneTimeout = 2 * time.Second
+
+// Notifier delivers the notifications of kmep's events. It is safe for
+// concurrent use.
+type Notifier struct {
+	st      Store
+	client  Doer
+	log     *slog.Logger
+	sem     chan struct{}
+	timeout time.Duration
+	retry   Retry
+	doneTTL time.Duration
+	stats   counters
+}
+
+// New returns a Notifier over d. It fails when a required dependency is
+// missing or a setting is negative.
+func New(d Deps) (*Notifier, error) {
+	switch {
+	case d.Store == nil:
+		return nil, errors.New("notify: Deps.Store is required")
+	case d.Client == nil:
+		return nil, errors.New("notify: Deps.Client is required")
+	case d.Concurrency < 0, d.Timeout < 0, d.DoneTTL < 0, d.Retry.Attempts < 0, d.Retry.Backoff < 0,
+		d.Retry.MaxBackoff < 0, d.Retry.MaxRetryAfter < 0:
+		return nil, errors.New("notify: negative setting in Deps")
+	}
+	n := &Notifier{st: d.Store, client: d.Client, log: d.Log, timeout: d.Timeout, retry: d.Retry, doneTTL: d.DoneTTL}
+	if n.log == nil {
+		n.log = slog.New(slog.DiscardHandler)
+	}
+	if d.Concurrency == 0 {
+		d.Concurrency = DefaultConcurrency
+	}
+	n.sem = make(chan struct{}, d.Concurrency)
+	if n.timeout == 0 {
+		n.timeout = DefaultTimeout
+	}
+	if n.doneTTL == 0 {
+		n.doneTTL = DefaultDoneTTL
+	}
+	if n.retry.Attempts == 0 {
+		n.retry.Attempts = DefaultAttempts
+	}
+	if n.retry.Backoff == 0 {
+		n.retry.Backoff = DefaultBackoff
+	}
+	if n.retry.MaxBackoff == 0 {
+		n.retry.MaxBackoff = DefaultMaxBackoff
+	}
+	if n.retry.MaxRetryAfter == 0 {
+		n.retry.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+	return n, nil
+}
+
+// Stats counts what a Notifier did since New.
+type Stats struct {
+	// Events: events Handle was called with; of those, Invalid: answered
+	// 400 (requests that are not CloudEvents at all are refused before
+	// Handle and not counted).
+	Events, Invalid int64
+	// Delivered: callbacks that answered 2xx.
+	Delivered int64
+	// Retried: attempts after the first.
+	Retried int64
+	// Rejected: callbacks that refused the notification for good (a 4xx
+	// other than 429, a 3xx, or a callback the policy or URL syntax refuses).
+	Rejected int64
+	// Failed: callbacks that still failed after the retries (or when the
+	// event's context ended).
+	Failed int64
+	// Skipped: callbacks not called because an earlier delivery of the
+	// same event reached them.
+	Skipped int64
+}
+
+type counters struct {
+	events, invalid, delivered, retried, rejected, failed, skipped atomic.Int64
+}
+
+func (c *counters) snapshot() Stats {
+	return Stats{Events: c.events.Load(), Invalid: c.invalid.Load(), Delivered: c.delivered.Load(),
+		Retried: c.retried.Load(), Rejected: c.rejected.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load()}
+}
+
+func (c *counters) add(o *counters) {
+	c.delivered.Add(o.delivered.Load())
+	c.retried.Add(o.retried.Load())
+	c.rejected.Add(o.rejected.Load())
+	c.failed.Add(o.failed.Load())
+	c.skipped.Add(o.skipped.Load())
+}
+
+// Stats returns a snapshot of the counters.
+func (n *Notifier) Stats() Stats { return n.stats.snapshot() }
+
+// Handle is the CloudEvents receiver: it delivers the event's notifications
+// and returns an ACK (200) when every matching callback took or
+// refused them, a 502 NACK when some still failed after the retries (the
+// broker redelivers; callbacks already reached are skipped), a 503 NACK
+// when the store failed, and a 400 for an event it cannot handle (nothing
+// is sent).
+func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Result {
+	n.stats.events.Add(1)
+	start := time.Now()
+	var (
+		subs []store.Subscription
+		body func(store.Subscription) ([]byte, error)
+		err  error
+	)
+	switch e.Type() {
+	case events.TypeServiceChanged:
+		var d events.ServiceChanged
+		if err := decode(e, &d); err != nil {
+			return n.invalid(e, err)
+		}
+		if err := checkService(e, d); err != nil {
+			return n.invalid(e, err)
+		}
+		subs, err = n.st.MatchServiceSubscriptions(ctx, d.Record())
+		body = func(sub store.Subscription) ([]byte, error) { return serviceNotification(d, sub) }
+	case events.TypeAppTerminating:
+		var d events.AppTerminating
+		if err := decode(e, &d); err != nil {
+			return n.invalid(e, err)
+		}
+		if err := checkTermination(e, d); err != nil {
+			return n.invalid(e, err)
+		}
+		if d.MaxGracefulTimeout == 0 {
+			t, terr := n.st.GetTermination(ctx, d.AppInstanceID)
+			switch {
+			case terr == nil:
+				d.MaxGracefulTimeout = t.MaxGracefulTimeout
+			case !errors.Is(terr, store.ErrNotFound):
+				return n.unavailable(e, terr)
+			}
+		}
+		subs, err = n.st.TerminationSubscriptions(ctx, d.AppInstanceID)
+		body = func(sub store.Subscription) ([]byte, error) {
+			return terminationNotification(d.AppInstanceID, d.MaxGracefulTimeout, sub)
+		}
+	default:
+		return n.invalid(e, fmt.Errorf("unknown event type %q", e.Type()))
+	}
+	if err != nil {
+		return n.unavailable(e, err)
+	}
+
+	var c counters
+	err = n.fanOut(ctx, e.ID(), subs, body, &c)
+	n.stats.add(&c)
+	n.log.Debug("event notified", "event", e.ID(), "type", e.Type(), "subject", e.Subject(),
+		"subscriptions", len(subs), "delivered", c.delivered.Load(), "retried", c.retried.Load(),
+		"rejected", c.rejected.Load(), "failed", c.failed.Load(), "skipped", c.skipped.Load(),
+		"duration", time.Since(start))
+	if err != nil {
+		return n.unavailable(e, err)
+	}
+	if f := c.failed.Load(); f > 0 {
+		return cehttp.NewResult(http.StatusBadGateway, "%d of %d callbacks failed", f, len(subs))
+	}
+	return protocol.ResultACK
+}
+
+func (n *Notifier) invalid(e cloudevents.Event, err error) protocol.Result {
+	n.stats.invalid.Add(1)
+	n.log.Warn("event refused", "event", e.ID(), "type", e.Type(), "err", err)
+	return cehttp.NewResult(http.StatusBadRequest, "%s", err.Error())
+}
+
+func (n *Notifier) unavailable(e cloudevents.Event, err error) protocol.Result {
+	n.log.Error("event not notified", "event", e.ID(), "type", e.Type(), "err", err)
+	return cehttp.NewResult(http.StatusServiceUnavailable, "store unavailable")
+}
+
+func decode(e cloudevents.Event, v any) error {
+	if len(e.Data()) == 0 {
+		return errors.New("event has no data")
+	}
+	if err := e.DataAs(v); err != nil {
+		return fmt.Errorf("decode data: %w", err)
+	}
+	return nil
+}
+
+var changeTypes = []string{store.ChangeAdded, store.ChangeRemoved, store.ChangeStateChanged, store.ChangeAttributesChanged}
+
+func checkService(e cloudevents.Event, d events.ServiceChanged) error {
+	switch {
+	case d.SerInstanceID == "" || d.SerName == "" || d.State == "" || d.AppInstanceID == "":
+		return errors.New("data lacks serInstanceId, serName, state or appInstanceId")
+	case !slices.Contains(changeTypes, d.ChangeType):
+		return fmt.Errorf("data has unknown changeType %q", d.ChangeType)
+	case e.Subject() != d.SerInstanceID:
+		return fmt.Errorf("subject %q is not the data's serInstanceId %q", e.Subject(), d.SerInstanceID)
+	}
+	return checkApp(e, d.AppInstanceID)
+}
+
+func checkTermination(e cloudevents.Event, d events.AppTerminating) error {
+	switch {
+	case d.AppInstanceID == "":
+		return errors.New("data lacks appInstanceId")
+	case d.MaxGracefulTimeout < 0:
+		return fmt.Errorf("data has negative maxGracefulTimeout %d", d.MaxGracefulTimeout)
+	case e.Subject() != d.AppInstanceID:
+		return fmt.Errorf("subject %q is not the data's appInstanceId %q", e.Subject(), d.AppInstanceID)
+	}
+	return checkApp(e, d.AppInstanceID)
+}
+
+// checkApp compares the kmepapp extension, when the event has one, with
+// the data's app instance.
+func checkApp(e cloudevents.Event, app string) error {
+	v, ok := e.Extensions()[events.ExtApp]
+	if !ok {
+		return nil
+	}
+	if s, _ := v.(string); s != app {
+		return fmt.Errorf("extension %s %v is not the data's appInstanceId %q", events.ExtApp, v, app)
+	}
+	return nil
+}
