@@ -1,0 +1,140 @@
+package appsupport
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+
+	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/store"
+)
+
+// ruleKind is what differs between traffic rules and DNS rules.
+type ruleKind struct {
+	// kind is the store's rule kind.
+	kind string
+	// collection is the path segment under the app instance.
+	collection string
+	// name is how the rule is called in answers.
+	name string
+	// idField is the body member holding the rule's id.
+	idField string
+	// decode validates a body and returns the rule's id, state and
+	// canonical JSON.
+	decode func([]byte) (id, state string, body []byte, err error)
+}
+
+var (
+	trafficRules = &ruleKind{kind: store.RuleTraffic, collection: "traffic_rules", name: "traffic rule", idField: "trafficRuleId",
+		decode: func(b []byte) (string, string, []byte, error) {
+			r, body, err := DecodeTrafficRule(b)
+			return r.TrafficRuleID, r.State, body, err
+		}}
+	dnsRules = &ruleKind{kind: store.RuleDNS, collection: "dns_rules", name: "DNS rule", idField: "dnsRuleId",
+		decode: func(b []byte) (string, string, []byte, error) {
+			r, body, err := DecodeDNSRule(b)
+			return r.DNSRuleID, r.State, body, err
+		}}
+)
+
+func (k *ruleKind) notFound(id string) error {
+	return problem.NotFound("no " + k.name + " " + strconv.Quote(id) + " of this app instance (rules are configured through Mm5)")
+}
+
+// ownRule returns the app's rule id, looked up in the app's own list of
+// rules: the store's rule keys join app and id with ':', so app "a" asking
+// for rule "b:c" would otherwise reach rule "c" of app "a:b".
+func (h *handler) ownRule(ctx context.Context, k *ruleKind, app, id string) (store.Rule, error) {
+	rules, err := h.Store.ListRules(ctx, k.kind, app)
+	if err != nil {
+		return store.Rule{}, err
+	}
+	for _, ru := range rules {
+		if ru.ID == id {
+			return ru, nil
+		}
+	}
+	return store.Rule{}, k.notFound(id)
+}
+
+// listRules answers GET .../traffic_rules and .../dns_rules: the app's rules
+// in configuration order ([] when it has none).
+func (h *handler) listRules(k *ruleKind) problem.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		app, err := own(r)
+		if err != nil {
+			return err
+		}
+		rules, err := h.Store.ListRules(r.Context(), k.kind, app)
+		if err != nil {
+			return err
+		}
+		list := make([]json.RawMessage, len(rules))
+		for i, ru := range rules {
+			list[i] = ru.Body
+		}
+		body, err := json.Marshal(list)
+		if err != nil {
+			return fmt.Errorf("render %s list of %s: %w", k.name, app, err)
+		}
+		return writeJSON(w, http.StatusOK, body)
+	}
+}
+
+// getRule answers GET on one rule, with its ETag.
+func (h *handler) getRule(k *ruleKind) problem.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		app, err := own(r)
+		if err != nil {
+			return err
+		}
+		rule, err := h.ownRule(r.Context(), k, app, r.PathValue("ruleId"))
+		if err != nil {
+			return err
+		}
+		w.Header().Set("ETag", etag(rule.Rev))
+		return writeJSON(w, http.StatusOK, rule.Body)
+	}
+}
+
+// putRule answers PUT on one rule: the whole rule, validated, replaces the
+// stored one (If-Match honoured). It answers 200 with the rule as stored.
+func (h *handler) putRule(k *ruleKind) problem.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		app, err := own(r)
+		if err != nil {
+			return err
+		}
+		id := r.PathValue("ruleId")
+		raw, err := readBody(w, r)
+		if err != nil {
+			return err
+		}
+		bodyID, state, body, err := k.decode(raw)
+		if err != nil {
+			return badField(err)
+		}
+		if bodyID != id {
+			return problem.BadRequest(k.idField, k.idField+": "+strconv.Quote(bodyID)+" does not match the resource's "+strconv.Quote(id))
+		}
+		if _, err := h.ownRule(r.Context(), k, app, id); err != nil {
+			return err
+		}
+		cond := ifMatch(r)
+		if cond < 0 {
+			return store.ErrPrecondition // names no revision of ours
+		}
+		rule, _, err := h.Store.UpdateRule(r.Context(), store.Rule{Kind: k.kind, AppInstanceID: app, ID: id, State: state, Body: body}, cond)
+		if errors.Is(err, store.ErrNotFound) {
+			return k.notFound(id)
+		}
+		if err != nil {
+			return err
+		}
+		w.Header().Set("ETag", etag(rule.Rev))
+		return writeJSON(w, http.StatusOK, body)
+	}
+}
