@@ -131,6 +131,16 @@ func TestAppDRulesLifecycle(t *testing.T) {
 	if _, _, err := s.UpdateRule(ctx, rule(store.RuleDNS, "nope", "ACTIVE"), 0); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("unknown rule: %v", err)
 	}
+	// Ids that would make keys ambiguous are refused.
+	if _, _, err := s.UpdateRule(ctx, store.Rule{Kind: store.RuleDNS, AppInstanceID: "app", ID: "b:c", State: "ACTIVE"}, 0); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("rule id with ':': %v", err)
+	}
+	if _, err := s.CreateAppD(ctx, store.AppD{AppInstanceID: "a:b", DNS: []store.Rule{{Kind: store.RuleDNS, ID: "c"}}}); !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("app id with ':': %v", err)
+	}
+	if _, err := s.GetRule(ctx, store.RuleDNS, "a", "b:c"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("get with ':': %v", err)
+	}
 	apps, _ := s.RuleApps(ctx, store.RuleDNS)
 	if fmt.Sprint(apps) != "[app]" {
 		t.Fatalf("rule apps: %v", apps)

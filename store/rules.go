@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -58,10 +59,25 @@ local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind
 return {rev, sid}
 `)
 
+// keyPart reports whether s can be one component of a composite key: rule
+// keys join app and rule ids with ':', so neither may contain one (else app
+// "a" rule "b:c" and app "a:b" rule "c" would share a key).
+func keyPart(s string) bool { return s != "" && !strings.ContainsRune(s, ':') }
+
+func checkRuleKey(app, id string) error {
+	if !keyPart(app) || !keyPart(id) {
+		return fmt.Errorf("rule %q of app %q: ids must be non-empty and contain no ':': %w", id, app, ErrInvalid)
+	}
+	return nil
+}
+
 // UpdateRule replaces an existing rule (Mp1 PUT). ifRev > 0 makes it
 // conditional. An update that changes nothing keeps Rev and appends nothing.
 // ErrNotFound, ErrPrecondition.
 func (s *Store) UpdateRule(ctx context.Context, r Rule, ifRev int64) (Rule, string, error) {
+	if err := checkRuleKey(r.AppInstanceID, r.ID); err != nil {
+		return Rule{}, "", err
+	}
 	cond := ""
 	if ifRev > 0 {
 		cond = strconv.FormatInt(ifRev, 10)
@@ -77,6 +93,9 @@ func (s *Store) UpdateRule(ctx context.Context, r Rule, ifRev int64) (Rule, stri
 
 // GetRule returns one rule. ErrNotFound.
 func (s *Store) GetRule(ctx context.Context, kind, app, id string) (Rule, error) {
+	if checkRuleKey(app, id) != nil {
+		return Rule{}, fmt.Errorf("get rule %s: %w", id, ErrNotFound)
+	}
 	v, err := s.rdb.HMGet(ctx, s.key("rule", kind, app, id), "state", "body", "rev").Result()
 	if err != nil {
 		return Rule{}, wrap("get rule "+id, err)
@@ -188,6 +207,16 @@ return rev
 `)
 
 func (s *Store) appd(ctx context.Context, d AppD, mode string) (int64, error) {
+	for _, rules := range [][]Rule{d.Traffic, d.DNS} {
+		for _, r := range rules {
+			if err := checkRuleKey(d.AppInstanceID, r.ID); err != nil {
+				return 0, err
+			}
+		}
+	}
+	if !keyPart(d.AppInstanceID) {
+		return 0, fmt.Errorf("appd of %q: %w", d.AppInstanceID, ErrInvalid)
+	}
 	args := []any{s.prefix, d.AppInstanceID, d.AppName, strconv.FormatBool(d.AppSupportMp1), mode, s.maxLen}
 	for _, rules := range [][]Rule{d.Traffic, d.DNS} {
 		args = append(args, len(rules))
