@@ -28,9 +28,13 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/kmep-io/kmep/functions/appsupport"
 	"github.com/kmep-io/kmep/functions/auth"
+	"github.com/kmep-io/kmep/functions/callback"
+	"github.com/kmep-io/kmep/functions/lcm"
 	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/functions/services"
+	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/functions/token"
 	"github.com/kmep-io/kmep/local/rediserver"
 	"github.com/kmep-io/kmep/store"
@@ -62,6 +66,11 @@ type Config struct {
 	// MinLivenessInterval is the shortest heartbeat interval granted.
 	// Zero value: 1 s.
 	MinLivenessInterval time.Duration
+	// CallbackAllow is KMEP_CALLBACK_ALLOW: CIDRs and host names that
+	// callbacks may use even though they are loopback, link-local or the
+	// platform's own. Zero value: none (e.g. "127.0.0.0/8,::1,localhost"
+	// lets a laptop's apps receive notifications).
+	CallbackAllow string
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// Ready, when set, is called with the listen address once serving.
@@ -121,16 +130,33 @@ func Run(ctx context.Context, cfg Config) error {
 	cache := services.NewCache(st, store.CacheOptions{OnError: func(err error) { log.Warn("discovery cache resync", "err", err) }})
 	go cache.Run(bg)
 
+	allow, err := callback.ParseAllowList(cfg.CallbackAllow)
+	if err != nil {
+		return fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
+	}
+	policy, err := callback.New(callback.Options{Allow: allow, IncludeInterfaceAddrs: true})
+	if err != nil {
+		return err
+	}
 	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
 	tokenH := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log.With("function", "token")})
 	servicesH := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
 		Log: log.With("function", "services"), MinLivenessInterval: cfg.MinLivenessInterval})
+	subsH := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance,
+		Log: log.With("function", "subscriptions")})
+	appSupportH := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log.With("function", "appsupport")})
+	lcmH := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log.With("function", "lcm")})
 
 	mux := http.NewServeMux()
 	mux.Handle(token.TokenPath, tokenH)
 	mux.Handle(token.JWKSPath, tokenH)
 	mux.Handle("/mep/appMng/", tokenH)
 	mux.Handle(services.BasePath+"/", servicesH)
+	mux.Handle(appsupport.BasePath+"/", appSupportH)
+	for _, p := range subscriptions.Routes() {
+		mux.Handle(p, subsH)
+	}
+	mux.Handle(lcm.BasePath+"/", lcmH)
 
 	ln := cfg.Listener
 	if ln == nil {

@@ -5,7 +5,8 @@
 // REDIS_URL (unset: a private redis-server, else an embedded server),
 // KMEP_ADMIN_TOKEN (unset: .kmep/admin-token), KMEP_ENCRYPTION_KEY (unset:
 // .kmep/encryption-key), KMEP_TOKEN_SIGNING_KEY (unset:
-// .kmep/signing-key.pem), KMEP_MIN_LIVENESS_INTERVAL (1s), KMEP_LOG_LEVEL (info).
+// .kmep/signing-key.pem), KMEP_MIN_LIVENESS_INTERVAL (1s),
+// KMEP_CALLBACK_ALLOW (none), KMEP_LOG_LEVEL (info).
 package main
 
 import (
@@ -28,6 +29,7 @@ func main() {
 		DataDir:       os.Getenv("KMEP_DATA_DIR"),
 		RedisURL:      os.Getenv("REDIS_URL"),
 		AdminToken:    os.Getenv("KMEP_ADMIN_TOKEN"),
+		CallbackAllow: os.Getenv("KMEP_CALLBACK_ALLOW"),
 		SigningKeyPEM: []byte(os.Getenv("KMEP_TOKEN_SIGNING_KEY")),
 		Log:           log,
 	}

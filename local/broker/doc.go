@@ -1,0 +1,25 @@
+// Package broker is an in-process stand-in for a Knative Broker, for the
+// all-in-one: it routes the CloudEvents posted to its ingress to the
+// subscribers of the Trigger objects that match them, with the very
+// Trigger objects a cluster applies (LoadTriggers reads manifests/
+// eventing.yaml) and Knative Eventing's own filter packages
+// (eventfilter/subscriptionsapi for spec.filters, eventfilter/attributes
+// for the legacy spec.filter.attributes).
+//
+// Delivery follows each Trigger's spec.delivery as Knative's dispatcher
+// does: a delivery that fails with a transport error or a retryable status
+// (5xx, 404, 408, 409, 429) is retried up to retry times, the n-th retry
+// (n = 0, 1, ...) after backoffDelay·2^n (exponential) or backoffDelay·n
+// (linear); other failures, and the last retry's, go to the
+// deadLetterSink with the extensions knativeerrordest, knativeerrorcode
+// and knativeerrordata (the subscriber's answer, base64). ISO-8601
+// durations are parsed by the same library Knative uses, which keeps only
+// tenths of seconds (PT0.01S is no delay at all).
+//
+// The ingress answers 202 once the event is queued; deliveries run on
+// Options.Workers goroutines and a retry waits on a timer, not on a worker.
+// The queue is bounded: an event whose deliveries do not fit gets 503 with
+// Retry-After, so the relay sends it again later. The queue lives in
+// memory: what is queued when the process stops is lost. Replies (events
+// in a subscriber's answer) are ignored.
+package broker
