@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
 	"github.com/kmep-io/kmep/store"
 )
@@ -30,12 +31,12 @@ type ruleKind struct {
 var (
 	trafficRules = &ruleKind{kind: store.RuleTraffic, collection: "traffic_rules", name: "traffic rule", idField: "trafficRuleId",
 		decode: func(b []byte) (string, string, []byte, error) {
-			r, body, err := DecodeTrafficRule(b)
+			r, body, err := mec.DecodeTrafficRule(b)
 			return r.TrafficRuleID, r.State, body, err
 		}}
 	dnsRules = &ruleKind{kind: store.RuleDNS, collection: "dns_rules", name: "DNS rule", idField: "dnsRuleId",
 		decode: func(b []byte) (string, string, []byte, error) {
-			r, body, err := DecodeDNSRule(b)
+			r, body, err := mec.DecodeDNSRule(b)
 			return r.DNSRuleID, r.State, body, err
 		}}
 )
@@ -44,20 +45,14 @@ func (k *ruleKind) notFound(id string) error {
 	return problem.NotFound("no " + k.name + " " + strconv.Quote(id) + " of this app instance (rules are configured through Mm5)")
 }
 
-// ownRule returns the app's rule id, looked up in the app's own list of
-// rules: the store's rule keys join app and id with ':', so app "a" asking
-// for rule "b:c" would otherwise reach rule "c" of app "a:b".
+// ownRule returns one of the app's rules. (The store refuses ids with ':',
+// so app "a" asking for rule "b:c" cannot reach rule "c" of an app "a:b".)
 func (h *handler) ownRule(ctx context.Context, k *ruleKind, app, id string) (store.Rule, error) {
-	rules, err := h.Store.ListRules(ctx, k.kind, app)
-	if err != nil {
-		return store.Rule{}, err
+	rule, err := h.Store.GetRule(ctx, k.kind, app, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Rule{}, k.notFound(id)
 	}
-	for _, ru := range rules {
-		if ru.ID == id {
-			return ru, nil
-		}
-	}
-	return store.Rule{}, k.notFound(id)
+	return rule, err
 }
 
 // listRules answers GET .../traffic_rules and .../dns_rules: the app's rules
@@ -109,6 +104,11 @@ func (h *handler) putRule(k *ruleKind) problem.HandlerFunc {
 			return err
 		}
 		id := r.PathValue("ruleId")
+		if mec.ValidateRuleID(k.idField, id) != nil {
+			// No rule has such an id (Mm5 refuses it): a 404 like any
+			// unknown rule's, before the body (which would repeat the id).
+			return k.notFound(id)
+		}
 		raw, err := readBody(w, r)
 		if err != nil {
 			return err
@@ -120,12 +120,14 @@ func (h *handler) putRule(k *ruleKind) problem.HandlerFunc {
 		if bodyID != id {
 			return problem.BadRequest(k.idField, k.idField+": "+strconv.Quote(bodyID)+" does not match the resource's "+strconv.Quote(id))
 		}
-		if _, err := h.ownRule(r.Context(), k, app, id); err != nil {
-			return err
-		}
 		cond := ifMatch(r)
 		if cond < 0 {
-			return store.ErrPrecondition // names no revision of ours
+			// An If-Match that names no revision of ours: 412, unless the
+			// rule does not exist at all (404).
+			if _, err := h.ownRule(r.Context(), k, app, id); err != nil {
+				return err
+			}
+			return store.ErrPrecondition
 		}
 		rule, _, err := h.Store.UpdateRule(r.Context(), store.Rule{Kind: k.kind, AppInstanceID: app, ID: id, State: state, Body: body}, cond)
 		if errors.Is(err, store.ErrNotFound) {

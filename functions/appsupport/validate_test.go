@@ -1,72 +1,10 @@
 package appsupport_test
 
 import (
-	"bytes"
-	"errors"
 	"testing"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
-	"github.com/kmep-io/kmep/functions/mec"
 )
-
-func TestDecodeTrafficRuleAccepts(t *testing.T) {
-	tests := []struct{ name, in, want string }{
-		{name: "2.1.1 example, dstInterface an object",
-			in:   `{"trafficRuleId":"TrafficRule123","serName":"ExampleService","filterType":"FLOW","priority":1,"trafficFilter":[{"srcAddress":["192.168.2.0/24","192.168.3.0/24"],"dstAddress":["192.127.4.100/32"],"dstPort":["80"]}],"action":"FORWARD_DECAPSULATED","dstInterface":{"interfaceType":"IP","dstIpAddress":"20.1.1.1"},"state":"ACTIVE"}`,
-			want: `{"trafficRuleId":"TrafficRule123","serName":"ExampleService","filterType":"FLOW","priority":1,"trafficFilter":[{"srcAddress":["192.168.2.0/24","192.168.3.0/24"],"dstAddress":["192.127.4.100/32"],"dstPort":["80"]}],"action":"FORWARD_DECAPSULATED","dstInterface":{"interfaceType":"IP","dstIpAddress":"20.1.1.1"},"state":"ACTIVE"}`},
-		{name: "duplicate to two interfaces, an array; members in canonical order",
-			in:   `{"state":"INACTIVE","dstInterface":[{"interfaceType":"MAC","dstMacAddress":"02-00-00-00-00-01","srcMacAddress":"02:00:00:00:00:02"},{"tunnelInfo":{"tunnelType":"GTP_U","tunnelDstAddress":"2001:db8::1"},"interfaceType":"TUNNEL"}],"action":"DUPLICATE_ENCAPSULATED","trafficFilter":[{"srcAddress":["10.0.0.1-10.0.0.9","2001:db8::/32"],"srcPort":["1000-2000","0"],"qCI":1,"dSCP":63,"tC":255,"tag":["t"],"token":["k"]}],"priority":255,"filterType":"PACKET","trafficRuleId":"r"}`,
-			want: `{"trafficRuleId":"r","filterType":"PACKET","priority":255,"trafficFilter":[{"srcAddress":["10.0.0.1-10.0.0.9","2001:db8::/32"],"srcPort":["1000-2000","0"],"token":["k"],"tag":["t"],"qCI":1,"dSCP":63,"tC":255}],"action":"DUPLICATE_ENCAPSULATED","dstInterface":[{"interfaceType":"MAC","srcMacAddress":"02:00:00:00:00:02","dstMacAddress":"02-00-00-00-00-01"},{"interfaceType":"TUNNEL","tunnelInfo":{"tunnelType":"GTP_U","tunnelDstAddress":"2001:db8::1"}}],"state":"INACTIVE"}`},
-		{name: "one forward interface in an array stays an array",
-			in:   `{"trafficRuleId":"r","filterType":"FLOW","priority":0,"trafficFilter":[{}],"action":"FORWARD_ENCAPSULATED","dstInterface":[{"interfaceType":"IP","dstIpAddress":"10.1.1.1"}],"state":"ACTIVE"}`,
-			want: `{"trafficRuleId":"r","filterType":"FLOW","priority":0,"trafficFilter":[{}],"action":"FORWARD_ENCAPSULATED","dstInterface":[{"interfaceType":"IP","dstIpAddress":"10.1.1.1"}],"state":"ACTIVE"}`},
-		{name: "DROP with an empty dstInterface array (EdgeGallery)",
-			in:   `{"trafficRuleId":"r","filterType":"FLOW","priority":0,"trafficFilter":[{}],"action":"DROP","dstInterface":[],"state":"ACTIVE"}`,
-			want: `{"trafficRuleId":"r","filterType":"FLOW","priority":0,"trafficFilter":[{}],"action":"DROP","state":"ACTIVE"}`},
-		{name: "DROP with an empty dstInterface object",
-			in:   `{"trafficRuleId":"r","filterType":"FLOW","priority":0,"trafficFilter":[{}],"action":"DROP","dstInterface":{},"state":"ACTIVE"}`,
-			want: `{"trafficRuleId":"r","filterType":"FLOW","priority":0,"trafficFilter":[{}],"action":"DROP","state":"ACTIVE"}`},
-		{name: "PASSTHROUGH without dstInterface, unknown members dropped",
-			in:   `{"trafficRuleId":"r","filterType":"FLOW","priority":3,"trafficFilter":[{"protocol":["TCP"]}],"action":"PASSTHROUGH","dstInterface":null,"state":"ACTIVE","extra":1}`,
-			want: `{"trafficRuleId":"r","filterType":"FLOW","priority":3,"trafficFilter":[{"protocol":["TCP"]}],"action":"PASSTHROUGH","state":"ACTIVE"}`},
-		{name: "v3 wrapper",
-			in:   `{"TrafficRule":{"trafficRuleId":"r","filterType":"FLOW","priority":3,"trafficFilter":[{}],"action":"DROP","state":"ACTIVE"}}`,
-			want: `{"trafficRuleId":"r","filterType":"FLOW","priority":3,"trafficFilter":[{}],"action":"DROP","state":"ACTIVE"}`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, got, err := appsupport.DecodeTrafficRule([]byte(tc.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != tc.want {
-				t.Errorf("canonical = %s\nwant        %s", got, tc.want)
-			}
-		})
-	}
-}
-
-func TestDecodeDNSRuleAccepts(t *testing.T) {
-	tests := []struct{ name, in, want string }{
-		{name: "2.1.1 example", in: `{"dnsRuleId":"DnsRule1","domainName":"www.example.com","ipAddressType":"IP_V4","ipAddress":"146.241.7.3","ttl":300,"state":"ACTIVE"}`,
-			want: `{"dnsRuleId":"DnsRule1","domainName":"www.example.com","ipAddressType":"IP_V4","ipAddress":"146.241.7.3","ttl":300,"state":"ACTIVE"}`},
-		{name: "no ttl, IPv6, trailing dot", in: `{"state":"INACTIVE","ipAddress":"2001:DB8::1","ipAddressType":"IP_V6","domainName":"svc.mec.local.","dnsRuleId":"d"}`,
-			want: `{"dnsRuleId":"d","domainName":"svc.mec.local.","ipAddressType":"IP_V6","ipAddress":"2001:DB8::1","state":"INACTIVE"}`},
-		{name: "ttl 0, wildcard, wrapper", in: `{"DnsRule":{"dnsRuleId":"d","domainName":"*.apps.example","ipAddressType":"IP_V4","ipAddress":"10.0.0.1","ttl":0,"state":"ACTIVE"}}`,
-			want: `{"dnsRuleId":"d","domainName":"*.apps.example","ipAddressType":"IP_V4","ipAddress":"10.0.0.1","ttl":0,"state":"ACTIVE"}`},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			_, got, err := appsupport.DecodeDNSRule([]byte(tc.in))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(got) != tc.want {
-				t.Errorf("canonical = %s\nwant        %s", got, tc.want)
-			}
-		})
-	}
-}
 
 func TestDecodeAppInfoKeepsMembers(t *testing.T) {
 	app, got, err := appsupport.DecodeAppInfo([]byte(`{"AppInfo": {"vendor": {"b": 1, "a": [1, 2]}, "appName": "n", "appInstanceId": "app-a", "endpoint": {"uris": ["http://10.0.0.1"]}}}`))
@@ -77,42 +15,4 @@ func TestDecodeAppInfoKeepsMembers(t *testing.T) {
 	if app != "app-a" || string(got) != want {
 		t.Errorf("DecodeAppInfo = %q, %s\nwant %s", app, got, want)
 	}
-}
-
-// The canonical form is a fixed point: decoding it again gives it back.
-func FuzzDecodeTrafficRule(f *testing.F) {
-	f.Add([]byte(`{"trafficRuleId":"r","filterType":"FLOW","priority":3,"trafficFilter":[{"srcAddress":["10.0.0.0/8"],"dstPort":["1-2"]}],"action":"DUPLICATE_DECAPSULATED","dstInterface":[{"interfaceType":"IP","dstIpAddress":"10.0.0.1"},{"interfaceType":"IP","dstIpAddress":"10.0.0.2"}],"state":"ACTIVE"}`))
-	f.Add([]byte(`{"TrafficRule":{"trafficRuleId":"r","filterType":"PACKET","priority":0,"trafficFilter":[{}],"action":"FORWARD_DECAPSULATED","dstInterface":{"interfaceType":"TUNNEL","tunnelInfo":{"tunnelType":"GRE"}},"state":"INACTIVE"}}`))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		_, canon, err := appsupport.DecodeTrafficRule(in)
-		if err != nil {
-			var fe *mec.FieldError
-			if !errors.As(err, &fe) || fe.Field == "" {
-				t.Fatalf("error %v is not a *mec.FieldError naming a field", err)
-			}
-			return
-		}
-		_, again, err := appsupport.DecodeTrafficRule(canon)
-		if err != nil || !bytes.Equal(again, canon) {
-			t.Fatalf("canonical %s decodes to %s, %v", canon, again, err)
-		}
-	})
-}
-
-func FuzzDecodeDNSRule(f *testing.F) {
-	f.Add([]byte(`{"dnsRuleId":"d","domainName":"www.example.com","ipAddressType":"IP_V6","ipAddress":"::ffff:10.0.0.1","ttl":5,"state":"ACTIVE"}`))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		_, canon, err := appsupport.DecodeDNSRule(in)
-		if err != nil {
-			var fe *mec.FieldError
-			if !errors.As(err, &fe) || fe.Field == "" {
-				t.Fatalf("error %v is not a *mec.FieldError naming a field", err)
-			}
-			return
-		}
-		_, again, err := appsupport.DecodeDNSRule(canon)
-		if err != nil || !bytes.Equal(again, canon) {
-			t.Fatalf("canonical %s decodes to %s, %v", canon, again, err)
-		}
-	})
 }
