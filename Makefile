@@ -33,6 +33,12 @@ lint: ## go vet and a gofmt check.
 build: ## Build every binary into ./bin.
 	$(GO) build -o $(BIN)/token ./functions/token/cmd
 	$(GO) build -o $(BIN)/services ./functions/services/cmd
+	$(GO) build -o $(BIN)/subscriptions ./functions/subscriptions/cmd
+	$(GO) build -o $(BIN)/appsupport ./functions/appsupport/cmd
+	$(GO) build -o $(BIN)/lcm ./functions/lcm/cmd
+	$(GO) build -o $(BIN)/notify ./triggers/notify/cmd
+	$(GO) build -o $(BIN)/deadletter ./triggers/deadletter/cmd
+	$(GO) build -o $(BIN)/relay ./longrunning/relay/cmd
 	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
 	$(GO) build -o $(BIN)/kmepctl ./local/cmd/kmepctl
 

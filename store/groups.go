@@ -105,3 +105,24 @@ func (s *Store) Done(ctx context.Context, keys ...string) ([]bool, error) {
 	}
 	return out, nil
 }
+
+// RecordDeadLetter appends an event the broker could not deliver to the
+// dead-letter stream (capped at 10,000 entries) for an operator to inspect.
+func (s *Store) RecordDeadLetter(ctx context.Context, id string, payload []byte) error {
+	return wrap("record dead letter "+id, s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.key("deadletter"),
+		MaxLen: 10000, Approx: true, Values: []any{"id", id, "data", payload}}).Err())
+}
+
+// DeadLetters returns up to count of the newest dead-lettered events' payloads.
+func (s *Store) DeadLetters(ctx context.Context, count int64) ([][]byte, error) {
+	msgs, err := s.rdb.XRevRangeN(ctx, s.key("deadletter"), "+", "-", count).Result()
+	if err != nil {
+		return nil, wrap("dead letters", err)
+	}
+	out := make([][]byte, len(msgs))
+	for i, m := range msgs {
+		d, _ := m.Values["data"].(string)
+		out[i] = []byte(d)
+	}
+	return out, nil
+}

@@ -13,6 +13,12 @@ func TestLightBinariesDoNotLinkHeavyModules(t *testing.T) {
 	for _, pkg := range []string{
 		"github.com/kmep-io/kmep/functions/token/cmd",
 		"github.com/kmep-io/kmep/functions/services/cmd",
+		"github.com/kmep-io/kmep/functions/subscriptions/cmd",
+		"github.com/kmep-io/kmep/functions/appsupport/cmd",
+		"github.com/kmep-io/kmep/functions/lcm/cmd",
+		"github.com/kmep-io/kmep/triggers/notify/cmd",
+		"github.com/kmep-io/kmep/triggers/deadletter/cmd",
+		"github.com/kmep-io/kmep/longrunning/relay/cmd",
 		"github.com/kmep-io/kmep/local/cmd/kmepctl",
 	} {
 		t.Run(pkg, func(t *testing.T) {

@@ -1,7 +1,9 @@
 // Package allinone runs the whole kmep platform in one process for a
 // laptop: every function's handler mounted on one port (the very handlers
-// the per-function binaries serve), the discovery cache, and the platform's
-// keys and secrets generated on first start under a data directory.
+// the per-function binaries serve), the discovery cache, the event pipeline
+// (the outbox relay, an embedded broker routing by manifests/eventing.yaml's
+// Triggers, the notify and deadletter triggers), and the platform's keys and
+// secrets generated on first start under a data directory.
 //
 // The store is chosen in this order, and the choice is the first log line:
 // REDIS_URL when set; else a private redis-server child with its data (AOF
@@ -26,6 +28,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
@@ -36,8 +39,13 @@ import (
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/functions/token"
+	"github.com/kmep-io/kmep/local/broker"
 	"github.com/kmep-io/kmep/local/rediserver"
+	"github.com/kmep-io/kmep/longrunning/relay"
+	"github.com/kmep-io/kmep/manifests"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/triggers/deadletter"
+	"github.com/kmep-io/kmep/triggers/notify"
 )
 
 // Config configures Run. Zero values are filled as documented.
@@ -147,6 +155,10 @@ func Run(ctx context.Context, cfg Config) error {
 	appSupportH := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log.With("function", "appsupport")})
 	lcmH := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log.With("function", "lcm")})
 
+	if err := events(bg, cfg, st, policy, log); err != nil {
+		return err
+	}
+
 	mux := http.NewServeMux()
 	mux.Handle(token.TokenPath, tokenH)
 	mux.Handle(token.JWKSPath, tokenH)
@@ -168,6 +180,53 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(ln.Addr().String())
 	}
 	return server.Run(ctx, server.Options{Listener: ln, Handler: mux, Log: log, DrainTimeout: 10 * time.Second})
+}
+
+// events starts the event pipeline in-process: the relay publishes the
+// change stream to an embedded broker that routes by the very Trigger
+// objects of manifests/eventing.yaml to the notify and deadletter handlers.
+func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, log *slog.Logger) error {
+	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify")})
+	if err != nil {
+		return err
+	}
+	notifyH, err := notify.HTTPHandler(ctx, n)
+	if err != nil {
+		return err
+	}
+	p, err := cloudevents.NewHTTP()
+	if err != nil {
+		return err
+	}
+	deadH, err := cloudevents.NewHTTPReceiveHandler(ctx, p, deadletter.New(deadletter.Deps{Recorder: st, Log: log.With("trigger", "deadletter")}).Handle)
+	if err != nil {
+		return err
+	}
+	triggers, err := broker.LoadTriggers(manifests.Eventing)
+	if err != nil {
+		return fmt.Errorf("manifests/eventing.yaml: %w", err)
+	}
+	brk, err := broker.New(broker.Options{Broker: "kmep", Namespace: "kmep", Triggers: triggers, Log: log.With("component", "broker"),
+		Resolve: broker.Services(map[string]http.Handler{"notify": notifyH, "deadletter": deadH})})
+	if err != nil {
+		return err
+	}
+	go brk.Run(ctx)
+	// The relay's group starts at "$": create it before the platform takes
+	// its first write, so nothing written from now on is missed.
+	if err := st.EnsureGroup(ctx, relay.Group, "$"); err != nil {
+		return fmt.Errorf("relay group: %w", err)
+	}
+	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/"}, relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay")})
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := rl.Run(ctx); err != nil {
+			log.Error("relay stopped", "err", err)
+		}
+	}()
+	return nil
 }
 
 // openRedis picks the store and announces it as the first log line.

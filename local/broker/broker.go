@@ -14,6 +14,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/rickb777/date/period"
 	eventingduckv1 "knative.dev/eventing/pkg/apis/duck/v1"
@@ -293,6 +294,23 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		b.accepted.Add(1)
 		w.WriteHeader(http.StatusAccepted)
 	}
+}
+
+// Send queues e as the ingress does, without HTTP: the all-in-one's relay
+// can use the Broker as its Sender. The result is an ACK once queued, a
+// NACK when the queue is full or the broker has stopped, and e's
+// validation error when it is not a valid event.
+func (b *Broker) Send(_ context.Context, e cloudevents.Event) protocol.Result {
+	if err := e.Validate(); err != nil {
+		b.invalid.Add(1)
+		return err
+	}
+	if err := b.enqueue(e); err != nil {
+		b.rejected.Add(1)
+		return protocol.NewReceipt(false, "%w", err)
+	}
+	b.accepted.Add(1)
+	return protocol.ResultACK
 }
 
 var (

@@ -65,11 +65,11 @@ const sub = `  subscriber:
 `
 
 func TestLoadTriggers(t *testing.T) {
-	broker := `apiVersion: eventing.knative.dev/v1
+	brokerDoc := `apiVersion: eventing.knative.dev/v1
 kind: Broker
 metadata: {name: kmep, namespace: kmep}
 spec: {unknownFieldsInOtherKindsAreNotOurs: true}`
-	trs := load(t, "# a comment only", broker, trigger("a", sub+`  filters:
+	trs := load(t, "# a comment only", brokerDoc, trigger("a", sub+`  filters:
   - exact: {type: t1}
 `), trigger("b", `  subscriber:
     ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: notify}
@@ -487,5 +487,30 @@ func TestQueueFullAnswers503(t *testing.T) {
 	stop()
 	if w := post(t, b, event("t1", "/s", "", nil)); w.Code != 503 {
 		t.Fatalf("after Run returned: %d, want 503", w.Code)
+	}
+}
+
+func TestSendInProcess(t *testing.T) {
+	got := &receiver{}
+	b, err := broker.New(broker.Options{Broker: "kmep", Log: quiet(), QueueSize: 1,
+		Resolve:  broker.Services(map[string]http.Handler{"s": got}),
+		Triggers: load(t, trigger("a", "  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: s}}\n"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if res := b.Send(ctx, event("t", "/s", "", nil)); !cloudevents.IsACK(res) {
+		t.Fatalf("first: %v", res)
+	}
+	if res := b.Send(ctx, event("t", "/s", "", nil)); cloudevents.IsACK(res) {
+		t.Fatal("queue full: want a NACK")
+	}
+	if res := b.Send(ctx, cloudevents.NewEvent()); cloudevents.IsACK(res) {
+		t.Fatal("invalid event: want an error")
+	}
+	run(t, b)
+	waitFor(t, 5*time.Second, "delivered", func() bool { return len(got.deliveries(t)) == 1 })
+	if s := b.Stats(); s.Accepted != 1 || s.Rejected != 1 || s.Invalid != 1 {
+		t.Errorf("stats %+v", s)
 	}
 }

@@ -144,6 +144,9 @@ func (b *Broker) send(ctx context.Context, t Target, e cloudevents.Event, r *rou
 	if err != nil {
 		return outcome{err: err}
 	}
+	if req.URL.Path == "" {
+		req.URL.Path = "/"
+	}
 	wctx := binding.WithForceBinary(ctx)
 	if r.structured {
 		wctx = binding.WithForceStructured(ctx)

@@ -18,6 +18,9 @@
 //
 // The ingress answers 202 once the event is queued; deliveries run on
 // Options.Workers goroutines and a retry waits on a timer, not on a worker.
+// Deliveries are concurrent: like Knative's channel-based broker, this one
+// does not keep the order of events (receivers order them by the data's
+// revision or the event id, which is the change-stream id).
 // The queue is bounded: an event whose deliveries do not fit gets 503 with
 // Retry-After, so the relay sends it again later. The queue lives in
 // memory: what is queued when the process stops is lost. Replies (events

@@ -9,7 +9,6 @@ import (
 	"io"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
-	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
@@ -67,16 +66,104 @@ func validate(t *eventingv1.Trigger) error {
 
 // newFilter is the filter Knative's broker applies for t: spec.filters
 // when present, else spec.filter.attributes, else none. Call Cleanup on it
-// when done (the all and any filters run a goroutine).
+// when done.
 func newFilter(t *eventingv1.Trigger) eventfilter.Filter {
 	switch {
 	case len(t.Spec.Filters) > 0:
-		return subscriptionsapi.CreateSubscriptionsAPIFilters(zap.NewNop(), t.Spec.Filters)
+		return allOf(materializeList(t.Spec.Filters))
 	case t.Spec.Filter != nil:
 		return attributes.NewAttributesFilter(t.Spec.Filter.Attributes)
 	}
 	return subscriptionsapi.NewNoFilter()
 }
+
+// materialize is subscriptionsapi.MaterializeSubscriptionsAPIFilter with
+// Knative's own leaf filters (exact, prefix, suffix, not, cesql), but with
+// plain all and any: Knative's NewAllFilter and NewAnyFilter reorder their
+// children from a goroutine (optimizeLoop, swapWithEarlierFilter) that
+// races with their own reads (eventing v0.50.0; the race detector flags
+// it). The results are the same. An invalid filter is nil (and skipped, as
+// Knative skips it); Validate rejects those before they get here.
+func materialize(f eventingv1.SubscriptionsAPIFilter) eventfilter.Filter {
+	var m eventfilter.Filter
+	var err error
+	switch {
+	case len(f.Exact) > 0:
+		m, err = subscriptionsapi.NewExactFilter(f.Exact)
+	case len(f.Prefix) > 0:
+		m, err = subscriptionsapi.NewPrefixFilter(f.Prefix)
+	case len(f.Suffix) > 0:
+		m, err = subscriptionsapi.NewSuffixFilter(f.Suffix)
+	case len(f.All) > 0:
+		m = allOf(materializeList(f.All))
+	case len(f.Any) > 0:
+		m = anyOf(materializeList(f.Any))
+	case f.Not != nil:
+		if inner := materialize(*f.Not); inner != nil {
+			m = subscriptionsapi.NewNotFilter(inner)
+		}
+	case f.CESQL != "":
+		m, err = subscriptionsapi.NewCESQLFilter(f.CESQL)
+	}
+	if err != nil {
+		return nil
+	}
+	return m
+}
+
+func materializeList(fs []eventingv1.SubscriptionsAPIFilter) []eventfilter.Filter {
+	out := make([]eventfilter.Filter, 0, len(fs))
+	for _, f := range fs {
+		if m := materialize(f); m != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// allOf and anyOf answer as Knative's all and any filters do: the first
+// FailFilter (all) or PassFilter (any) decides, else the last child's
+// result, else NoFilter.
+type allOf []eventfilter.Filter
+
+func (a allOf) Filter(ctx context.Context, e cloudevents.Event) eventfilter.FilterResult {
+	res := eventfilter.NoFilter
+	for _, f := range a {
+		if res = f.Filter(ctx, e); res == eventfilter.FailFilter {
+			return res
+		}
+	}
+	return res
+}
+
+func (a allOf) Cleanup() {
+	for _, f := range a {
+		f.Cleanup()
+	}
+}
+
+type anyOf []eventfilter.Filter
+
+func (a anyOf) Filter(ctx context.Context, e cloudevents.Event) eventfilter.FilterResult {
+	res := eventfilter.NoFilter
+	for _, f := range a {
+		if res = f.Filter(ctx, e); res == eventfilter.PassFilter {
+			return res
+		}
+	}
+	return res
+}
+
+func (a anyOf) Cleanup() {
+	for _, f := range a {
+		f.Cleanup()
+	}
+}
+
+var (
+	_ eventfilter.Filter = allOf(nil)
+	_ eventfilter.Filter = anyOf(nil)
+)
 
 // passes is Knative's rule: only FailFilter keeps an event from a Trigger.
 func passes(f eventfilter.Filter, e cloudevents.Event) bool {

@@ -1,0 +1,124 @@
+package deadletter_test
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/binding"
+	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+
+	"github.com/kmep-io/kmep/functions/problem/problemtest"
+	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/triggers/deadletter"
+	"github.com/kmep-io/kmep/triggers/events"
+)
+
+type fakeRecorder struct {
+	mu    sync.Mutex
+	ids   []string
+	bodys [][]byte
+	err   error
+}
+
+func (f *fakeRecorder) RecordDeadLetter(_ context.Context, id string, payload []byte) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.err != nil {
+		return f.err
+	}
+	f.ids = append(f.ids, id)
+	f.bodys = append(f.bodys, payload)
+	return nil
+}
+
+var _ deadletter.Recorder = (*fakeRecorder)(nil)
+
+func serve(t *testing.T, rec deadletter.Recorder) http.Handler {
+	t.Helper()
+	h := deadletter.New(deadletter.Deps{Recorder: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }})
+	p, err := cloudevents.NewHTTP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cloudevents.NewHTTPReceiveHandler(context.Background(), p, h.Handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// deadLettered is a kmep event as the broker dead-letters it.
+func deadLettered(t *testing.T) cloudevents.Event {
+	t.Helper()
+	e, ok, err := events.FromChange(store.Change{StreamID: "1767323045000-0", Kind: store.KindService, Type: store.ChangeAdded,
+		AppInstanceID: "app1", Service: store.ServiceRecord{ID: "svc1", Name: "rni", State: store.StateActive, Rev: 1}})
+	if err != nil || !ok {
+		t.Fatal(ok, err)
+	}
+	e.SetExtension(deadletter.ExtErrorDest, "http://notify.kmep.svc.cluster.local")
+	e.SetExtension(deadletter.ExtErrorCode, 503)
+	e.SetExtension(deadletter.ExtErrorData, base64.StdEncoding.EncodeToString([]byte("no callback answered")))
+	return e
+}
+
+func post(t *testing.T, h http.Handler, e cloudevents.Event) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodPost, "/", nil)
+	if err := cehttp.WriteRequest(context.Background(), binding.ToMessage(&e), req); err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func TestRecordsDeadLetters(t *testing.T) {
+	rec := &fakeRecorder{}
+	w := post(t, serve(t, rec), deadLettered(t))
+	if w.Code/100 != 2 {
+		t.Fatalf("status %d: %s", w.Code, w.Body)
+	}
+	if len(rec.ids) != 1 || rec.ids[0] != "1767323045000-0" {
+		t.Fatalf("recorded ids %v", rec.ids)
+	}
+	problemtest.Golden(t, "record", rec.bodys[0])
+}
+
+func TestRecorderFailureAsksForRedelivery(t *testing.T) {
+	rec := &fakeRecorder{err: errors.New("redis: connection refused")}
+	w := post(t, serve(t, rec), deadLettered(t))
+	if w.Code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d, want 503", w.Code)
+	}
+}
+
+func TestWithoutRecorderOnlyLogs(t *testing.T) {
+	if w := post(t, serve(t, nil), deadLettered(t)); w.Code/100 != 2 {
+		t.Fatalf("status %d", w.Code)
+	}
+}
+
+func TestNewRecordKeepsUndecodableErrorData(t *testing.T) {
+	e := cloudevents.NewEvent()
+	e.SetID("1")
+	e.SetType("t")
+	e.SetSource("/s")
+	e.SetExtension(deadletter.ExtErrorData, "not base64!")
+	r, err := deadletter.NewRecord(e, time.Unix(0, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ErrorData != "not base64!" || r.ErrorCode != 0 || r.ErrorDest != "" {
+		t.Fatalf("%+v", r)
+	}
+}
