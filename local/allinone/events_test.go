@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -167,7 +168,13 @@ func TestSubscriberDownThenBack(t *testing.T) {
 		res, b = c.do("POST", "/mep/mec_service_mgmt/v1/applications/p/services", prod, strings.Replace(svcBody, "%s", n, 1))
 		c.expect(res, b, http.StatusCreated)
 	}
-	time.Sleep(3 * time.Second) // the subscriber stays down
+	outage := 3 * time.Second // KMEP_TEST_OUTAGE=30s runs the 30 s scenario
+	if v := os.Getenv("KMEP_TEST_OUTAGE"); v != "" {
+		if outage, err = time.ParseDuration(v); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(outage) // the subscriber stays down
 	box := newInbox()
 	ln, err = net.Listen("tcp", addr)
 	if err != nil {
@@ -177,6 +184,6 @@ func TestSubscriberDownThenBack(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Close()
 	for _, n := range names {
-		box.wait(t, 30*time.Second, serviceChange(n, "ADDED"))
+		box.wait(t, outage+60*time.Second, serviceChange(n, "ADDED"))
 	}
 }
