@@ -128,6 +128,13 @@ func runHTTPPhases(ctx context.Context, cfg config, base string, sec secrets, re
 	}
 	if cfg.Phases[phaseHeartbeat] {
 		rep.Results = append(rep.Results, heartbeats(ctx, cfg, targets))
+		if cfg.Gen == genWrk && len(targets) > 0 {
+			r, err := heartbeatsWrk(ctx, cfg, base, targets)
+			if err != nil {
+				return err
+			}
+			rep.Results = append(rep.Results, r)
+		}
 	}
 	return ctx.Err()
 }
@@ -354,6 +361,27 @@ func measureGET(ctx context.Context, cfg config, u, token, target, what string) 
 	lr := timed(ctx, cfg, phaseDiscovery, loadOptions{Conns: cfg.Conns,
 		Build: func(int, int64) (*http.Request, error) { return bearer(http.MethodGet, u, token, nil) }})
 	return fromLoad(phaseDiscovery, target, what, genGo, cfg.Conns, lr), nil
+}
+
+// heartbeatsWrk measures heartbeats with wrk, out of process: PATCH on the
+// liveness resources of one app's services (one token), round robin.
+func heartbeatsWrk(ctx context.Context, cfg config, base string, targets []heartbeatTarget) (result, error) {
+	token := targets[0].Token
+	var paths []string
+	for _, t := range targets {
+		if t.Token == token && len(paths) < 2000 {
+			paths = append(paths, strings.TrimPrefix(t.URL, base))
+		}
+	}
+	cfg.Log.Info("measuring", "phase", phaseHeartbeat, "target", "kmep", "gen", genWrk, "services", len(paths), "duration", cfg.Duration)
+	w, err := runWrk(ctx, wrkOptions{Path: cfg.WrkPath, URL: base + paths[0], Headers: []string{"Authorization: Bearer " + token},
+		Conns: cfg.Conns, Duration: cfg.Duration, Method: http.MethodPatch, Body: heartbeatBody, Paths: paths})
+	if err != nil {
+		return result{}, err
+	}
+	r := fromWrk(phaseHeartbeat, "kmep", fmt.Sprintf("PATCH .../liveness (%d services, round robin)", len(paths)), cfg.Conns, w)
+	r.goalRPS(goalHeartbeatRPS)
+	return r, nil
 }
 
 // registerWrk measures POST .../services with wrk: every request registers

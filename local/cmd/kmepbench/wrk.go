@@ -120,14 +120,28 @@ type wrkOptions struct {
 	// with that JSON body (through a wrk Lua script). Zero value: GET.
 	Method string
 	Body   []byte
+	// Paths, when set, are requested round robin (path and query only),
+	// instead of URL's path.
+	Paths []string
 }
 
-// wrkScript writes the Lua script that sets wrk's method and body, in dir.
-func wrkScript(dir, method string, body []byte) (string, error) {
+// wrkScript writes the Lua script that sets wrk's method and body (and,
+// with paths, requests them round robin), in dir.
+func wrkScript(dir, method string, body []byte, paths []string) (string, error) {
 	if bytes.Contains(body, []byte("]==]")) {
 		return "", fmt.Errorf("wrk body contains the Lua long-string terminator")
 	}
 	script := "wrk.method = \"" + method + "\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.body = [==[" + string(body) + "]==]\n"
+	if len(paths) > 0 {
+		script += "local paths = {\n"
+		for _, p := range paths {
+			if strings.ContainsAny(p, "\"\\\n") {
+				return "", fmt.Errorf("wrk path %q needs quoting", p)
+			}
+			script += "  \"" + p + "\",\n"
+		}
+		script += "}\nlocal i = 0\nrequest = function()\n  i = i + 1\n  return wrk.format(nil, paths[(i % #paths) + 1])\nend\n"
+	}
 	p := filepath.Join(dir, "kmepbench-wrk.lua")
 	return p, os.WriteFile(p, []byte(script), 0o600)
 }
@@ -158,7 +172,7 @@ func runWrk(ctx context.Context, o wrkOptions) (wrkResult, error) {
 			return wrkResult{}, err
 		}
 		defer os.RemoveAll(dir)
-		script, err := wrkScript(dir, o.Method, o.Body)
+		script, err := wrkScript(dir, o.Method, o.Body, o.Paths)
 		if err != nil {
 			return wrkResult{}, err
 		}
