@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -19,19 +19,19 @@ func registrationPath(app string) string { return BasePath + "/registrations/" +
 // missing member (the confirmation's one required member).
 func decodeConfirmation(raw []byte, wrapper, member string, v any) error {
 	if len(bytes.TrimSpace(raw)) == 0 {
-		return badField(fieldErr(member, "is required"))
+		return rest.BadField(fieldErr(member, "is required"))
 	}
-	return badField(mec.DecodeBytes(raw, wrapper, v))
+	return rest.BadField(mec.DecodeBytes(raw, wrapper, v))
 }
 
 // confirmReady answers POST .../confirm_ready with AppReadyConfirmation
 // {"indication":"READY"}: 204.
 func (h *handler) confirmReady(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
-	raw, err := readBody(w, r)
+	raw, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (h *handler) confirmReady(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	if err := oneOf("indication", c.Indication, []string{"READY"}); err != nil {
-		return badField(err)
+		return rest.BadField(err)
 	}
 	if _, err := h.Store.ConfirmReady(r.Context(), app); err != nil {
 		return fmt.Errorf("confirm ready: %w", err)
@@ -54,11 +54,11 @@ func (h *handler) confirmReady(w http.ResponseWriter, r *http.Request) error {
 // 204, or 409 when no termination of the app is in progress. Confirming
 // again is a 204 that changes nothing.
 func (h *handler) confirmTermination(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
-	raw, err := readBody(w, r)
+	raw, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
@@ -67,7 +67,7 @@ func (h *handler) confirmTermination(w http.ResponseWriter, r *http.Request) err
 		return err
 	}
 	if err := oneOf("operationAction", c.OperationAction, OperationActions); err != nil {
-		return badField(err)
+		return rest.BadField(err)
 	}
 	_, err = h.Store.ConfirmTermination(r.Context(), app)
 	if errors.Is(err, store.ErrConflict) {
@@ -83,16 +83,16 @@ func (h *handler) confirmTermination(w http.ResponseWriter, r *http.Request) err
 // decodeRegistration reads an AppInfo whose appInstanceId must be the
 // caller's (403 otherwise).
 func decodeRegistration(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	raw, err := readBody(w, r)
+	raw, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return nil, err
 	}
 	app, body, err := DecodeAppInfo(raw)
 	if err != nil {
-		return nil, badField(err)
+		return nil, rest.BadField(err)
 	}
-	if app != caller(r) {
-		return nil, problem.Forbidden("appInstanceId " + strconv.Quote(app) + " is not the caller's app instance")
+	if err := rest.CheckCaller(r, app); err != nil {
+		return nil, err
 	}
 	return body, nil
 }
@@ -106,7 +106,7 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	app := caller(r)
+	app := rest.Caller(r)
 	reg, err := h.Store.CreateRegistration(r.Context(), store.Registration{AppInstanceID: app, Body: body})
 	if errors.Is(err, store.ErrConflict) {
 		return &problem.Error{Status: http.StatusConflict, Detail: "this app instance is registered already; PUT " + registrationPath(app) + " updates it", Cause: err}
@@ -114,14 +114,14 @@ func (h *handler) register(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("register: %w", err)
 	}
-	w.Header().Set("Location", absolute(r, registrationPath(app)))
-	w.Header().Set("ETag", etag(reg.Rev))
-	return writeJSON(w, http.StatusCreated, reg.Body)
+	w.Header().Set("Location", rest.Absolute(r, registrationPath(app)))
+	w.Header().Set("ETag", rest.ETag(reg.Rev))
+	return rest.WriteJSON(w, http.StatusCreated, reg.Body)
 }
 
 // getRegistration answers GET /registrations/{appInstanceId} with the AppInfo and its ETag.
 func (h *handler) getRegistration(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
@@ -132,15 +132,15 @@ func (h *handler) getRegistration(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(reg.Rev))
-	return writeJSON(w, http.StatusOK, reg.Body)
+	w.Header().Set("ETag", rest.ETag(reg.Rev))
+	return rest.WriteJSON(w, http.StatusOK, reg.Body)
 }
 
 // updateRegistration answers PUT /registrations/{appInstanceId}: 204 with
 // the new ETag (MEC 011 3.1.1 answers PUT without a body); If-Match
 // honoured.
 func (h *handler) updateRegistration(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (h *handler) updateRegistration(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return err
 	}
-	cond := ifMatch(r)
+	cond := rest.IfMatch(r)
 	if cond < 0 {
 		if _, err := h.Store.GetRegistration(r.Context(), app); errors.Is(err, store.ErrNotFound) {
 			return notRegistered()
@@ -164,14 +164,14 @@ func (h *handler) updateRegistration(w http.ResponseWriter, r *http.Request) err
 	if err != nil {
 		return fmt.Errorf("update registration: %w", err)
 	}
-	w.Header().Set("ETag", etag(reg.Rev))
+	w.Header().Set("ETag", rest.ETag(reg.Rev))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
 
 // deregister answers DELETE /registrations/{appInstanceId}: 204.
 func (h *handler) deregister(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}

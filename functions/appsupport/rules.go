@@ -10,6 +10,7 @@ import (
 
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -59,7 +60,7 @@ func (h *handler) ownRule(ctx context.Context, k *ruleKind, app, id string) (sto
 // in configuration order ([] when it has none).
 func (h *handler) listRules(k *ruleKind) problem.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		app, err := own(r)
+		app, err := rest.Own(r)
 		if err != nil {
 			return err
 		}
@@ -75,14 +76,14 @@ func (h *handler) listRules(k *ruleKind) problem.HandlerFunc {
 		if err != nil {
 			return fmt.Errorf("render %s list of %s: %w", k.name, app, err)
 		}
-		return writeJSON(w, http.StatusOK, body)
+		return rest.WriteJSON(w, http.StatusOK, body)
 	}
 }
 
 // getRule answers GET on one rule, with its ETag.
 func (h *handler) getRule(k *ruleKind) problem.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		app, err := own(r)
+		app, err := rest.Own(r)
 		if err != nil {
 			return err
 		}
@@ -90,8 +91,8 @@ func (h *handler) getRule(k *ruleKind) problem.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		w.Header().Set("ETag", etag(rule.Rev))
-		return writeJSON(w, http.StatusOK, rule.Body)
+		w.Header().Set("ETag", rest.ETag(rule.Rev))
+		return rest.WriteJSON(w, http.StatusOK, rule.Body)
 	}
 }
 
@@ -99,7 +100,7 @@ func (h *handler) getRule(k *ruleKind) problem.HandlerFunc {
 // stored one (If-Match honoured). It answers 200 with the rule as stored.
 func (h *handler) putRule(k *ruleKind) problem.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
-		app, err := own(r)
+		app, err := rest.Own(r)
 		if err != nil {
 			return err
 		}
@@ -109,18 +110,18 @@ func (h *handler) putRule(k *ruleKind) problem.HandlerFunc {
 			// unknown rule's, before the body (which would repeat the id).
 			return k.notFound(id)
 		}
-		raw, err := readBody(w, r)
+		raw, err := rest.ReadBody(w, r, MaxBody)
 		if err != nil {
 			return err
 		}
 		bodyID, state, body, err := k.decode(raw)
 		if err != nil {
-			return badField(err)
+			return rest.BadField(err)
 		}
 		if bodyID != id {
 			return problem.BadRequest(k.idField, k.idField+": "+strconv.Quote(bodyID)+" does not match the resource's "+strconv.Quote(id))
 		}
-		cond := ifMatch(r)
+		cond := rest.IfMatch(r)
 		if cond < 0 {
 			// An If-Match that names no revision of ours: 412, unless the
 			// rule does not exist at all (404).
@@ -136,7 +137,7 @@ func (h *handler) putRule(k *ruleKind) problem.HandlerFunc {
 		if err != nil {
 			return err
 		}
-		w.Header().Set("ETag", etag(rule.Rev))
-		return writeJSON(w, http.StatusOK, body)
+		w.Header().Set("ETag", rest.ETag(rule.Rev))
+		return rest.WriteJSON(w, http.StatusOK, body)
 	}
 }

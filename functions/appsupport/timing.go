@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/functions/rest"
 )
 
 // currentTime answers GET timing/current_time with Deps.Now.
@@ -18,7 +19,7 @@ func (h *handler) currentTime(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, body)
+	return rest.WriteJSON(w, http.StatusOK, body)
 }
 
 // timingCaps answers GET timing/timing_caps: the time stamp of now, and
@@ -33,5 +34,5 @@ func (h *handler) timingCaps(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, body)
+	return rest.WriteJSON(w, http.StatusOK, body)
 }

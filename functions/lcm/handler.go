@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -48,7 +48,6 @@ type Deps struct {
 
 type handler struct {
 	Deps
-	mux *http.ServeMux
 }
 
 // New returns the Mm5 lifecycle handler.
@@ -62,41 +61,25 @@ func New(d Deps) http.Handler {
 	if d.MaxGraceful == 0 {
 		d.MaxGraceful = 5 * time.Minute
 	}
-	h := &handler{Deps: d, mux: http.NewServeMux()}
-	h.route(AppDPath, map[string]problem.HandlerFunc{"POST": h.createAppD, "PUT": h.replaceAppD, "GET": h.getAppD, "DELETE": h.deleteAppD})
-	h.route(TerminatePath, map[string]problem.HandlerFunc{"POST": h.terminate})
-	h.mux.Handle(BasePath+"/", problem.Handler(d.Log, func(http.ResponseWriter, *http.Request) error {
-		return problem.NotFound("no such resource")
-	}))
-	return h
+	h := &handler{Deps: d}
+	rt := rest.NewRouter(d.Log, h.admit)
+	rt.Handle(AppDPath, map[string]problem.HandlerFunc{"POST": h.createAppD, "PUT": h.replaceAppD, "GET": h.getAppD, "DELETE": h.deleteAppD})
+	rt.Handle(TerminatePath, map[string]problem.HandlerFunc{"POST": h.terminate})
+	rt.NotFound(BasePath + "/")
+	return rt
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
-func (h *handler) route(path string, methods map[string]problem.HandlerFunc) {
-	allow := ""
-	for _, m := range []string{"DELETE", "GET", "POST", "PUT"} {
-		if methods[m] != nil {
-			if allow != "" {
-				allow += ", "
-			}
-			allow += m
-		}
+// admit lets the platform admin in, for a well-formed appInstanceId (every
+// path served has one). The caller is the admin, who has no app instance:
+// "".
+func (h *handler) admit(r *http.Request) (string, error) {
+	if err := h.Admin.Check(r); err != nil {
+		return "", err
 	}
-	h.mux.Handle(path, problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
-		fn, ok := methods[r.Method]
-		if !ok {
-			w.Header().Set("Allow", allow)
-			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
-		}
-		if err := h.Admin.Check(r); err != nil {
-			return err
-		}
-		if !validID(r.PathValue("appInstanceId")) {
-			return problem.BadRequest("appInstanceId", "appInstanceId must be 1-64 letters, digits, '.', '_' or '-'")
-		}
-		return fn(w, r)
-	}))
+	if !validID(r.PathValue("appInstanceId")) {
+		return "", problem.BadRequest("appInstanceId", "appInstanceId must be 1-64 letters, digits, '.', '_' or '-'")
+	}
+	return "", nil
 }
 
 func validID(s string) bool {
@@ -121,24 +104,16 @@ type AppDConfig struct {
 	AppName        string            `json:"appName"`
 }
 
-func badField(err error) error {
-	var fe *mec.FieldError
-	if errors.As(err, &fe) {
-		return problem.BadRequest(fe.Field, fe.Error())
-	}
-	return err
-}
-
 // readAppD decodes and validates a configuration into the store's form.
 func readAppD(w http.ResponseWriter, r *http.Request) (store.AppD, error) {
 	app := r.PathValue("appInstanceId")
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	raw, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return store.AppD{}, err
 	}
 	var c AppDConfig
 	if err := mec.DecodeBytes(raw, "", &c); err != nil {
-		return store.AppD{}, badField(err)
+		return store.AppD{}, rest.BadField(err)
 	}
 	if len(c.AppName) > 256 {
 		return store.AppD{}, problem.BadRequest("appName", "appName is longer than 256 bytes")
@@ -152,7 +127,7 @@ func readAppD(w http.ResponseWriter, r *http.Request) (store.AppD, error) {
 		tr := &c.AppTrafficRule[i]
 		field := fmt.Sprintf("appTrafficRule[%d]", i)
 		if err := mec.ValidateTrafficRule(tr, field, true); err != nil {
-			return store.AppD{}, badField(err)
+			return store.AppD{}, rest.BadField(err)
 		}
 		if seen[tr.TrafficRuleID] {
 			return store.AppD{}, problem.BadRequest(field+".trafficRuleId", "trafficRuleId "+strconv.Quote(tr.TrafficRuleID)+" is used twice")
@@ -166,7 +141,7 @@ func readAppD(w http.ResponseWriter, r *http.Request) (store.AppD, error) {
 		dr := &c.AppDNSRule[i]
 		field := fmt.Sprintf("appDNSRule[%d]", i)
 		if err := mec.ValidateDNSRule(dr, field, true); err != nil {
-			return store.AppD{}, badField(err)
+			return store.AppD{}, rest.BadField(err)
 		}
 		if seen[dr.DNSRuleID] {
 			return store.AppD{}, problem.BadRequest(field+".dnsRuleId", "dnsRuleId "+strconv.Quote(dr.DNSRuleID)+" is used twice")
@@ -195,11 +170,8 @@ func writeAppD(w http.ResponseWriter, status int, d store.AppD) error {
 		out.AppDNSRule = append(out.AppDNSRule, dr)
 	}
 	body, _ := json.Marshal(out)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("ETag", `"`+strconv.FormatInt(d.Rev, 10)+`"`)
-	w.WriteHeader(status)
-	_, err := w.Write(body)
-	return err
+	w.Header().Set("ETag", rest.ETag(d.Rev))
+	return rest.WriteJSON(w, status, body)
 }
 
 func (h *handler) createAppD(w http.ResponseWriter, r *http.Request) error {
@@ -261,14 +233,14 @@ type TerminateResult struct {
 func (h *handler) terminate(w http.ResponseWriter, r *http.Request) error {
 	app := r.PathValue("appInstanceId")
 	graceful := h.DefaultGraceful
-	raw, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	raw, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
 	if len(raw) > 0 {
 		var req TerminateRequest
 		if err := mec.DecodeBytes(raw, "", &req); err != nil {
-			return badField(err)
+			return rest.BadField(err)
 		}
 		if req.GracefulTimeout != nil {
 			g := time.Duration(*req.GracefulTimeout) * time.Second
@@ -284,9 +256,7 @@ func (h *handler) terminate(w http.ResponseWriter, r *http.Request) error {
 	}
 	h.Log.Info("app instance terminated", "app", app, "confirmed", res.Confirmed, "subscriptions", res.Notified)
 	body, _ := json.Marshal(res)
-	w.Header().Set("Content-Type", "application/json")
-	_, err = w.Write(body)
-	return err
+	return rest.WriteJSON(w, http.StatusOK, body)
 }
 
 // Terminate runs the termination flow of app: it starts the termination

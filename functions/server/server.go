@@ -1,7 +1,8 @@
 // Package server serves a function's handler under the Knative runtime
 // contract: it listens on the given address (the binary passes ":$PORT"),
 // answers GET /healthz, and on shutdown stops accepting connections and
-// drains in-flight requests within a grace period.
+// drains in-flight requests within a grace period. Main, NewLogger and the
+// Env helpers are the rest of what every kmep binary's main does.
 package server
 
 import (

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -169,7 +170,7 @@ func (h *handler) discover(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	buf = append(buf, ']')
-	return writeJSON(w, http.StatusOK, buf)
+	return rest.WriteJSON(w, http.StatusOK, buf)
 }
 
 func (h *handler) fromStore(r *http.Request, f store.Filter) ([]store.ServiceRecord, error) {

@@ -2,19 +2,16 @@ package services
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -28,7 +25,8 @@ type Deps struct {
 	// Cache serves discovery when fresh. Zero value: every read goes to Redis.
 	Cache *store.ServiceCache
 	// Authenticate returns the appInstanceId of the caller's Bearer JWT or an
-	// error (a *problem.Error: 401, or 503 when keys are unavailable). Required.
+	// error (a *problem.Error: 401, or 503 when keys are unavailable).
+	// Required: New panics without it.
 	Authenticate func(*http.Request) (string, error)
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
@@ -41,7 +39,6 @@ type Deps struct {
 
 type handler struct {
 	Deps
-	mux *http.ServeMux
 }
 
 // New returns the service management handler, mounted at BasePath.
@@ -55,121 +52,16 @@ func New(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	h := &handler{Deps: d, mux: http.NewServeMux()}
-	h.route("/services", map[string]problem.HandlerFunc{"GET": h.discover})
-	h.route("/services/{serviceId}", map[string]problem.HandlerFunc{"GET": h.getAny})
-	h.route("/transports", map[string]problem.HandlerFunc{"GET": h.transports})
-	h.route("/applications/{appInstanceId}/services", map[string]problem.HandlerFunc{"GET": h.discover, "POST": h.create})
-	h.route("/applications/{appInstanceId}/services/{serviceId}", map[string]problem.HandlerFunc{"GET": h.getOwn, "PUT": h.update, "DELETE": h.remove})
-	h.route("/applications/{appInstanceId}/services/{serviceId}/liveness", map[string]problem.HandlerFunc{"GET": h.liveness, "PATCH": h.heartbeat, "PUT": h.heartbeat})
-	h.mux.Handle(BasePath+"/", problem.Handler(d.Log, func(http.ResponseWriter, *http.Request) error {
-		return problem.NotFound("no such resource")
-	}))
-	return h
-}
-
-// route registers path for the given methods; any other method is a 405
-// ProblemDetails with Allow. Every method authenticates first.
-func (h *handler) route(path string, methods map[string]problem.HandlerFunc) {
-	var allow []string
-	for m := range methods {
-		allow = append(allow, m)
-	}
-	allowed := strings.Join(sortedStrings(allow), ", ")
-	h.mux.Handle(BasePath+path, problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
-		fn, ok := methods[r.Method]
-		if !ok {
-			w.Header().Set("Allow", allowed)
-			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
-		}
-		app, err := h.Authenticate(r)
-		if err != nil {
-			return err
-		}
-		return fn(w, r.WithContext(withCaller(r.Context(), app)))
-	}))
-}
-
-func sortedStrings(s []string) []string {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
-	return s
-}
-
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
-type callerKey struct{}
-
-func withCaller(ctx context.Context, app string) context.Context {
-	return context.WithValue(ctx, callerKey{}, app)
-}
-
-func caller(r *http.Request) string { s, _ := r.Context().Value(callerKey{}).(string); return s }
-
-// own checks that the path's appInstanceId is the caller's.
-func own(r *http.Request) (string, error) {
-	app := r.PathValue("appInstanceId")
-	if app != caller(r) {
-		return "", problem.Forbidden("appInstanceId " + strconv.Quote(app) + " is not the caller's app instance")
-	}
-	return app, nil
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, err := w.Write(body)
-	return err
-}
-
-func etag(rev int64) string { return `"` + strconv.FormatInt(rev, 10) + `"` }
-
-// ifMatch returns the revision an If-Match header asks for (0: none). A
-// header that names no revision of ours can never match: -1.
-func ifMatch(r *http.Request) int64 {
-	v := strings.TrimSpace(r.Header.Get("If-Match"))
-	if v == "" || v == "*" {
-		return 0
-	}
-	v = strings.TrimPrefix(v, "W/")
-	n, err := strconv.ParseInt(strings.Trim(v, `"`), 10, 64)
-	if err != nil || n <= 0 {
-		return -1
-	}
-	return n
-}
-
-func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, err
-		}
-		return nil, problem.BadRequest("body", "could not read the request body")
-	}
-	return b, nil
-}
-
-func badField(err error) error {
-	var fe *mec.FieldError
-	if errors.As(err, &fe) {
-		return problem.BadRequest(fe.Field, fe.Error())
-	}
-	return err
+	h := &handler{Deps: d}
+	rt := rest.NewRouter(d.Log, d.Authenticate)
+	rt.Handle(BasePath+"/services", map[string]problem.HandlerFunc{"GET": h.discover})
+	rt.Handle(BasePath+"/services/{serviceId}", map[string]problem.HandlerFunc{"GET": h.getAny})
+	rt.Handle(BasePath+"/transports", map[string]problem.HandlerFunc{"GET": h.transports})
+	rt.Handle(BasePath+"/applications/{appInstanceId}/services", map[string]problem.HandlerFunc{"GET": h.discover, "POST": h.create})
+	rt.Handle(BasePath+"/applications/{appInstanceId}/services/{serviceId}", map[string]problem.HandlerFunc{"GET": h.getOwn, "PUT": h.update, "DELETE": h.remove})
+	rt.Handle(BasePath+"/applications/{appInstanceId}/services/{serviceId}/liveness", map[string]problem.HandlerFunc{"GET": h.liveness, "PATCH": h.heartbeat, "PUT": h.heartbeat})
+	rt.NotFound(BasePath + "/")
+	return rt
 }
 
 // wait lets the local cache apply a write this instance just made.
@@ -188,19 +80,19 @@ func (h *handler) grant(proposed int) int {
 }
 
 func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
-	body, err := h.readBody(w, r)
+	body, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
 	si, err := mec.DecodeServiceInfo(body, platformTransport)
 	if err != nil {
-		return badField(err)
+		return rest.BadField(err)
 	}
-	id := newID()
+	id := rest.NewID()
 	si.LivenessInterval = h.grant(si.LivenessInterval)
 	rec := store.ServiceRecord{ID: id, AppInstanceID: app, Name: si.SerName, State: si.State,
 		LivenessInterval: si.LivenessInterval, Info: stored(si, app, id)}
@@ -212,36 +104,25 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("register service: %w", err)
 	}
 	h.wait(r.Context(), sid)
-	w.Header().Set("Location", absolute(r, servicePath(app, id)))
-	w.Header().Set("ETag", etag(rec.Rev))
-	return writeJSON(w, http.StatusCreated, render(rec))
-}
-
-func absolute(r *http.Request, path string) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host + path
+	w.Header().Set("Location", rest.Absolute(r, servicePath(app, id)))
+	w.Header().Set("ETag", rest.ETag(rec.Rev))
+	return rest.WriteJSON(w, http.StatusCreated, render(rec))
 }
 
 func (h *handler) update(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
 	id := r.PathValue("serviceId")
-	cond := ifMatch(r)
-	body, err := h.readBody(w, r)
+	cond := rest.IfMatch(r)
+	body, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
 	si, err := mec.DecodeServiceInfo(body, platformTransport)
 	if err != nil {
-		return badField(err)
+		return rest.BadField(err)
 	}
 	if si.SerInstanceID != "" && si.SerInstanceID != id {
 		return problem.BadRequest("serInstanceId", "serInstanceId does not match the resource")
@@ -271,12 +152,12 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("update service: %w", err)
 	}
 	h.wait(r.Context(), sid)
-	w.Header().Set("ETag", etag(rec.Rev))
-	return writeJSON(w, http.StatusOK, render(rec))
+	w.Header().Set("ETag", rest.ETag(rec.Rev))
+	return rest.WriteJSON(w, http.StatusOK, render(rec))
 }
 
 func (h *handler) remove(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
@@ -313,8 +194,8 @@ func (h *handler) getAny(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	w.Header().Set("ETag", etag(rec.Rev))
-	return writeJSON(w, http.StatusOK, body)
+	w.Header().Set("ETag", rest.ETag(rec.Rev))
+	return rest.WriteJSON(w, http.StatusOK, body)
 }
 
 func (h *handler) getOwn(w http.ResponseWriter, r *http.Request) error {
@@ -325,8 +206,8 @@ func (h *handler) getOwn(w http.ResponseWriter, r *http.Request) error {
 	if rec.AppInstanceID != r.PathValue("appInstanceId") {
 		return problem.NotFound("no such service of this app instance")
 	}
-	w.Header().Set("ETag", etag(rec.Rev))
-	return writeJSON(w, http.StatusOK, body)
+	w.Header().Set("ETag", rest.ETag(rec.Rev))
+	return rest.WriteJSON(w, http.StatusOK, body)
 }
 
 func (h *handler) liveness(w http.ResponseWriter, r *http.Request) error {
@@ -343,21 +224,21 @@ func (h *handler) liveness(w http.ResponseWriter, r *http.Request) error {
 		TimeStamp: mec.TimeStamp{Seconds: rec.LastHeartbeat.Unix(), NanoSeconds: int64(rec.LastHeartbeat.Nanosecond())},
 		Interval:  rec.LivenessInterval,
 	})
-	return writeJSON(w, http.StatusOK, body)
+	return rest.WriteJSON(w, http.StatusOK, body)
 }
 
 func (h *handler) heartbeat(w http.ResponseWriter, r *http.Request) error {
-	app, err := own(r)
+	app, err := rest.Own(r)
 	if err != nil {
 		return err
 	}
-	body, err := h.readBody(w, r)
+	body, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
 	var u mec.ServiceLivenessUpdate
 	if err := mec.DecodeBytes(body, "ServiceLivenessUpdate", &u); err != nil {
-		return badField(err)
+		return rest.BadField(err)
 	}
 	if u.State != store.StateActive {
 		return problem.BadRequest("state", `state must be "ACTIVE" in a heartbeat`)

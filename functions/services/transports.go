@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/functions/rest"
 )
 
 // PlatformTransportID names the one transport the platform provides: REST
@@ -36,5 +37,5 @@ func platformTransport(id string) *mec.TransportInfo {
 
 func (h *handler) transports(w http.ResponseWriter, r *http.Request) error {
 	body, _ := json.Marshal([]*mec.TransportInfo{platformTransportInfo()})
-	return writeJSON(w, http.StatusOK, body)
+	return rest.WriteJSON(w, http.StatusOK, body)
 }

@@ -2,22 +2,18 @@ package subscriptions
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/kmep-io/kmep/functions/callback"
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -50,7 +46,8 @@ type Deps struct {
 	// Callbacks checks every callbackReference. Required.
 	Callbacks CallbackValidator
 	// Authenticate returns the appInstanceId of the caller's Bearer JWT or an
-	// error (a *problem.Error: 401, or 503 when keys are unavailable). Required.
+	// error (a *problem.Error: 401, or 503 when keys are unavailable).
+	// Required: New panics without it.
 	Authenticate func(*http.Request) (string, error)
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
@@ -84,7 +81,6 @@ var kinds = [...]kind{
 
 type handler struct {
 	Deps
-	mux *http.ServeMux
 }
 
 // New returns the subscriptions handler, serving Routes().
@@ -92,49 +88,31 @@ func New(d Deps) http.Handler {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	h := &handler{Deps: d, mux: http.NewServeMux()}
+	h := &handler{Deps: d}
+	rt := rest.NewRouter(d.Log, d.Authenticate)
 	for _, k := range kinds {
-		h.route(k.base+collection, map[string]problem.HandlerFunc{
-			"GET":  func(w http.ResponseWriter, r *http.Request) error { return h.list(w, r, k) },
-			"POST": func(w http.ResponseWriter, r *http.Request) error { return h.create(w, r, k) },
+		rt.Handle(k.base+collection, map[string]problem.HandlerFunc{
+			"GET":  mine(func(w http.ResponseWriter, r *http.Request) error { return h.list(w, r, k) }),
+			"POST": mine(func(w http.ResponseWriter, r *http.Request) error { return h.create(w, r, k) }),
 		})
-		h.route(k.base+collection+"/{subscriptionId}", map[string]problem.HandlerFunc{
-			"GET":    func(w http.ResponseWriter, r *http.Request) error { return h.get(w, r, k) },
-			"DELETE": func(w http.ResponseWriter, r *http.Request) error { return h.remove(w, r, k) },
+		rt.Handle(k.base+collection+"/{subscriptionId}", map[string]problem.HandlerFunc{
+			"GET":    mine(func(w http.ResponseWriter, r *http.Request) error { return h.get(w, r, k) }),
+			"DELETE": mine(func(w http.ResponseWriter, r *http.Request) error { return h.remove(w, r, k) }),
 		})
 	}
-	h.mux.Handle("/", problem.Handler(d.Log, func(http.ResponseWriter, *http.Request) error {
-		return problem.NotFound("no such resource")
-	}))
-	return h
+	rt.NotFound("/")
+	return rt
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
-// route registers path for the given methods; any other method is a 405
-// ProblemDetails with Allow. Every method authenticates first.
-func (h *handler) route(path string, methods map[string]problem.HandlerFunc) {
-	var allow []string
-	for m := range methods {
-		allow = append(allow, m)
-	}
-	slices.Sort(allow)
-	allowed := strings.Join(allow, ", ")
-	h.mux.Handle(path, problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
-		fn, ok := methods[r.Method]
-		if !ok {
-			w.Header().Set("Allow", allowed)
-			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
-		}
-		app, err := h.Authenticate(r)
-		if err != nil {
+// mine runs fn only for the caller's own app instance: another
+// appInstanceId in the path is a 403 before anything is read.
+func mine(fn problem.HandlerFunc) problem.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if _, err := rest.Own(r); err != nil {
 			return err
 		}
-		if p := r.PathValue("appInstanceId"); p != app {
-			return problem.Forbidden("appInstanceId " + strconv.Quote(p) + " is not the caller's app instance")
-		}
 		return fn(w, r)
-	}))
+	}
 }
 
 func collectionPath(k kind, app string) string {
@@ -143,53 +121,6 @@ func collectionPath(k kind, app string) string {
 
 func subscriptionPath(k kind, app, id string) string {
 	return collectionPath(k, app) + "/" + url.PathEscape(id)
-}
-
-// absolute is path as an absolute URL of the request's host (Location).
-func absolute(r *http.Request, path string) string {
-	scheme := "http"
-	if r.TLS != nil {
-		scheme = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p == "https" || p == "http" {
-		scheme = p
-	}
-	return scheme + "://" + r.Host + path
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
-}
-
-func writeJSON(w http.ResponseWriter, status int, body []byte) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, err := w.Write(body)
-	return err
-}
-
-func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return nil, err
-		}
-		return nil, problem.BadRequest("body", "could not read the request body")
-	}
-	return b, nil
-}
-
-func badField(err error) error {
-	var fe *mec.FieldError
-	if errors.As(err, &fe) {
-		return problem.BadRequest(fe.Field, fe.Error())
-	}
-	return err
 }
 
 // callbackRefused turns the callback policy's verdict into the answer: a
@@ -222,18 +153,18 @@ func errNotYours() error {
 
 func (h *handler) create(w http.ResponseWriter, r *http.Request, k kind) error {
 	app := r.PathValue("appInstanceId")
-	body, err := readBody(w, r)
+	body, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
 	req, err := k.decode(body, app)
 	if err != nil {
-		return badField(err)
+		return rest.BadField(err)
 	}
 	if err := h.Callbacks.Validate(r.Context(), req.callbackReference); err != nil {
 		return callbackRefused(err)
 	}
-	id := newID()
+	id := rest.NewID()
 	self := subscriptionPath(k, app, id)
 	out, err := json.Marshal(req.render(self))
 	if err != nil {
@@ -244,8 +175,8 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request, k kind) error {
 	if err != nil {
 		return fmt.Errorf("create subscription: %w", err)
 	}
-	w.Header().Set("Location", absolute(r, self))
-	return writeJSON(w, http.StatusCreated, out)
+	w.Header().Set("Location", rest.Absolute(r, self))
+	return rest.WriteJSON(w, http.StatusCreated, out)
 }
 
 // subscriptionLinkList is MecServiceMgmtApiSubscriptionLinkList and
@@ -278,7 +209,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request, k kind) error {
 	if err != nil {
 		return fmt.Errorf("render subscription list: %w", err)
 	}
-	return writeJSON(w, http.StatusOK, b)
+	return rest.WriteJSON(w, http.StatusOK, b)
 }
 
 // lookup returns the caller's subscription of kind k named in the path.
@@ -304,7 +235,7 @@ func (h *handler) get(w http.ResponseWriter, r *http.Request, k kind) error {
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, sub.Body)
+	return rest.WriteJSON(w, http.StatusOK, sub.Body)
 }
 
 func (h *handler) remove(w http.ResponseWriter, r *http.Request, k kind) error {

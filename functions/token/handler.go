@@ -4,17 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"slices"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/store"
 )
@@ -47,7 +44,6 @@ type Deps struct {
 
 type handler struct {
 	Deps
-	mux *http.ServeMux
 }
 
 // New returns the token function's handler.
@@ -61,33 +57,14 @@ func New(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	h := &handler{Deps: d, mux: http.NewServeMux()}
-	h.mux.Handle(TokenPath, h.methods(map[string]problem.HandlerFunc{"POST": h.token}))
-	h.mux.Handle(JWKSPath, h.methods(map[string]problem.HandlerFunc{"GET": h.jwks}))
-	h.mux.Handle(ConfsPath, h.methods(map[string]problem.HandlerFunc{
-		"PUT": h.admin(h.putConf), "GET": h.admin(h.getConf), "DELETE": h.admin(h.deleteConf)}))
-	return h
-}
-
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
-
-// methods dispatches on the method; any other is a 405 ProblemDetails with
-// the Allow header RFC 9110 requires.
-func (h *handler) methods(m map[string]problem.HandlerFunc) http.Handler {
-	allow := make([]string, 0, len(m))
-	for method := range m {
-		allow = append(allow, method)
-	}
-	slices.Sort(allow)
-	allowed := strings.Join(allow, ", ")
-	return problem.Handler(h.Log, func(w http.ResponseWriter, r *http.Request) error {
-		fn, ok := m[r.Method]
-		if !ok {
-			w.Header().Set("Allow", allowed)
-			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
-		}
-		return fn(w, r)
-	})
+	h := &handler{Deps: d}
+	// Anyone may ask for a token or the keys; the Mm5 calls check the admin.
+	rt := rest.NewRouter(d.Log, rest.Unauthenticated)
+	rt.Handle(TokenPath, map[string]problem.HandlerFunc{"POST": h.token})
+	rt.Handle(JWKSPath, map[string]problem.HandlerFunc{"GET": h.jwks})
+	rt.Handle(ConfsPath, map[string]problem.HandlerFunc{
+		"PUT": h.admin(h.putConf), "GET": h.admin(h.getConf), "DELETE": h.admin(h.deleteConf)})
+	return rt
 }
 
 func (h *handler) admin(fn problem.HandlerFunc) problem.HandlerFunc {
@@ -112,7 +89,7 @@ func unauthorized(detail string) error {
 }
 
 func (h *handler) token(w http.ResponseWriter, r *http.Request) error {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	body, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return err
 	}
@@ -151,10 +128,8 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) error {
 		return fmt.Errorf("issue token: %w", err)
 	}
 	out, _ := json.Marshal(Response{AccessToken: tok, TokenType: "Bearer", ExpiresIn: exp})
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
-	_, err = w.Write(out)
-	return err
+	return rest.WriteJSON(w, http.StatusOK, out)
 }
 
 func (h *handler) jwks(w http.ResponseWriter, r *http.Request) error {
@@ -209,11 +184,7 @@ func (h *handler) putConf(w http.ResponseWriter, r *http.Request) error {
 	}
 	var c AppConf
 	if err := mec.Decode(http.MaxBytesReader(w, r.Body, MaxBody), "", &c); err != nil {
-		var fe *mec.FieldError
-		if errors.As(err, &fe) {
-			return problem.BadRequest(fe.Field, fe.Error())
-		}
-		return err
+		return rest.BadField(err)
 	}
 	cr := c.AuthInfo.Credentials
 	switch {
@@ -250,11 +221,8 @@ func writeConf(w http.ResponseWriter, status int, c store.AppConf) error {
 		out.AppInfo.RequiredServices = []string{}
 	}
 	body, _ := json.Marshal(out)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("ETag", `"`+strconv.FormatInt(c.Rev, 10)+`"`)
-	w.WriteHeader(status)
-	_, err := w.Write(body)
-	return err
+	w.Header().Set("ETag", rest.ETag(c.Rev))
+	return rest.WriteJSON(w, status, body)
 }
 
 func (h *handler) getConf(w http.ResponseWriter, r *http.Request) error {

@@ -10,12 +10,9 @@ package main
 
 import (
 	"context"
-	"fmt"
+	"errors"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
 	"github.com/kmep-io/kmep/functions/auth"
@@ -23,38 +20,19 @@ import (
 	"github.com/kmep-io/kmep/store"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "appsupport", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("appsupport", run) }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	traceable, err := strconv.ParseBool(env("KMEP_TIME_TRACEABLE", "false"))
+func run(ctx context.Context, log *slog.Logger) error {
+	traceable, err := strconv.ParseBool(server.Env("KMEP_TIME_TRACEABLE", "false"))
 	if err != nil {
-		return fmt.Errorf("KMEP_TIME_TRACEABLE: want true or false")
+		return errors.New("KMEP_TIME_TRACEABLE: want true or false")
 	}
-	rdb, err := store.Dial(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
 	h := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log, TimeTraceable: traceable})
-	return server.Run(ctx, server.Options{Addr: ":" + env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }

@@ -10,8 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/lcm"
@@ -19,37 +17,18 @@ import (
 	"github.com/kmep-io/kmep/store"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "lcm", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("lcm", run) }
 
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+func run(ctx context.Context, log *slog.Logger) error {
 	admin, err := auth.NewAdmin(os.Getenv("KMEP_ADMIN_TOKEN"))
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	url := os.Getenv("REDIS_URL")
-	if url == "" {
-		url = "redis://127.0.0.1:6379/0"
-	}
-	rdb, err := store.Dial(url)
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb})
-	if err != nil {
-		return err
-	}
-	port := os.Getenv("PORT")
-	if port == "" {
-		port = "8080"
-	}
-	return server.Run(ctx, server.Options{Addr: ":" + port, Handler: lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log}), Log: log})
+	defer closeStore()
+	h := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }

@@ -8,11 +8,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/auth"
@@ -21,49 +17,22 @@ import (
 	"github.com/kmep-io/kmep/store"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "services", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("services", run) }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func duration(k string, def time.Duration) (time.Duration, error) {
-	d, err := time.ParseDuration(env(k, def.String()))
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%s: want a positive duration like 1s", k)
-	}
-	return d, nil
-}
-
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	minLive, err := duration("KMEP_MIN_LIVENESS_INTERVAL", time.Second)
+func run(ctx context.Context, log *slog.Logger) error {
+	minLive, err := server.EnvDuration("KMEP_MIN_LIVENESS_INTERVAL", time.Second)
 	if err != nil {
 		return err
 	}
-	stale, err := duration("KMEP_CACHE_MAX_STALENESS", time.Second)
+	stale, err := server.EnvDuration("KMEP_CACHE_MAX_STALENESS", time.Second)
 	if err != nil {
 		return err
 	}
-	rdb, err := store.Dial(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	cache := services.NewCache(st, store.CacheOptions{MaxStaleness: stale,
 		OnError: func(err error) { log.Warn("discovery cache resync", "err", err) }})
 	cctx, cancel := context.WithCancel(context.Background())
@@ -72,5 +41,5 @@ func run(log *slog.Logger) error {
 	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
 	h := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
 		Log: log, MinLivenessInterval: minLive})
-	return server.Run(ctx, server.Options{Addr: ":" + env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }

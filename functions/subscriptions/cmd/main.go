@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/callback"
@@ -23,24 +21,9 @@ import (
 	"github.com/kmep-io/kmep/store"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "subscriptions", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("subscriptions", run) }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+func run(ctx context.Context, log *slog.Logger) error {
 	allow, err := callback.ParseAllowList(os.Getenv("KMEP_CALLBACK_ALLOW"))
 	if err != nil {
 		return fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
@@ -49,16 +32,12 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	rdb, err := store.Dial(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
 	h := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance, Log: log})
-	return server.Run(ctx, server.Options{Addr: ":" + env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }

@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/server"
@@ -22,25 +20,9 @@ import (
 	"github.com/kmep-io/kmep/store"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "token", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("token", run) }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-
+func run(ctx context.Context, log *slog.Logger) error {
 	key, err := store.ParseEncryptionKey(os.Getenv("KMEP_ENCRYPTION_KEY"))
 	if err != nil {
 		return err
@@ -63,16 +45,12 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	rdb, err := store.Dial(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{EncryptionKey: key})
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb, EncryptionKey: key})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	go token.PublishKeys(ctx, log, st, signer.JWKS())
 	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log})
-	return server.Run(ctx, server.Options{Addr: ":" + env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }

@@ -9,12 +9,9 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/server"
@@ -22,45 +19,26 @@ import (
 	"github.com/kmep-io/kmep/store"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "relay", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("relay", run) }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+func run(ctx context.Context, log *slog.Logger) error {
 	sink := os.Getenv("K_SINK")
 	if sink == "" {
 		return errors.New("K_SINK is not set (bind the Deployment to the Broker with a SinkBinding)")
 	}
-	workers, err := strconv.Atoi(env("KMEP_RELAY_WORKERS", "8"))
-	if err != nil || workers <= 0 {
-		return fmt.Errorf("KMEP_RELAY_WORKERS: want a positive integer")
-	}
-	ttl, err := time.ParseDuration(env("KMEP_RELAY_LEASE_TTL", "5s"))
-	if err != nil || ttl <= 0 {
-		return fmt.Errorf("KMEP_RELAY_LEASE_TTL: want a positive duration like 5s")
-	}
-	rdb, err := store.Dial(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+	workers, err := server.EnvInt("KMEP_RELAY_WORKERS", 8)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb})
+	ttl, err := server.EnvDuration("KMEP_RELAY_LEASE_TTL", 5*time.Second)
 	if err != nil {
 		return err
 	}
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer closeStore()
 	holder, _ := os.Hostname() // the pod name: readable in the lease
 	if holder != "" {
 		holder += "-" + strconv.FormatInt(time.Now().UnixNano(), 36)

@@ -9,9 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
@@ -20,33 +17,14 @@ import (
 	"github.com/kmep-io/kmep/triggers/deadletter"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "deadletter", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
+func main() { server.Main("deadletter", run) }
 
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
-
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	rdb, err := store.Dial(env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+func run(ctx context.Context, log *slog.Logger) error {
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	h := deadletter.New(deadletter.Deps{Recorder: st, Log: log})
 	p, err := cloudevents.NewHTTP()
 	if err != nil {
@@ -56,5 +34,5 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cloudevents receiver: %w", err)
 	}
-	return server.Run(ctx, server.Options{Addr: ":" + env("PORT", "8080"), Handler: receiver, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: receiver, Log: log})
 }

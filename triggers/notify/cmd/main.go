@@ -12,9 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/signal"
-	"strconv"
-	"syscall"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/callback"
@@ -23,20 +20,7 @@ import (
 	"github.com/kmep-io/kmep/triggers/notify"
 )
 
-func main() {
-	log := server.NewLogger(os.Stderr, "notify", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
-}
-
-func env(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
-}
+func main() { server.Main("notify", run) }
 
 // config is the environment, read once.
 type config struct {
@@ -48,36 +32,30 @@ type config struct {
 }
 
 func readConfig() (config, error) {
-	c := config{addr: ":" + env("PORT", "8080"), redisURL: env("REDIS_URL", "redis://127.0.0.1:6379/0")}
+	c := config{addr: ":" + server.Env("PORT", "8080"), redisURL: server.Env("REDIS_URL", "redis://127.0.0.1:6379/0")}
 	var err error
 	if c.allow, err = callback.ParseAllowList(os.Getenv("KMEP_CALLBACK_ALLOW")); err != nil {
 		return c, fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
 	}
-	if c.concurrency, err = strconv.Atoi(env("KMEP_NOTIFY_CONCURRENCY", strconv.Itoa(notify.DefaultConcurrency))); err != nil || c.concurrency <= 0 {
-		return c, fmt.Errorf("KMEP_NOTIFY_CONCURRENCY: want a positive integer")
+	if c.concurrency, err = server.EnvInt("KMEP_NOTIFY_CONCURRENCY", notify.DefaultConcurrency); err != nil {
+		return c, err
 	}
-	if c.timeout, err = time.ParseDuration(env("KMEP_NOTIFY_TIMEOUT", notify.DefaultTimeout.String())); err != nil || c.timeout <= 0 {
-		return c, fmt.Errorf("KMEP_NOTIFY_TIMEOUT: want a positive duration like 5s")
+	if c.timeout, err = server.EnvDuration("KMEP_NOTIFY_TIMEOUT", notify.DefaultTimeout); err != nil {
+		return c, err
 	}
 	return c, nil
 }
 
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+func run(ctx context.Context, log *slog.Logger) error {
 	cfg, err := readConfig()
 	if err != nil {
 		return err
 	}
-	rdb, err := store.Dial(cfg.redisURL)
+	st, closeStore, err := store.Open(cfg.redisURL, store.Options{})
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	st, err := store.New(store.Options{Client: rdb})
-	if err != nil {
-		return err
-	}
+	defer closeStore()
 	policy, err := callback.New(callback.Options{Allow: cfg.allow, IncludeInterfaceAddrs: true, Timeout: cfg.timeout})
 	if err != nil {
 		return err
