@@ -1,0 +1,202 @@
+package mepagent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxAnswer bounds what the agent reads of one platform answer.
+const maxAnswer = 4 << 20
+
+// maxRetryAfter bounds how long a Retry-After can hold a step (the
+// platform's token lockout announces 15 minutes).
+const maxRetryAfter = 15 * time.Minute
+
+// StatusError is a platform answer outside 2xx.
+type StatusError struct {
+	// Method and URL are the request's.
+	Method, URL string
+	// Status is the HTTP status code.
+	Status int
+	// RetryAfter is the answer's Retry-After in seconds (0: none).
+	RetryAfter time.Duration
+	// Detail is the ProblemDetails detail, or the start of the body.
+	Detail string
+}
+
+func (e *StatusError) Error() string {
+	s := fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.Status, http.StatusText(e.Status))
+	if e.Detail != "" {
+		s += ": " + e.Detail
+	}
+	return s
+}
+
+// transient reports whether a later attempt of the same request may
+// succeed: 5xx, 408, 429, and 401 (after a new token).
+func (e *StatusError) transient() bool {
+	return e.Status >= 500 || e.Status == http.StatusRequestTimeout ||
+		e.Status == http.StatusTooManyRequests || e.Status == http.StatusUnauthorized
+}
+
+// permanentError marks a failure that a retry of the same request cannot
+// mend (a 4xx, an answer the agent cannot read).
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// isPermanent reports whether err cannot be mended by trying again.
+func isPermanent(err error) bool {
+	var pe *permanentError
+	if errors.As(err, &pe) {
+		return true
+	}
+	var se *StatusError
+	return errors.As(err, &se) && !se.transient()
+}
+
+// call sends one request to the platform with the bearer token (none when
+// empty) and returns the answer of a 2xx, or a *StatusError.
+func (a *Agent) call(ctx context.Context, method, url, bearer string, body []byte) (*http.Response, []byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
+	defer cancel()
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, nil, &permanentError{fmt.Errorf("%s %s: %w", method, url, err)}
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Accept", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	return a.do(req)
+}
+
+// do sends req and reads the answer.
+func (a *Agent) do(req *http.Request) (*http.Response, []byte, error) {
+	res, err := a.client.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(res.Body, maxAnswer))
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: read answer: %w", req.Method, req.URL, err)
+	}
+	if res.StatusCode < 200 || res.StatusCode > 299 {
+		return res, b, &StatusError{Method: req.Method, URL: req.URL.String(), Status: res.StatusCode,
+			RetryAfter: retryAfter(res.Header.Get("Retry-After")), Detail: detail(b)}
+	}
+	return res, b, nil
+}
+
+func retryAfter(v string) time.Duration {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil || n <= 0 {
+		return 0
+	}
+	return min(time.Duration(n)*time.Second, maxRetryAfter)
+}
+
+// detail is what a failed answer says, short enough for a log line.
+func detail(b []byte) string {
+	var p struct {
+		Detail string `json:"detail"`
+	}
+	if json.Unmarshal(b, &p) == nil && p.Detail != "" {
+		return p.Detail
+	}
+	s := strings.TrimSpace(string(b))
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}
+
+// backoff yields doubling delays from min to max with equal jitter: each
+// delay is at least half the nominal one, so retries never busy-loop.
+type backoff struct {
+	min, max, cur time.Duration
+}
+
+func (a *Agent) newBackoff() *backoff {
+	return &backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+}
+
+func (b *backoff) next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.min
+	} else {
+		b.cur = min(b.cur*2, b.max)
+	}
+	half := b.cur / 2
+	return half + rand.N(half+1)
+}
+
+func (b *backoff) reset() { b.cur = 0 }
+
+// sleep waits d or until ctx ends; it reports whether d elapsed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// retry runs op with the current token until it succeeds, fails for good
+// (a permanent error, returned), or ctx ends (ctx.Err() returned). A 401
+// makes the token be renewed before the next attempt; a Retry-After is
+// honoured.
+func (a *Agent) retry(ctx context.Context, what string, op func(ctx context.Context, token string) error) error {
+	b := a.newBackoff()
+	for attempt := 1; ; attempt++ {
+		tok, err := a.tokens.wait(ctx)
+		if err != nil {
+			return err
+		}
+		err = op(ctx, tok)
+		switch {
+		case err == nil:
+			if attempt > 1 {
+				a.log.Info(what+": succeeded after retries", "attempts", attempt)
+			}
+			return nil
+		case ctx.Err() != nil:
+			return ctx.Err()
+		case isPermanent(err):
+			return err
+		}
+		wait := b.next()
+		var se *StatusError
+		if errors.As(err, &se) {
+			if se.Status == http.StatusUnauthorized {
+				a.tokens.reject(tok)
+			}
+			wait = max(wait, se.RetryAfter)
+		}
+		a.log.Warn(what+": failed; will retry", "attempt", attempt, "in", wait.Round(time.Millisecond), "err", err)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+	}
+}
