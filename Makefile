@@ -39,6 +39,8 @@ build: ## Build every binary into ./bin.
 	$(GO) build -o $(BIN)/notify ./triggers/notify/cmd
 	$(GO) build -o $(BIN)/deadletter ./triggers/deadletter/cmd
 	$(GO) build -o $(BIN)/relay ./longrunning/relay/cmd
+	$(GO) build -o $(BIN)/reaper ./longrunning/reaper/cmd
+	$(GO) build -o $(BIN)/mepagent ./longrunning/mepagent/cmd
 	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
 	$(GO) build -o $(BIN)/kmepctl ./local/cmd/kmepctl
 

@@ -98,7 +98,9 @@ end
 local l = tonumber(live)
 local hb = cur[8]
 if l > 0 then
-  if cur[6] ~= live then
+  -- a new interval, or a deadline the reaper dropped (the service was
+  -- INACTIVE): start the liveness clock again from now
+  if cur[6] ~= live or not redis.call('ZSCORE', p .. ':liveness', id) then
     hb = now
     local grace = math.min(math.ceil(l * 50), 5000)
     redis.call('ZADD', p .. ':liveness', tonumber(now) + l * 1000 + grace, id)

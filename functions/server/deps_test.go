@@ -20,6 +20,7 @@ func TestLightBinariesDoNotLinkHeavyModules(t *testing.T) {
 		"github.com/kmep-io/kmep/triggers/deadletter/cmd",
 		"github.com/kmep-io/kmep/longrunning/relay/cmd",
 		"github.com/kmep-io/kmep/longrunning/mepagent/cmd",
+		"github.com/kmep-io/kmep/longrunning/reaper/cmd",
 		"github.com/kmep-io/kmep/local/cmd/kmepctl",
 	} {
 		t.Run(pkg, func(t *testing.T) {

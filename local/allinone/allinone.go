@@ -2,8 +2,9 @@
 // laptop: every function's handler mounted on one port (the very handlers
 // the per-function binaries serve), the discovery cache, the event pipeline
 // (the outbox relay, an embedded broker routing by manifests/eventing.yaml's
-// Triggers, the notify and deadletter triggers), and the platform's keys and
-// secrets generated on first start under a data directory.
+// Triggers, the notify and deadletter triggers), the heartbeat reaper, and
+// the platform's keys and secrets generated on first start under a data
+// directory.
 //
 // The store is chosen in this order, and the choice is the first log line:
 // REDIS_URL when set; else a private redis-server child with its data (AOF
@@ -41,6 +42,7 @@ import (
 	"github.com/kmep-io/kmep/functions/token"
 	"github.com/kmep-io/kmep/local/broker"
 	"github.com/kmep-io/kmep/local/rediserver"
+	"github.com/kmep-io/kmep/longrunning/reaper"
 	"github.com/kmep-io/kmep/longrunning/relay"
 	"github.com/kmep-io/kmep/manifests"
 	"github.com/kmep-io/kmep/store"
@@ -158,6 +160,15 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := events(bg, cfg, st, policy, log); err != nil {
 		return err
 	}
+	rp, err := reaper.New(reaper.Config{}, reaper.Deps{Store: st, Log: log.With("component", "reaper")})
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := rp.Run(bg); err != nil {
+			log.Error("reaper stopped", "err", err)
+		}
+	}()
 
 	mux := http.NewServeMux()
 	mux.Handle(token.TokenPath, tokenH)

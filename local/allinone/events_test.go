@@ -187,3 +187,47 @@ func TestSubscriberDownThenBack(t *testing.T) {
 		box.wait(t, outage+60*time.Second, serviceChange(n, "ADDED"))
 	}
 }
+
+func serviceState(name, state string) func(map[string]any) bool {
+	return func(n map[string]any) bool {
+		refs, _ := n["serviceReferences"].([]any)
+		for _, r := range refs {
+			m, _ := r.(map[string]any)
+			if m["serName"] == name && m["changeType"] == "STATE_CHANGED" && m["state"] == state {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// A service that misses its heartbeat is SUSPENDED by the in-process
+// reaper (subscribers get STATE_CHANGED), and a heartbeat restores it.
+func TestMissedHeartbeatSuspends(t *testing.T) {
+	r := testenv.NewRedis(t, testenv.RedisOptions{})
+	base, _ := platform(t, allinone.Config{RedisURL: r.URL(), CallbackAllow: "127.0.0.0/8"})
+	c := client{t, base}
+	c.provision("hb", "AKHB1", "secret-key-hb1")
+	c.provision("watch", "AKW1", "secret-key-w1")
+	prod, watch := c.token("AKHB1", "secret-key-hb1"), c.token("AKW1", "secret-key-w1")
+	box := newInbox()
+	srv := httptest.NewServer(box)
+	defer srv.Close()
+	res, b := c.do("POST", "/mep/mec_service_mgmt/v1/applications/watch/subscriptions", watch,
+		`{"subscriptionType":"SerAvailabilityNotificationSubscription","callbackReference":"`+srv.URL+`/cb","filteringCriteria":{"serNames":["hb-svc"]}}`)
+	c.expect(res, b, http.StatusCreated)
+	body := strings.Replace(strings.Replace(svcBody, "%s", "hb-svc", 1), `"serializer":"JSON",`, `"serializer":"JSON","livenessInterval":1,`, 1)
+	res, b = c.do("POST", "/mep/mec_service_mgmt/v1/applications/hb/services", prod, body)
+	c.expect(res, b, http.StatusCreated)
+	loc := res.Header.Get("Location")
+	path := loc[strings.Index(loc, "/mep/"):]
+	box.wait(t, 10*time.Second, serviceState("hb-svc", "SUSPENDED"))
+	res, b = c.do("GET", path, prod, "")
+	c.expect(res, b, 200)
+	if !strings.Contains(string(b), `"state":"SUSPENDED"`) {
+		t.Fatalf("service after a missed heartbeat: %s", b)
+	}
+	res, b = c.do("PATCH", path+"/liveness", prod, `{"state":"ACTIVE"}`)
+	c.expect(res, b, http.StatusNoContent)
+	box.wait(t, 10*time.Second, serviceState("hb-svc", "ACTIVE"))
+}
