@@ -24,23 +24,34 @@ func decodeConfirmation(raw []byte, wrapper, member string, v any) error {
 	return rest.BadField(mec.DecodeBytes(raw, wrapper, v))
 }
 
-// confirmReady answers POST .../confirm_ready with AppReadyConfirmation
-// {"indication":"READY"}: 204.
-func (h *handler) confirmReady(w http.ResponseWriter, r *http.Request) error {
+// readConfirmation reads the body of a confirm_* call for the caller's own
+// app: a T (or its v3 wrapper) whose member must be one of allowed.
+func readConfirmation[T any](w http.ResponseWriter, r *http.Request, wrapper, member string, allowed []string, value func(*T) string) (string, error) {
 	app, err := rest.Own(r)
 	if err != nil {
-		return err
+		return "", err
 	}
 	raw, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
-		return err
+		return "", err
 	}
-	var c AppReadyConfirmation
-	if err := decodeConfirmation(raw, "AppReadyConfirmation", "indication", &c); err != nil {
-		return err
+	var c T
+	if err := decodeConfirmation(raw, wrapper, member, &c); err != nil {
+		return "", err
 	}
-	if err := oneOf("indication", c.Indication, []string{"READY"}); err != nil {
-		return rest.BadField(err)
+	if err := oneOf(member, value(&c), allowed); err != nil {
+		return "", rest.BadField(err)
+	}
+	return app, nil
+}
+
+// confirmReady answers POST .../confirm_ready with AppReadyConfirmation
+// {"indication":"READY"}: 204.
+func (h *handler) confirmReady(w http.ResponseWriter, r *http.Request) error {
+	app, err := readConfirmation(w, r, "AppReadyConfirmation", "indication", []string{"READY"},
+		func(c *AppReadyConfirmation) string { return c.Indication })
+	if err != nil {
+		return err
 	}
 	if _, err := h.Store.ConfirmReady(r.Context(), app); err != nil {
 		return fmt.Errorf("confirm ready: %w", err)
@@ -54,20 +65,10 @@ func (h *handler) confirmReady(w http.ResponseWriter, r *http.Request) error {
 // 204, or 409 when no termination of the app is in progress. Confirming
 // again is a 204 that changes nothing.
 func (h *handler) confirmTermination(w http.ResponseWriter, r *http.Request) error {
-	app, err := rest.Own(r)
+	app, err := readConfirmation(w, r, "AppTerminationConfirmation", "operationAction", OperationActions,
+		func(c *AppTerminationConfirmation) string { return c.OperationAction })
 	if err != nil {
 		return err
-	}
-	raw, err := rest.ReadBody(w, r, MaxBody)
-	if err != nil {
-		return err
-	}
-	var c AppTerminationConfirmation
-	if err := decodeConfirmation(raw, "AppTerminationConfirmation", "operationAction", &c); err != nil {
-		return err
-	}
-	if err := oneOf("operationAction", c.OperationAction, OperationActions); err != nil {
-		return rest.BadField(err)
 	}
 	_, err = h.Store.ConfirmTermination(r.Context(), app)
 	if errors.Is(err, store.ErrConflict) {
