@@ -21,7 +21,7 @@ func newClockStore(t *testing.T, now *time.Time) (*store.Store, *redis.Client, s
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	c := srv.Client(t)
-	prefix := fmt.Sprintf("t%d", nextNS.Add(1))
+	prefix := srv.Prefix()
 	s, err := store.New(store.Options{Client: c, Prefix: prefix, EncryptionKey: key, Now: func() time.Time { return *now }})
 	if err != nil {
 		t.Fatal(err)

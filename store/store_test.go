@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,10 +16,7 @@ import (
 	"github.com/kmep-io/kmep/store"
 )
 
-var (
-	srv    *testenv.Redis
-	nextNS atomic.Int64
-)
+var srv *testenv.Redis
 
 func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{AOF: true}, &srv) }
 
@@ -30,7 +26,7 @@ func newStore(t *testing.T) (*store.Store, *redis.Client, string) {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	c := srv.Client(t)
-	prefix := fmt.Sprintf("t%d", nextNS.Add(1))
+	prefix := srv.Prefix()
 	s, err := store.New(store.Options{Client: c, Prefix: prefix, EncryptionKey: key})
 	if err != nil {
 		t.Fatal(err)

@@ -4,20 +4,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
-	"github.com/kmep-io/kmep/functions/problem"
 	"github.com/kmep-io/kmep/functions/problem/problemtest"
+	"github.com/kmep-io/kmep/functions/rest/resttest"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
 )
@@ -25,22 +23,10 @@ import (
 // base is the API root every path below hangs from.
 const base = appsupport.BasePath
 
-var (
-	// srv is the redis-server the tests share; each test has a prefix of its own.
-	srv    *testenv.Redis
-	nextNS atomic.Int64
-)
+// srv is the redis-server the tests share; each test has a prefix of its own.
+var srv *testenv.Redis
 
 func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
-
-// authenticate is the fake authenticator: "Bearer <app>" is app <app>.
-func authenticate(r *http.Request) (string, error) {
-	app, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || app == "" {
-		return "", problem.Unauthorized("missing bearer token")
-	}
-	return app, nil
-}
 
 // now is the fixed clock of the store and the handler.
 var now = time.Date(2026, 6, 23, 10, 15, 0, 123456789, time.UTC)
@@ -65,11 +51,8 @@ func newEnv(t *testing.T, o envOptions) *env {
 		r = srv
 	}
 	clock := func() time.Time { return now }
-	st, err := store.New(store.Options{Client: r.Client(t), Prefix: fmt.Sprintf("as%d", nextNS.Add(1)), Now: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := appsupport.Deps{Store: st, Authenticate: authenticate, Log: slog.New(slog.DiscardHandler), Now: clock}
+	st := r.Store(t, store.Options{Now: clock})
+	d := appsupport.Deps{Store: st, Authenticate: resttest.Authenticate, Log: slog.New(slog.DiscardHandler), Now: clock}
 	if o.deps != nil {
 		o.deps(&d)
 	}

@@ -2,11 +2,9 @@ package lcm_test
 
 import (
 	"context"
-	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,19 +17,13 @@ import (
 
 const admin = "lcm-admin-token-0123456789"
 
-var (
-	srv    *testenv.Redis
-	nextNS atomic.Int64
-)
+var srv *testenv.Redis
 
 func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
 
 func setup(t *testing.T) (*store.Store, http.Handler) {
 	t.Helper()
-	st, err := store.New(store.Options{Client: srv.Client(t), Prefix: fmt.Sprintf("lcm%d", nextNS.Add(1)), EncryptionKey: make([]byte, 32)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := srv.Store(t, store.Options{EncryptionKey: make([]byte, 32)})
 	a, err := auth.NewAdmin(admin)
 	if err != nil {
 		t.Fatal(err)

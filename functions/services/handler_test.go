@@ -12,14 +12,13 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/problem/problemtest"
+	"github.com/kmep-io/kmep/functions/rest/resttest"
 
 	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/functions/problem"
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
@@ -28,22 +27,10 @@ import (
 // base is the API root every path below hangs from.
 const base = services.BasePath
 
-var (
-	// srv is the redis-server the tests share; each test has a prefix of its own.
-	srv    *testenv.Redis
-	nextNS atomic.Int64
-)
+// srv is the redis-server the tests share; each test has a prefix of its own.
+var srv *testenv.Redis
 
 func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
-
-// authenticate is the fake authenticator: "Bearer <app>" is app <app>.
-func authenticate(r *http.Request) (string, error) {
-	app, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || app == "" {
-		return "", problem.Unauthorized("missing bearer token")
-	}
-	return app, nil
-}
 
 // clock is a settable clock for the store and the handler.
 type clock struct {
@@ -87,10 +74,7 @@ func newEnv(t *testing.T, mode string, o envOptions) *env {
 		r = srv
 	}
 	clk := &clock{t: time.Date(2026, 6, 23, 10, 15, 0, 0, time.UTC)}
-	st, err := store.New(store.Options{Client: r.Client(t), Prefix: fmt.Sprintf("svc%d", nextNS.Add(1)), Now: clk.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := r.Store(t, store.Options{Now: clk.Now})
 	e := &env{st: st, clock: clk}
 	if mode == modeCache {
 		e.cache = services.NewCache(st, store.CacheOptions{MaxStaleness: o.maxStaleness})
@@ -100,7 +84,7 @@ func newEnv(t *testing.T, mode string, o envOptions) *env {
 		t.Cleanup(func() { cancel(); <-done })
 		waitUntil(t, "the cache is fresh", e.cache.Fresh)
 	}
-	e.h = services.New(services.Deps{Store: st, Cache: e.cache, Authenticate: authenticate,
+	e.h = services.New(services.Deps{Store: st, Cache: e.cache, Authenticate: resttest.Authenticate,
 		Log: slog.New(slog.DiscardHandler), MinLivenessInterval: o.minLiveness, Now: clk.Now})
 	return e
 }

@@ -17,29 +17,17 @@ import (
 	"testing"
 
 	"github.com/kmep-io/kmep/functions/callback"
-	"github.com/kmep-io/kmep/functions/problem"
 	"github.com/kmep-io/kmep/functions/problem/problemtest"
+	"github.com/kmep-io/kmep/functions/rest/resttest"
 	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
 )
 
-var (
-	// srv is the redis-server the tests share; each test has a prefix of its own.
-	srv    *testenv.Redis
-	nextNS atomic.Int64
-)
+// srv is the redis-server the tests share; each test has a prefix of its own.
+var srv *testenv.Redis
 
 func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
-
-// authenticate is the fake authenticator: "Bearer <app>" is app <app>.
-func authenticate(r *http.Request) (string, error) {
-	app, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || app == "" {
-		return "", problem.Unauthorized("missing bearer token")
-	}
-	return app, nil
-}
 
 // fakeCallbacks is a hand-written CallbackValidator: it refuses the URLs in
 // refuse with their reason and accepts everything else.
@@ -80,16 +68,13 @@ func newEnv(t *testing.T, o envOptions) *env {
 	if r == nil {
 		r = srv
 	}
-	st, err := store.New(store.Options{Client: r.Client(t), Prefix: fmt.Sprintf("subs%d", nextNS.Add(1))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := r.Store(t, store.Options{})
 	cb := o.callbacks
 	if cb == nil {
 		cb = &fakeCallbacks{refuse: map[string]string{refusedCallback: "host 10.0.0.66 is not a permitted address"}}
 	}
 	return &env{st: st, h: subscriptions.New(subscriptions.Deps{Store: st, Callbacks: cb,
-		Authenticate: authenticate, Log: slog.New(slog.DiscardHandler)})}
+		Authenticate: resttest.Authenticate, Log: slog.New(slog.DiscardHandler)})}
 }
 
 // do sends one request as app ("" sends no Authorization).

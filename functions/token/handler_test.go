@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -28,8 +27,7 @@ const adminToken = "kmep-admin-token-0123456789"
 
 var (
 	// srv is the redis-server the tests share; each env has a prefix of its own.
-	srv    *testenv.Redis
-	nextNS atomic.Int64
+	srv *testenv.Redis
 	// now is the clock of every env: the handler, the store and the verifier.
 	now = time.Date(2026, 6, 23, 10, 15, 0, 0, time.UTC)
 )
@@ -51,10 +49,7 @@ func newEnv(t *testing.T, r *testenv.Redis) *env {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	clock := func() time.Time { return now }
-	st, err := store.New(store.Options{Client: r.Client(t), Prefix: fmt.Sprintf("tok%d", nextNS.Add(1)), EncryptionKey: key, Now: clock})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := r.Store(t, store.Options{EncryptionKey: key, Now: clock})
 	pem, err := auth.GenerateSigningKeyPEM()
 	if err != nil {
 		t.Fatal(err)

@@ -6,12 +6,14 @@ package testenv
 import (
 	"fmt"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kmep-io/kmep/local/rediserver"
+	"github.com/kmep-io/kmep/store"
 )
 
 // Redis is a redis-server child process on 127.0.0.1.
@@ -20,6 +22,7 @@ type Redis struct {
 	Addr string
 	srv  *rediserver.Server
 	dir  string
+	ns   atomic.Int64 // key prefixes handed out by Prefix
 }
 
 // RedisOptions configure StartRedis.
@@ -77,6 +80,23 @@ func (r *Redis) Client(t testing.TB) *redis.Client {
 	c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: 1, DialerRetries: 1, Protocol: 2})
 	t.Cleanup(func() { _ = c.Close() })
 	return c
+}
+
+// Prefix returns a key prefix no other caller of r got: tests sharing one
+// server isolate themselves with it.
+func (r *Redis) Prefix() string { return fmt.Sprintf("t%d", r.ns.Add(1)) }
+
+// Store returns a store on r with a prefix of its own (opts.Client and
+// opts.Prefix are set here); the test fails if it cannot be built.
+func (r *Redis) Store(t testing.TB, opts store.Options) *store.Store {
+	t.Helper()
+	opts.Client = r.Client(t)
+	opts.Prefix = r.Prefix()
+	st, err := store.New(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }
 
 // FreePort returns a TCP port that was free on 127.0.0.1 a moment ago.

@@ -27,18 +27,12 @@ var srv *testenv.Redis
 
 func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
 
-var nextNS atomic.Int64
-
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // newStore returns a Store with a prefix of its own on the shared server.
 func newStore(t *testing.T) *store.Store {
 	t.Helper()
-	s, err := store.New(store.Options{Client: srv.Client(t), Prefix: fmt.Sprintf("relay%d", nextNS.Add(1))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return srv.Store(t, store.Options{})
 }
 
 // received is one event the sink accepted.

@@ -30,7 +30,6 @@ import (
 var (
 	// redisSrv is the redis-server the tests share; each test has a prefix of its own.
 	redisSrv *testenv.Redis
-	nextNS   atomic.Int64
 	nextSeq  atomic.Int64
 )
 
@@ -175,10 +174,7 @@ func loopbackClient(t testing.TB, allow string) *http.Client {
 // allowing loopback, small retry waits, a test logger.
 func newEnv(t testing.TB, d notify.Deps) *env {
 	t.Helper()
-	st, err := store.New(store.Options{Client: redisSrv.Client(t), Prefix: fmt.Sprintf("notify%d", nextNS.Add(1))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st := redisSrv.Store(t, store.Options{})
 	if d.Store == nil {
 		d.Store = st
 	}
