@@ -123,4 +123,3 @@ func FuzzAnswer(f *testing.F) {
 		}
 	})
 }
-

@@ -154,7 +154,7 @@ func TestAnswersRulesAndServices(t *testing.T) {
 		{"www.example.com.", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.10"}, 30},
 		{"WWW.Example.COM.", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.10"}, 30},
 		{"v6.example.com.", dns.TypeAAAA, dns.RcodeSuccess, []string{"2001:db8::7"}, 60},
-		{"v6.example.com.", dns.TypeA, dns.RcodeSuccess, nil, 0}, // NODATA
+		{"v6.example.com.", dns.TypeA, dns.RcodeSuccess, nil, 0},        // NODATA
 		{"off.example.com.", dns.TypeA, dns.RcodeServerFailure, nil, 0}, // not a rule: forwarded, upstream down
 		{"app.mec.local.", dns.TypeA, dns.RcodeSuccess, []string{"192.0.2.12"}, 5},
 		{"location.mec.local.", dns.TypeA, dns.RcodeSuccess, []string{"10.0.0.5", "10.0.0.6", "10.0.0.7"}, 60},
