@@ -58,7 +58,9 @@ var protoNames = map[string]uint8{
 var canonicalProto = map[uint8]string{1: "icmp", 2: "igmp", 4: "ipip", 6: "tcp", 17: "udp", 47: "gre", 50: "esp", 51: "ah", 58: "icmpv6", 132: "sctp"}
 
 // HasPorts reports whether the protocol carries ports (TCP, UDP, SCTP).
-func (m Match) HasPorts() bool { return !m.AnyProto && (m.Proto == 6 || m.Proto == 17 || m.Proto == 132) }
+func (m Match) HasPorts() bool {
+	return !m.AnyProto && (m.Proto == 6 || m.Proto == 17 || m.Proto == 132)
+}
 
 // ParseProtocol reads a MEC protocol entry: a name (case-insensitive:
 // TCP, UDP, ICMP, ICMPV6, SCTP, GRE, ESP, AH, IGMP, IPIP; "ANY" and "IP"
