@@ -76,24 +76,10 @@ func (h *handler) admit(r *http.Request) (string, error) {
 	if err := h.Admin.Check(r); err != nil {
 		return "", err
 	}
-	if !validID(r.PathValue("appInstanceId")) {
+	if !rest.ValidID(r.PathValue("appInstanceId")) {
 		return "", problem.BadRequest("appInstanceId", "appInstanceId must be 1-64 letters, digits, '.', '_' or '-'")
 	}
 	return "", nil
-}
-
-func validID(s string) bool {
-	if s == "" || len(s) > 64 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
 }
 
 // AppDConfig is the Mm5 appd_configuration body.
@@ -106,11 +92,17 @@ type AppDConfig struct {
 
 // readAppD decodes and validates a configuration into the store's form.
 func readAppD(w http.ResponseWriter, r *http.Request) (store.AppD, error) {
-	app := r.PathValue("appInstanceId")
 	raw, err := rest.ReadBody(w, r, MaxBody)
 	if err != nil {
 		return store.AppD{}, err
 	}
+	return ParseAppD(r.PathValue("appInstanceId"), raw)
+}
+
+// ParseAppD decodes and validates an appd_configuration body (the Mm5
+// request, or an APPD's rules) into app's configuration. Bad input is a
+// 400 *problem.Error naming the field.
+func ParseAppD(app string, raw []byte) (store.AppD, error) {
 	var c AppDConfig
 	if err := mec.DecodeBytes(raw, "", &c); err != nil {
 		return store.AppD{}, rest.BadField(err)
