@@ -1,0 +1,475 @@
+// Package tunnel is the mesh agent's libp2p host: the link between edge
+// nodes on different networks. Each node's identity is an Ed25519 key
+// generated once and kept in a file (never derived from the node name);
+// nodes of one mesh share a pre-shared key (a libp2p private network), so a
+// peer with another key cannot even finish the handshake. With a PSK the
+// only transport is TCP (QUIC cannot carry one); without, QUIC is added.
+//
+// Designated relay nodes run a circuit relay v2 service whose limits are
+// sized for long-lived proxied streams (no duration or byte limit). Every
+// node keeps a reservation on each relay it finds, and publishes its direct
+// and relayed addresses in the store with a TTL; peers find each other
+// there, not in a public DHT. Hole punching (DCUtR) and AutoNAT are on, so
+// a relayed connection is upgraded to a direct one where the NATs allow it.
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/pnet"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
+	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+
+	"github.com/kmep-io/kmep/store"
+)
+
+// Store is where peers publish themselves and find each other.
+type Store interface {
+	PutMeshPeer(ctx context.Context, p store.MeshPeer, ttl time.Duration) error
+	MeshPeers(ctx context.Context) ([]store.MeshPeer, error)
+	DeleteMeshPeer(ctx context.Context, id string) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// ErrNoRoute is returned (wrapped) by Open when the peer cannot be reached
+// directly or through any relay.
+var ErrNoRoute = errors.New("tunnel: peer unreachable")
+
+// Config configures a Tunnel.
+type Config struct {
+	// KeyFile holds the node's identity key; it is created (mode 0600) with
+	// a new Ed25519 key when missing. Required.
+	KeyFile string
+	// PSK is the 32-byte pre-shared key of the private network (see
+	// ParsePSK). Zero value: no private network, and QUIC is also used.
+	PSK []byte
+	// ListenAddrs are multiaddrs to listen on. Zero value:
+	// /ip4/0.0.0.0/tcp/4001 (and /ip4/0.0.0.0/udp/4001/quic-v1 without PSK).
+	ListenAddrs []string
+	// AnnounceAddrs, when set, are published instead of the listen
+	// addresses (a node behind a port forward announces the forward).
+	AnnounceAddrs []string
+	// Relay makes this node a relay (circuit v2 service).
+	Relay bool
+	// Node is the node name published with the record (informational).
+	Node string
+	// Networks are the IP prefixes whose endpoints this node reaches
+	// directly (published for the service proxy).
+	Networks []netip.Prefix
+	// PeerTTL is the lifetime of the published record; it is refreshed
+	// every PeerTTL/3, and the peer list re-read as often. Zero value: 30 s.
+	PeerTTL time.Duration
+	// DialTimeout bounds connecting to a peer in Open. Zero value: 5 s.
+	DialTimeout time.Duration
+	// RetryInterval is how soon a failed relay reservation is retried.
+	// Zero value: 1 s.
+	RetryInterval time.Duration
+}
+
+// Deps are the Tunnel's dependencies.
+type Deps struct {
+	// Store publishes and lists peers. Required.
+	Store Store
+	// Log is the logger. Zero value: slog.Default().
+	Log *slog.Logger
+}
+
+// Tunnel is a running libp2p host. Run it once; it closes the host when
+// Run returns.
+type Tunnel struct {
+	cfg   Config
+	store Store
+	log   *slog.Logger
+	h     host.Host
+
+	mu     sync.Mutex
+	peers  map[peer.ID]store.MeshPeer
+	relays map[peer.ID]*client.Reservation
+}
+
+// LoadOrCreateKey reads the identity key in path, or generates an Ed25519
+// key and writes it there (mode 0600, atomically) when the file is missing.
+func LoadOrCreateKey(path string) (crypto.PrivKey, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		k, err := crypto.UnmarshalPrivateKey(b)
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: identity key %s: %w", path, err)
+		}
+		return k, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("tunnel: identity key: %w", err)
+	}
+	k, _, err := crypto.GenerateEd25519Key(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	b, err = crypto.MarshalPrivateKey(k)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("tunnel: identity key: %w", err)
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".key-*")
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: identity key: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(b); err != nil {
+		_ = tmp.Close()
+		return nil, fmt.Errorf("tunnel: identity key: %w", err)
+	}
+	if err := tmp.Close(); err != nil {
+		return nil, fmt.Errorf("tunnel: identity key: %w", err)
+	}
+	// Link fails when another replica created the key meanwhile: use that one.
+	if err := os.Link(tmp.Name(), path); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return LoadOrCreateKey(path)
+		}
+		return nil, fmt.Errorf("tunnel: identity key: %w", err)
+	}
+	return k, nil
+}
+
+// ParsePSK reads a pre-shared key: 64 hex digits, or a swarm.key file's
+// content ("/key/swarm/psk/1.0.0/", "/base16/", the key).
+func ParsePSK(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if strings.HasPrefix(s, "/key/swarm/psk/1.0.0/") {
+		k, err := pnet.DecodeV1PSK(strings.NewReader(s))
+		if err != nil {
+			return nil, fmt.Errorf("tunnel: PSK: %w", err)
+		}
+		return k, nil
+	}
+	b, err := hex.DecodeString(s)
+	if err != nil || len(b) != 32 {
+		return nil, errors.New("tunnel: PSK must be 64 hex digits or a swarm.key")
+	}
+	return b, nil
+}
+
+// relayResources are the relay's limits, sized for proxied connections
+// that last hours and move gigabytes: no duration or data limit per
+// circuit, many circuits per peer, a 64 KiB copy buffer.
+func relayResources() relay.Resources {
+	r := relay.DefaultResources()
+	r.Limit = nil
+	r.MaxCircuits = 1024
+	r.MaxReservations = 1024
+	r.MaxReservationsPerIP = 64 // nodes behind one NAT share an address
+	r.MaxReservationsPerASN = 1024
+	r.BufferSize = 64 << 10
+	return r
+}
+
+// New loads (or creates) the identity key and starts the libp2p host
+// listening. Run must be called to publish it and find peers.
+func New(cfg Config, deps Deps) (*Tunnel, error) {
+	if deps.Store == nil {
+		return nil, errors.New("tunnel: Deps.Store is required")
+	}
+	if cfg.KeyFile == "" {
+		return nil, errors.New("tunnel: Config.KeyFile is required")
+	}
+	if cfg.PSK != nil && len(cfg.PSK) != 32 {
+		return nil, fmt.Errorf("tunnel: PSK is %d bytes, want 32", len(cfg.PSK))
+	}
+	if cfg.PeerTTL == 0 {
+		cfg.PeerTTL = 30 * time.Second
+	}
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.RetryInterval == 0 {
+		cfg.RetryInterval = time.Second
+	}
+	if cfg.PeerTTL < 3*time.Millisecond || cfg.DialTimeout < 0 || cfg.RetryInterval < 0 {
+		return nil, errors.New("tunnel: PeerTTL, DialTimeout and RetryInterval must be positive")
+	}
+	key, err := LoadOrCreateKey(cfg.KeyFile)
+	if err != nil {
+		return nil, err
+	}
+	listen := cfg.ListenAddrs
+	if len(listen) == 0 {
+		listen = []string{"/ip4/0.0.0.0/tcp/4001"}
+		if cfg.PSK == nil {
+			listen = append(listen, "/ip4/0.0.0.0/udp/4001/quic-v1")
+		}
+	}
+	opts := []libp2p.Option{
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(listen...),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.EnableRelay(),
+		libp2p.EnableHolePunching(),
+		libp2p.EnableNATService(),
+		libp2p.DisableMetrics(),
+	}
+	if cfg.PSK != nil {
+		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(cfg.PSK)))
+	} else {
+		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	}
+	if len(cfg.AnnounceAddrs) > 0 {
+		ann := make([]ma.Multiaddr, 0, len(cfg.AnnounceAddrs))
+		for _, s := range cfg.AnnounceAddrs {
+			a, err := ma.NewMultiaddr(s)
+			if err != nil {
+				return nil, fmt.Errorf("tunnel: announce address %q: %w", s, err)
+			}
+			ann = append(ann, a)
+		}
+		opts = append(opts, libp2p.AddrsFactory(func([]ma.Multiaddr) []ma.Multiaddr { return ann }))
+	}
+	if cfg.Relay {
+		// A designated relay serves circuits whatever AutoNAT thinks of its
+		// reachability, and for peers on private networks too.
+		opts = append(opts, libp2p.ForceReachabilityPublic(),
+			libp2p.EnableRelayService(relay.WithResources(relayResources()),
+				relay.WithReservationAddressFilter(func(ma.Multiaddr) bool { return true })))
+	}
+	h, err := libp2p.New(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: start libp2p host: %w", err)
+	}
+	t := &Tunnel{cfg: cfg, store: deps.Store, log: deps.Log, h: h,
+		peers: map[peer.ID]store.MeshPeer{}, relays: map[peer.ID]*client.Reservation{}}
+	if t.log == nil {
+		t.log = slog.Default()
+	}
+	return t, nil
+}
+
+// Host is the libp2p host (for handlers and tests).
+func (t *Tunnel) Host() host.Host { return t.h }
+
+// ID is this node's peer ID.
+func (t *Tunnel) ID() peer.ID { return t.h.ID() }
+
+// Handle registers a stream handler for a protocol.
+func (t *Tunnel) Handle(p protocol.ID, fn network.StreamHandler) { t.h.SetStreamHandler(p, fn) }
+
+// Close closes the host (Run does it on return; Close is for a Tunnel
+// whose Run was never called).
+func (t *Tunnel) Close() error { return t.h.Close() }
+
+// Run publishes this node, keeps relay reservations and follows the peer
+// list until ctx ends; then it withdraws the record and closes the host.
+func (t *Tunnel) Run(ctx context.Context) error {
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		if err := t.store.DeleteMeshPeer(dctx, t.ID().String()); err != nil {
+			t.log.Warn("withdraw mesh peer record", "err", err)
+		}
+		_ = t.h.Close()
+	}()
+	t.log.Info("tunnel up", "peer", t.ID().String(), "addrs", t.h.Addrs(), "relay", t.cfg.Relay, "psk", t.cfg.PSK != nil)
+	refresh := t.cfg.PeerTTL / 3
+	for {
+		wait := refresh
+		if err := t.sync(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			t.log.Warn("mesh peer sync failed", "err", err)
+			wait = min(refresh, t.cfg.RetryInterval)
+		}
+		if t.missingReservations() {
+			wait = min(wait, t.cfg.RetryInterval)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+	}
+}
+
+func (t *Tunnel) missingReservations() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, p := range t.peers {
+		if p.Relay && id != t.ID() {
+			if r := t.relays[id]; r == nil || time.Until(r.Expiration) < t.cfg.PeerTTL {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// sync reads the peers, renews relay reservations and publishes this node.
+func (t *Tunnel) sync(ctx context.Context) error {
+	list, err := t.store.MeshPeers(ctx)
+	if err != nil {
+		return err
+	}
+	peers := make(map[peer.ID]store.MeshPeer, len(list))
+	for _, p := range list {
+		id, err := peer.Decode(p.ID)
+		if err != nil {
+			t.log.Warn("mesh peer record with a bad id", "id", p.ID, "err", err)
+			continue
+		}
+		peers[id] = p
+		if id == t.ID() {
+			continue
+		}
+		if addrs := parseAddrs(p.Addrs); len(addrs) > 0 {
+			t.h.Peerstore().AddAddrs(id, addrs, t.cfg.PeerTTL)
+		}
+	}
+	t.mu.Lock()
+	t.peers = peers
+	t.mu.Unlock()
+
+	for id, p := range peers {
+		if !p.Relay || id == t.ID() {
+			continue
+		}
+		t.mu.Lock()
+		r := t.relays[id]
+		t.mu.Unlock()
+		if r != nil && time.Until(r.Expiration) > t.cfg.PeerTTL && t.h.Network().Connectedness(id) == network.Connected {
+			continue
+		}
+		rctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+		res, err := client.Reserve(rctx, t.h, peer.AddrInfo{ID: id, Addrs: parseAddrs(p.Addrs)})
+		cancel()
+		t.mu.Lock()
+		if err != nil {
+			delete(t.relays, id)
+			t.log.Warn("relay reservation failed", "relay", id.String(), "err", err)
+		} else {
+			if r == nil {
+				t.log.Info("relay reservation", "relay", id.String(), "expires", res.Expiration)
+			}
+			t.relays[id] = res
+		}
+		t.mu.Unlock()
+	}
+	return t.store.PutMeshPeer(ctx, t.record(), t.cfg.PeerTTL)
+}
+
+// record is what this node publishes: its own addresses, and a circuit
+// address through each relay it holds a reservation on.
+func (t *Tunnel) record() store.MeshPeer {
+	rec := store.MeshPeer{ID: t.ID().String(), Node: t.cfg.Node, Relay: t.cfg.Relay}
+	for _, a := range t.h.Addrs() {
+		rec.Addrs = append(rec.Addrs, a.String())
+	}
+	for _, n := range t.cfg.Networks {
+		rec.Networks = append(rec.Networks, n.String())
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for id, r := range t.relays {
+		if time.Now().After(r.Expiration) {
+			continue
+		}
+		for _, a := range parseAddrs(t.peers[id].Addrs) {
+			rec.Addrs = append(rec.Addrs, a.String()+"/p2p/"+id.String()+"/p2p-circuit")
+		}
+	}
+	return rec
+}
+
+func parseAddrs(ss []string) []ma.Multiaddr {
+	out := make([]ma.Multiaddr, 0, len(ss))
+	for _, s := range ss {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// PeerFor returns the peer whose published networks contain ip (the most
+// specific prefix wins; ties go to the smaller peer ID).
+func (t *Tunnel) PeerFor(ip netip.Addr) (peer.ID, bool) {
+	ip = ip.Unmap()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	best, bits := peer.ID(""), -1
+	for id, p := range t.peers {
+		for _, s := range p.Networks {
+			pfx, err := netip.ParsePrefix(s)
+			if err != nil || !pfx.Contains(ip) {
+				continue
+			}
+			if pfx.Bits() > bits || pfx.Bits() == bits && id < best {
+				best, bits = id, pfx.Bits()
+			}
+		}
+	}
+	return best, bits >= 0
+}
+
+// Local reports whether ip is inside this node's own networks.
+func (t *Tunnel) Local(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range t.cfg.Networks {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// Open opens a stream of protocol p to peer id, connecting first (directly
+// or through a relay, whichever the swarm reaches) within DialTimeout. A
+// peer that is not in the store or cannot be reached is ErrNoRoute.
+func (t *Tunnel) Open(ctx context.Context, id peer.ID, p protocol.ID) (network.Stream, error) {
+	if len(t.h.Peerstore().Addrs(id)) == 0 && t.h.Network().Connectedness(id) != network.Connected {
+		return nil, fmt.Errorf("%w: %s has no known address", ErrNoRoute, id)
+	}
+	ctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
+	defer cancel()
+	ctx = network.WithAllowLimitedConn(ctx, "mesh proxy")
+	if err := t.h.Connect(ctx, peer.AddrInfo{ID: id}); err != nil {
+		return nil, fmt.Errorf("%w: connect %s: %w", ErrNoRoute, id, err)
+	}
+	s, err := t.h.NewStream(ctx, id, p)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open stream to %s: %w", ErrNoRoute, id, err)
+	}
+	return s, nil
+}
+
+// Direct reports whether the connection to id is direct (not relayed).
+func (t *Tunnel) Direct(id peer.ID) bool {
+	for _, c := range t.h.Network().ConnsToPeer(id) {
+		if _, err := c.RemoteMultiaddr().ValueForProtocol(ma.P_CIRCUIT); err != nil {
+			return true
+		}
+	}
+	return false
+}
+
