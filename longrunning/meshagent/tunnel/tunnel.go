@@ -472,4 +472,3 @@ func (t *Tunnel) Direct(id peer.ID) bool {
 	}
 	return false
 }
-
