@@ -1,0 +1,521 @@
+package upfagent
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
+	"github.com/kmep-io/kmep/store"
+)
+
+// Driver applies traffic rules to one data plane. Apply creates or
+// replaces a rule (prev is the handle recorded for the version it
+// replaces, nil when there is none) and must be idempotent; Remove takes a
+// rule out. A rule the driver cannot express is a *dataplane.UnsupportedError.
+type Driver interface {
+	Apply(ctx context.Context, r dataplane.Rule, prev dataplane.Handle) (dataplane.Handle, error)
+	Remove(ctx context.Context, a dataplane.Applied) error
+}
+
+var _ Driver = dataplane.None{}
+
+// Store is what the agent needs of the store.
+type Store interface {
+	RuleApps(ctx context.Context, kind string) ([]string, error)
+	ListRules(ctx context.Context, kind, app string) ([]store.Rule, error)
+	GetTrafficRules(ctx context.Context, keys []store.RuleKey) ([]*store.Rule, error)
+	RuleStatuses(ctx context.Context, upf string, keys []store.RuleKey) ([]*store.RuleStatus, error)
+	AllRuleStatuses(ctx context.Context, upf string) ([]store.RuleStatus, error)
+	PutRuleStatuses(ctx context.Context, upf, lease, holder string, put []store.RuleStatus, del []store.RuleKey) error
+	AllocateMany(ctx context.Context, space string, size uint32, keys ...string) ([]store.Allocation, error)
+	Release(ctx context.Context, space, key string) (uint32, error)
+	Allocations(ctx context.Context, space string) (map[string]uint32, error)
+	EnsureGroup(ctx context.Context, group, from string) error
+	ReadGroup(ctx context.Context, group, consumer string, count int64, block time.Duration, pending bool) ([]store.Change, error)
+	Ack(ctx context.Context, group string, ids ...string) error
+	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
+	ReleaseLease(ctx context.Context, name, holder string) error
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config configures an Agent.
+type Config struct {
+	// UPF names the data plane this agent drives; agents with the same UPF
+	// share the lease, the consumer group, the index space and the status
+	// records. No ':'. Zero value: "upf".
+	UPF string
+	// AgentID identifies this agent as the lease holder. Zero value: the
+	// host name, the process id and a random suffix.
+	AgentID string
+	// IndexSpace is the number of data-plane rule indexes (1..IndexSpace).
+	// Zero value: 65535.
+	IndexSpace uint32
+	// LeaseTTL is the HA lease's time to live. Zero value: 5 s.
+	LeaseTTL time.Duration
+	// Batch is how many changes one read takes and how many rules one
+	// reconcile step handles. Zero value: 256.
+	Batch int
+	// Workers is how many data-plane calls run at once. Zero value: 4.
+	Workers int
+	// Block is the longest wait for new changes. Zero value: 1 s.
+	Block time.Duration
+	// ApplyTimeout bounds one data-plane call. Zero value: 5 s.
+	ApplyTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay of a rule after a
+	// data-plane error and of the agent after a Redis error (doubling,
+	// with jitter). Zero values: 100 ms and 10 s.
+	MinBackoff, MaxBackoff time.Duration
+}
+
+// Deps are the Agent's dependencies.
+type Deps struct {
+	// Store holds rules, statuses, indexes, the stream and the lease. Required.
+	Store Store
+	// Driver is the data plane. Required.
+	Driver Driver
+	// Log is the logger. Zero value: slog.Default().
+	Log *slog.Logger
+	// Reset, when set, receives a value whenever the data plane lost its
+	// state (VPP restarted and the connection came back): the agent then
+	// reapplies every rule, ignoring what it recorded. Zero value: never.
+	Reset <-chan struct{}
+}
+
+// Stats are the Agent's counters since New.
+type Stats struct {
+	// Applied counts successful applies, Removed successful removals.
+	Applied, Removed uint64
+	// Failed counts failed data-plane attempts (Unsupported included),
+	// Unsupported the rules the driver could not express.
+	Failed, Unsupported uint64
+	// Resyncs counts full resynchronisations, Changes the stream entries
+	// handled, StoreErrors the Redis failures that ended an active period.
+	Resyncs, Changes, StoreErrors uint64
+	// Active reports whether this agent holds the lease.
+	Active bool
+}
+
+// Agent is the UPF agent. Run it once.
+type Agent struct {
+	cfg    Config
+	st     Store
+	driver Driver
+	log    *slog.Logger
+	reset  <-chan struct{}
+
+	lease, group, space string
+
+	applied, removed, failed, unsupported atomic.Uint64
+	resyncs, changes, storeErrs           atomic.Uint64
+	active                                atomic.Bool
+
+	// Owned by Run's goroutine.
+	retry map[store.RuleKey]retryState
+}
+
+type retryState struct {
+	at       time.Time
+	attempts int
+}
+
+// errLeaseLost ends an active period.
+var errLeaseLost = errors.New("upfagent: lease lost")
+
+// New checks cfg, fills its zero values and returns an Agent.
+func New(cfg Config, deps Deps) (*Agent, error) {
+	if deps.Store == nil || deps.Driver == nil {
+		return nil, errors.New("upfagent: Deps.Store and Deps.Driver are required")
+	}
+	if cfg.UPF == "" {
+		cfg.UPF = "upf"
+	}
+	if cfg.AgentID == "" {
+		host, _ := os.Hostname()
+		b := make([]byte, 4)
+		_, _ = rand.Read(b)
+		cfg.AgentID = fmt.Sprintf("%s-%d-%s", host, os.Getpid(), hex.EncodeToString(b))
+	}
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	def(&cfg.LeaseTTL, 5*time.Second)
+	def(&cfg.Block, time.Second)
+	def(&cfg.ApplyTimeout, 5*time.Second)
+	def(&cfg.MinBackoff, 100*time.Millisecond)
+	def(&cfg.MaxBackoff, 10*time.Second)
+	if cfg.IndexSpace == 0 {
+		cfg.IndexSpace = 65535
+	}
+	if cfg.Batch == 0 {
+		cfg.Batch = 256
+	}
+	if cfg.Workers == 0 {
+		cfg.Workers = 4
+	}
+	switch {
+	case !validName(cfg.UPF):
+		return nil, fmt.Errorf("upfagent: UPF %q must be non-empty without ':'", cfg.UPF)
+	case cfg.LeaseTTL < 30*time.Millisecond:
+		return nil, fmt.Errorf("upfagent: LeaseTTL %s is under 30ms", cfg.LeaseTTL)
+	case cfg.Batch < 0, cfg.Workers < 0, cfg.Block < 0, cfg.ApplyTimeout < 0:
+		return nil, errors.New("upfagent: Batch, Workers, Block and ApplyTimeout must be positive")
+	case cfg.MinBackoff < 0, cfg.MaxBackoff < cfg.MinBackoff:
+		return nil, errors.New("upfagent: backoffs must be positive and MaxBackoff >= MinBackoff")
+	case cfg.IndexSpace > store.MaxIndexSpace:
+		return nil, fmt.Errorf("upfagent: IndexSpace exceeds %d", uint32(store.MaxIndexSpace))
+	}
+	a := &Agent{cfg: cfg, st: deps.Store, driver: deps.Driver, log: deps.Log, reset: deps.Reset,
+		lease: "upfagent:" + cfg.UPF, group: "upfagent:" + cfg.UPF, space: "upf:" + cfg.UPF}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	a.log = a.log.With("upf", cfg.UPF, "agent", cfg.AgentID)
+	return a, nil
+}
+
+func validName(s string) bool {
+	for _, c := range s {
+		if c == ':' {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// Stats returns the counters.
+func (a *Agent) Stats() Stats {
+	return Stats{Applied: a.applied.Load(), Removed: a.removed.Load(), Failed: a.failed.Load(),
+		Unsupported: a.unsupported.Load(), Resyncs: a.resyncs.Load(), Changes: a.changes.Load(),
+		StoreErrors: a.storeErrs.Load(), Active: a.active.Load()}
+}
+
+// Run drives the data plane until ctx ends, then releases the lease if it
+// holds it and returns nil. Redis and data-plane failures are retried.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("upf agent starting", "lease_ttl", a.cfg.LeaseTTL.String(), "index_space", a.cfg.IndexSpace)
+	poll := a.cfg.LeaseTTL / 3
+	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	failures := 0
+	for ctx.Err() == nil {
+		ok, err := a.st.AcquireLease(ctx, a.lease, a.cfg.AgentID, a.cfg.LeaseTTL)
+		if err != nil {
+			if ctx.Err() == nil {
+				d := retry.delay(failures)
+				failures++
+				a.log.Warn("upf agent cannot reach the store", "err", err, "retry_in", d.String())
+				sleep(ctx, d)
+			}
+			continue
+		}
+		failures = 0
+		if !ok {
+			sleep(ctx, poll)
+			continue
+		}
+		err = a.activePeriod(ctx, time.Now())
+		switch {
+		case ctx.Err() != nil:
+		case errors.Is(err, errLeaseLost):
+			a.log.Warn("upf agent lost its lease: standing by")
+		default:
+			a.storeErrs.Add(1)
+			d := retry.delay(failures)
+			failures++
+			a.log.Warn("upf agent store failure: will resync", "err", err, "retry_in", d.String())
+			sleep(ctx, d)
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := a.st.ReleaseLease(rctx, a.lease, a.cfg.AgentID); err != nil {
+		a.log.Warn("upf agent could not release its lease (it expires on its own)", "err", err)
+	}
+	s := a.Stats()
+	a.log.Info("upf agent stopped", "applied", s.Applied, "removed", s.Removed, "failed", s.Failed, "resyncs", s.Resyncs)
+	return nil
+}
+
+// activePeriod runs while the lease is held (acquired at the time
+// acquired): resync, then the change stream. It returns errLeaseLost, a
+// store error, or nil when ctx ends.
+func (a *Agent) activePeriod(ctx context.Context, acquired time.Time) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	a.active.Store(true)
+	defer a.active.Store(false)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel(nil)
+	wg.Go(func() { a.keepLease(actx, cancel, acquired) })
+	a.log.Info("upf agent active")
+	a.retry = map[store.RuleKey]retryState{}
+
+	err := a.follow(actx)
+	if c := context.Cause(actx); errors.Is(c, errLeaseLost) {
+		return errLeaseLost
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// keepLease renews the lease every third of its TTL and cancels the
+// active period once it is lost or could have expired.
+func (a *Agent) keepLease(ctx context.Context, cancel context.CancelCauseFunc, acquired time.Time) {
+	ttl := a.cfg.LeaseTTL
+	safe := ttl - ttl/10
+	expiry := time.NewTimer(time.Until(acquired.Add(safe)))
+	defer expiry.Stop()
+	tick := time.NewTicker(ttl / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-expiry.C:
+			a.log.Warn("upf agent could not renew its lease in time: stopping data-plane work")
+			cancel(errLeaseLost)
+			return
+		case <-tick.C:
+			start := time.Now()
+			ok, err := a.st.AcquireLease(ctx, a.lease, a.cfg.AgentID, ttl)
+			switch {
+			case err != nil:
+				a.log.Warn("upf agent lease renewal failed", "err", err)
+			case !ok:
+				cancel(errLeaseLost)
+				return
+			default:
+				expiry.Reset(time.Until(start.Add(safe)))
+			}
+		}
+	}
+}
+
+// follow resyncs, then reconciles the rules of each batch of changes.
+func (a *Agent) follow(ctx context.Context) error {
+	if err := a.st.EnsureGroup(ctx, a.group, "$"); err != nil {
+		return err
+	}
+	if err := a.resync(ctx, false); err != nil {
+		return err
+	}
+	pending := true // first what a predecessor left unacknowledged
+	for ctx.Err() == nil {
+		select {
+		case <-a.reset:
+			a.log.Info("data plane reset: reapplying every rule")
+			if err := a.resync(ctx, true); err != nil {
+				return err
+			}
+		default:
+		}
+		if err := a.retryDue(ctx); err != nil {
+			return err
+		}
+		block := a.cfg.Block
+		if next, ok := a.nextRetry(); ok {
+			block = min(block, max(time.Until(next), time.Millisecond))
+		}
+		chs, err := a.st.ReadGroup(ctx, a.group, "active", int64(a.cfg.Batch), block, pending)
+		if err != nil {
+			return err
+		}
+		if pending && len(chs) < a.cfg.Batch {
+			pending = false
+		}
+		if len(chs) == 0 {
+			continue
+		}
+		var keys []store.RuleKey
+		seen := map[store.RuleKey]bool{}
+		ids := make([]string, len(chs))
+		for i, c := range chs {
+			ids[i] = c.StreamID
+			if c.Kind != store.KindTrafficRule {
+				continue
+			}
+			k := store.RuleKey{AppInstanceID: c.AppInstanceID, ID: c.ID}
+			if !seen[k] {
+				seen[k] = true
+				keys = append(keys, k)
+			}
+		}
+		if err := a.reconcileKeys(ctx, keys, false); err != nil {
+			return err
+		}
+		if ctx.Err() != nil {
+			return nil // not acknowledged: the next active agent rereads them
+		}
+		if err := a.st.Ack(ctx, a.group, ids...); err != nil {
+			return err
+		}
+		a.changes.Add(uint64(len(chs)))
+	}
+	return nil
+}
+
+// resync reconciles every rule the store or the status records know, and
+// releases indexes no rule holds. With force it reapplies every active
+// rule, ignoring what was recorded (the data plane lost its state).
+func (a *Agent) resync(ctx context.Context, force bool) error {
+	began := time.Now()
+	apps, err := a.st.RuleApps(ctx, store.RuleTraffic)
+	if err != nil {
+		return err
+	}
+	desired := map[store.RuleKey]*store.Rule{}
+	for _, app := range apps {
+		rs, err := a.st.ListRules(ctx, store.RuleTraffic, app)
+		if err != nil {
+			return err
+		}
+		for i := range rs {
+			desired[store.RuleKey{AppInstanceID: app, ID: rs[i].ID}] = &rs[i]
+		}
+	}
+	sts, err := a.st.AllRuleStatuses(ctx, a.cfg.UPF)
+	if err != nil {
+		return err
+	}
+	allocs, err := a.st.Allocations(ctx, a.space)
+	if err != nil {
+		return err
+	}
+	applied := make(map[store.RuleKey]*store.RuleStatus, len(sts))
+	for i := range sts {
+		applied[sts[i].Key()] = &sts[i]
+	}
+	items := make([]item, 0, len(desired)+len(applied))
+	for k, r := range desired {
+		items = append(items, item{key: k, desired: r, applied: applied[k]})
+	}
+	for k, st := range applied {
+		if desired[k] == nil {
+			items = append(items, item{key: k, applied: st})
+		}
+	}
+	// An index without a rule or a status: an agent died between allocating
+	// and recording. The data plane may hold the rule: take it out, then
+	// free the index.
+	for key, idx := range allocs {
+		k, ok := store.ParseRuleKey(key)
+		if !ok || desired[k] != nil || applied[k] != nil {
+			continue
+		}
+		items = append(items, item{key: k, applied: &store.RuleStatus{AppInstanceID: k.AppInstanceID, RuleID: k.ID,
+			State: store.RuleFailed, Reason: "index without a status", Index: idx}, orphan: true})
+	}
+	for lo := 0; lo < len(items); lo += a.cfg.Batch {
+		if err := a.reconcile(ctx, items[lo:min(lo+a.cfg.Batch, len(items))], force); err != nil {
+			return err
+		}
+	}
+	a.resyncs.Add(1)
+	a.log.Info("upf agent resynchronised", "rules", len(desired), "records", len(applied), "force", force,
+		"took", time.Since(began).Round(time.Millisecond).String())
+	return nil
+}
+
+// retryDue reconciles the rules whose retry time has come.
+func (a *Agent) retryDue(ctx context.Context) error {
+	now := time.Now()
+	var keys []store.RuleKey
+	for k, r := range a.retry {
+		if !r.at.After(now) {
+			keys = append(keys, k)
+			if len(keys) == a.cfg.Batch {
+				break
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	return a.reconcileKeys(ctx, keys, false)
+}
+
+func (a *Agent) nextRetry() (time.Time, bool) {
+	var next time.Time
+	for _, r := range a.retry {
+		if next.IsZero() || r.at.Before(next) {
+			next = r.at
+		}
+	}
+	return next, !next.IsZero()
+}
+
+// reconcileKeys reads the desired and applied state of keys and reconciles them.
+func (a *Agent) reconcileKeys(ctx context.Context, keys []store.RuleKey, force bool) error {
+	for lo := 0; lo < len(keys); lo += a.cfg.Batch {
+		ks := keys[lo:min(lo+a.cfg.Batch, len(keys))]
+		desired, err := a.st.GetTrafficRules(ctx, ks)
+		if err != nil {
+			return err
+		}
+		applied, err := a.st.RuleStatuses(ctx, a.cfg.UPF, ks)
+		if err != nil {
+			return err
+		}
+		items := make([]item, len(ks))
+		for i, k := range ks {
+			items[i] = item{key: k, desired: desired[i], applied: applied[i]}
+		}
+		if err := a.reconcile(ctx, items, force); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Digest identifies a rule version: its state and body.
+func Digest(r *store.Rule) string {
+	h := sha256.New()
+	h.Write([]byte(r.State))
+	h.Write([]byte{0})
+	h.Write(r.Body)
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// backoff is capped exponential backoff with equal jitter.
+type backoff struct{ min, max time.Duration }
+
+// delay is the wait after the attempt-th consecutive failure (0-based).
+func (b backoff) delay(attempt int) time.Duration {
+	d := b.max
+	if attempt < 40 {
+		if x := b.min << attempt; x > 0 && x < b.max {
+			d = x
+		}
+	}
+	if d <= 1 {
+		return d
+	}
+	return d/2 + mathrand.N(d/2+1)
+}
+
+// sleep waits d or until ctx ends; it reports whether the full d passed.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

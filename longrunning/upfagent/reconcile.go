@@ -1,0 +1,279 @@
+package upfagent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
+	"github.com/kmep-io/kmep/store"
+)
+
+// item is one rule to reconcile: what the store wants (nil: deleted) and
+// what the agent recorded as applied (nil: nothing).
+type item struct {
+	key     store.RuleKey
+	desired *store.Rule
+	applied *store.RuleStatus
+	// orphan: an allocated index with neither rule nor status.
+	orphan bool
+}
+
+type action int
+
+const (
+	actNone   action = iota
+	actApply         // put the desired version into the data plane
+	actRemove        // take what the data plane may hold out
+	actForget        // nothing in the data plane: fix the record, free the index
+)
+
+// step is an item's plan and outcome.
+type step struct {
+	item
+	act    action
+	digest string
+	rule   dataplane.Rule
+	index  uint32
+	handle dataplane.Handle
+	err    error
+	// unsupported: Apply refused the rule; removedOld: and the version the
+	// data plane held was taken out.
+	unsupported bool
+}
+
+const activeState = "ACTIVE"
+
+// plan decides what an item needs.
+func plan(it item, force bool) step {
+	s := step{item: it}
+	ap := it.applied
+	if it.desired != nil && it.desired.State == activeState {
+		s.digest = Digest(it.desired)
+		if !force && ap != nil && ap.Digest == s.digest && (ap.State == store.RuleApplied || ap.State == store.RuleFailed && ap.Permanent) {
+			return s
+		}
+		s.act = actApply
+		return s
+	}
+	if it.desired != nil {
+		s.digest = Digest(it.desired)
+	}
+	switch {
+	case ap == nil:
+	case mayHold(ap):
+		s.act = actRemove
+	case it.desired == nil || ap.State != store.RuleInactive || ap.Digest != s.digest:
+		s.act = actForget
+	}
+	return s
+}
+
+// mayHold reports whether the data plane may hold a version of the rule:
+// it was applied, or a transient failure came after an apply.
+func mayHold(ap *store.RuleStatus) bool {
+	return ap.State == store.RuleApplied || ap.State == store.RuleFailed && !ap.Permanent && ap.Index != 0
+}
+
+// reconcile brings the data plane and the records of items in line with
+// the desired state: first what leaves the data plane (so its indexes are
+// free for what enters), then what enters or changes. Data-plane errors
+// are recorded and retried later; store errors are returned.
+func (a *Agent) reconcile(ctx context.Context, items []item, force bool) error {
+	var out, in []step
+	for _, it := range items {
+		s := plan(it, force)
+		switch s.act {
+		case actNone:
+			delete(a.retry, it.key)
+		case actApply:
+			in = append(in, s)
+		default:
+			out = append(out, s)
+		}
+	}
+	if len(out) > 0 {
+		if err := a.execute(ctx, out, force); err != nil {
+			return err
+		}
+	}
+	if len(in) > 0 {
+		return a.execute(ctx, in, force)
+	}
+	return nil
+}
+
+// execute allocates indexes for the applies among steps, makes the
+// data-plane calls and records the outcome.
+func (a *Agent) execute(ctx context.Context, steps []step, force bool) error {
+	var allocKeys []string
+	var allocAt []int
+	for i := range steps {
+		s := &steps[i]
+		if s.act != actApply {
+			continue
+		}
+		tr, _, err := mec.DecodeTrafficRule(s.desired.Body)
+		if err != nil {
+			s.err, s.unsupported = dataplane.Unsupported("upfagent", "stored rule body is invalid: %v", err), true
+			continue
+		}
+		s.rule = dataplane.Rule{AppInstanceID: s.key.AppInstanceID, ID: s.key.ID, Traffic: tr}
+		allocKeys = append(allocKeys, s.key.String())
+		allocAt = append(allocAt, i)
+	}
+	if len(allocKeys) > 0 {
+		as, err := a.st.AllocateMany(ctx, a.space, a.cfg.IndexSpace, allocKeys...)
+		if err != nil {
+			return err
+		}
+		for i, x := range as {
+			s := &steps[allocAt[i]]
+			s.index, s.err = x.Index, x.Err
+			s.rule.Index = x.Index
+		}
+	}
+	a.runDriver(ctx, steps, force)
+	if ctx.Err() != nil {
+		return context.Cause(ctx) // the lease ended mid-batch: record nothing more
+	}
+	return a.record(ctx, steps)
+}
+
+// runDriver makes the data-plane calls of steps, Workers at a time.
+func (a *Agent) runDriver(ctx context.Context, steps []step, force bool) {
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range min(a.cfg.Workers, len(steps)) {
+		wg.Go(func() {
+			for i := range next {
+				a.drive(ctx, &steps[i], force)
+			}
+		})
+	}
+	for i := range steps {
+		if steps[i].err == nil && steps[i].act != actForget {
+			next <- i
+		}
+	}
+	close(next)
+	wg.Wait()
+}
+
+func (a *Agent) drive(ctx context.Context, s *step, force bool) {
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+	defer cancel()
+	ap := s.applied
+	switch s.act {
+	case actApply:
+		var prev dataplane.Handle
+		if ap != nil && !force && mayHold(ap) {
+			prev = ap.Handle
+		}
+		s.handle, s.err = a.driver.Apply(cctx, s.rule, prev)
+		if errors.Is(s.err, dataplane.ErrUnsupported) {
+			s.unsupported = true
+			if ap != nil && mayHold(ap) {
+				// The new version cannot be expressed: the old one must not stay.
+				if err := a.driver.Remove(cctx, applied(s.key, ap)); err != nil {
+					s.err = fmt.Errorf("%w; removing the version applied before failed: %w", s.err, err)
+					s.unsupported = false
+					s.handle = ap.Handle
+				}
+			}
+		} else if s.err != nil && ap != nil {
+			s.handle = ap.Handle // what the data plane may still hold
+		}
+	case actRemove:
+		s.err = a.driver.Remove(cctx, applied(s.key, ap))
+		var rv *dataplane.RetvalError
+		if s.orphan && errors.As(s.err, &rv) {
+			s.err = nil // best effort: the data plane most likely never had it
+		}
+	}
+}
+
+func applied(k store.RuleKey, ap *store.RuleStatus) dataplane.Applied {
+	return dataplane.Applied{Index: ap.Index, AppInstanceID: k.AppInstanceID, ID: k.ID, Handle: ap.Handle}
+}
+
+// record writes the outcome of steps (one fenced store call), frees the
+// indexes of rules that left the data plane, schedules retries, logs and
+// counts.
+func (a *Agent) record(ctx context.Context, steps []step) error {
+	now := time.Now()
+	var put []store.RuleStatus
+	var del []store.RuleKey
+	var release []store.RuleKey
+	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	for i := range steps {
+		s := &steps[i]
+		st := store.RuleStatus{AppInstanceID: s.key.AppInstanceID, RuleID: s.key.ID, Digest: s.digest,
+			Agent: a.cfg.AgentID, UpdatedAt: now.UTC()}
+		if s.desired != nil {
+			st.Rev = s.desired.Rev
+		}
+		gone := s.desired == nil
+		switch {
+		case s.err == nil && s.act == actApply:
+			st.State, st.Index, st.Handle = store.RuleApplied, s.index, s.handle
+			put = append(put, st)
+			delete(a.retry, s.key)
+			a.applied.Add(1)
+			a.log.Debug("traffic rule applied", "app", s.key.AppInstanceID, "rule", s.key.ID, "rev", st.Rev, "index", s.index)
+		case s.err == nil: // removed or forgotten
+			if gone {
+				del = append(del, s.key)
+			} else {
+				st.State = store.RuleInactive
+				put = append(put, st)
+			}
+			release = append(release, s.key)
+			delete(a.retry, s.key)
+			if s.act == actRemove {
+				a.removed.Add(1)
+				a.log.Debug("traffic rule removed", "app", s.key.AppInstanceID, "rule", s.key.ID)
+			}
+		case s.unsupported:
+			st.State, st.Reason, st.Permanent = store.RuleFailed, s.err.Error(), true
+			put = append(put, st)
+			release = append(release, s.key)
+			delete(a.retry, s.key)
+			a.failed.Add(1)
+			a.unsupported.Add(1)
+			a.log.Warn("traffic rule cannot be applied", "app", s.key.AppInstanceID, "rule", s.key.ID, "rev", st.Rev, "err", s.err)
+		default: // transient: keep what the data plane may hold, retry later
+			r := a.retry[s.key]
+			d := retry.delay(r.attempts)
+			a.retry[s.key] = retryState{at: now.Add(d), attempts: r.attempts + 1}
+			st.State, st.Reason, st.Attempts = store.RuleFailed, s.err.Error(), r.attempts+1
+			st.Index, st.Handle = s.index, s.handle
+			if s.applied != nil && s.index == 0 {
+				st.Index = s.applied.Index
+			}
+			if s.act != actApply && s.applied != nil {
+				st.Digest, st.Rev = s.applied.Digest, s.applied.Rev // still the applied version
+			}
+			put = append(put, st)
+			a.failed.Add(1)
+			a.log.Warn("traffic rule failed: will retry", "app", s.key.AppInstanceID, "rule", s.key.ID,
+				"attempt", st.Attempts, "retry_in", d.String(), "err", s.err)
+		}
+	}
+	err := a.st.PutRuleStatuses(ctx, a.cfg.UPF, a.lease, a.cfg.AgentID, put, del)
+	if errors.Is(err, store.ErrForbidden) {
+		return errLeaseLost
+	}
+	if err != nil {
+		return err
+	}
+	for _, k := range release {
+		if _, err := a.st.Release(ctx, a.space, k.String()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
