@@ -125,7 +125,6 @@ func (h *harness) waitState(app, id, state string) store.RuleStatus {
 	return st
 }
 
-
 // sent returns the mp2 messages the fake received, as "add 3 <first
 // description>" / "del 3".
 func (h *harness) sent() []string {
