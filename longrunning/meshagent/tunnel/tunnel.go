@@ -317,7 +317,8 @@ func (t *Tunnel) missingReservations() bool {
 	defer t.mu.Unlock()
 	for id, p := range t.peers {
 		if p.Relay && id != t.ID() {
-			if r := t.relays[id]; r == nil || time.Until(r.Expiration) < t.cfg.PeerTTL {
+			if r := t.relays[id]; r == nil || time.Until(r.Expiration) < t.cfg.PeerTTL ||
+				t.h.Network().Connectedness(id) != network.Connected {
 				return true
 			}
 		}

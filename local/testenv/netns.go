@@ -1,0 +1,197 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// NATNet is a small internet in Linux network namespaces:
+//
+//	host (root ns) ─ 10.O.0.2 ┐
+//	                          relay ns (10.O.0.1, 10.O.1.1, 10.O.2.1: routes between its links)
+//	natA ns 10.O.1.2 ─────────┘│            └──────── natB ns 10.O.2.2
+//	  MASQUERADE                                         MASQUERADE
+//	nodeA ns 10.O.11.2 (gw natA 10.O.11.1)     nodeB ns 10.O.12.2 (gw natB 10.O.12.1)
+//
+// The two nodes sit on separate private networks behind NAT (iptables
+// MASQUERADE): neither can be reached from outside unless AllowDirect
+// forwards a port; both reach the relay. The test process (root ns)
+// reaches the relay namespace only.
+type NATNet struct {
+	// Relay, NATA, NATB, NodeA, NodeB are the namespace names.
+	Relay, NATA, NATB, NodeA, NodeB string
+	// RelayIP is the relay's address on the host link (10.O.0.1); RelayIPA
+	// and RelayIPB on the NAT links. NATAPublic/NATBPublic are the NATs'
+	// outside addresses, NodeAIP/NodeBIP the nodes' private addresses,
+	// NetA/NetB their networks.
+	RelayIP, RelayIPA, RelayIPB  string
+	NATAPublic, NATBPublic       string
+	NodeAIP, NodeBIP, NetA, NetB string
+	id                           string
+	hostIf                       string
+}
+
+var netSeq atomic.Int64
+
+func run(args ...string) error {
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return nil
+}
+
+// NewNATNet builds the topology for one test and removes it at cleanup.
+// The test is skipped, with the reason, when namespaces cannot be created
+// (not root, no ip/iptables); CI runs as root.
+func NewNATNet(t testing.TB) *NATNet {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("skipping: network namespaces need root (CI runs as root)")
+	}
+	for _, tool := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("skipping: %s is missing (apt-get install -y iproute2 iptables)", tool)
+		}
+	}
+	seq := netSeq.Add(1)
+	id := fmt.Sprintf("k%d%d", os.Getpid()%10000, seq)
+	o := 200 + int(os.Getpid()+int(seq))%50 // second octet: 10.200-249.x.x
+	n := &NATNet{
+		Relay: id + "-relay", NATA: id + "-nata", NATB: id + "-natb", NodeA: id + "-a", NodeB: id + "-b",
+		RelayIP: fmt.Sprintf("10.%d.0.1", o), RelayIPA: fmt.Sprintf("10.%d.1.1", o), RelayIPB: fmt.Sprintf("10.%d.2.1", o),
+		NATAPublic: fmt.Sprintf("10.%d.1.2", o), NATBPublic: fmt.Sprintf("10.%d.2.2", o),
+		NodeAIP: fmt.Sprintf("10.%d.11.2", o), NodeBIP: fmt.Sprintf("10.%d.12.2", o),
+		NetA: fmt.Sprintf("10.%d.11.0/24", o), NetB: fmt.Sprintf("10.%d.12.0/24", o),
+		id: id, hostIf: id + "h",
+	}
+	t.Cleanup(n.Close)
+	if err := n.build(o); err != nil {
+		if strings.Contains(err.Error(), "ip netns add") {
+			t.Skipf("skipping: cannot create network namespaces: %v", err)
+		}
+		t.Fatal(err)
+	}
+	return n
+}
+
+func (n *NATNet) build(o int) error {
+	for _, ns := range []string{n.Relay, n.NATA, n.NATB, n.NodeA, n.NodeB} {
+		if err := run("ip", "netns", "add", ns); err != nil {
+			return err
+		}
+		if err := run("ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
+			return err
+		}
+	}
+	// link creates a veth pair between two namespaces ("" = root) with addresses.
+	link := func(ns1, if1, ip1, ns2, if2, ip2 string) error {
+		cmd := []string{"ip", "link", "add", "name", if1}
+		if ns1 != "" {
+			cmd = append(cmd, "netns", ns1)
+		}
+		cmd = append(cmd, "type", "veth", "peer", "name", if2, "netns", ns2)
+		if err := run(cmd...); err != nil {
+			return err
+		}
+		for _, e := range [][3]string{{ns1, if1, ip1}, {ns2, if2, ip2}} {
+			pre := []string{"ip"}
+			if e[0] != "" {
+				pre = append(pre, "-n", e[0])
+			}
+			if err := run(append(pre, "addr", "add", e[2]+"/24", "dev", e[1])...); err != nil {
+				return err
+			}
+			if err := run(append(pre, "link", "set", e[1], "up")...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	steps := []func() error{
+		func() error { return link("", n.hostIf, fmt.Sprintf("10.%d.0.2", o), n.Relay, "uplink", n.RelayIP) },
+		func() error { return link(n.Relay, "toa", n.RelayIPA, n.NATA, "pub", n.NATAPublic) },
+		func() error { return link(n.Relay, "tob", n.RelayIPB, n.NATB, "pub", n.NATBPublic) },
+		func() error { return link(n.NATA, "priv", fmt.Sprintf("10.%d.11.1", o), n.NodeA, "eth0", n.NodeAIP) },
+		func() error { return link(n.NATB, "priv", fmt.Sprintf("10.%d.12.1", o), n.NodeB, "eth0", n.NodeBIP) },
+		func() error { return run("ip", "-n", n.NATA, "route", "add", "default", "via", n.RelayIPA) },
+		func() error { return run("ip", "-n", n.NATB, "route", "add", "default", "via", n.RelayIPB) },
+		func() error { return run("ip", "-n", n.NodeA, "route", "add", "default", "via", fmt.Sprintf("10.%d.11.1", o)) },
+		func() error { return run("ip", "-n", n.NodeB, "route", "add", "default", "via", fmt.Sprintf("10.%d.12.1", o)) },
+	}
+	for _, ns := range []string{n.Relay, n.NATA, n.NATB} {
+		steps = append(steps, func() error { return run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1") })
+	}
+	for _, ns := range []string{n.NATA, n.NATB} {
+		steps = append(steps, func() error {
+			return run("ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "pub", "-j", "MASQUERADE")
+		}, func() error {
+			// A NAT: replies and nothing else come in from outside.
+			return run("ip", "netns", "exec", ns, "iptables", "-A", "FORWARD", "-i", "pub", "-m", "conntrack",
+				"!", "--ctstate", "ESTABLISHED,RELATED,DNAT", "-j", "DROP")
+		})
+	}
+	for _, s := range steps {
+		if err := s(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// AllowDirect forwards TCP port on natB's outside address to nodeB (a port
+// forward, as an operator would configure): nodeA can then dial nodeB
+// directly at NATBPublic:port.
+func (n *NATNet) AllowDirect(port int) error {
+	return run("ip", "netns", "exec", n.NATB, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "pub", "-p", "tcp",
+		"--dport", fmt.Sprint(port), "-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", n.NodeBIP, port))
+}
+
+// Command returns a command that runs name in namespace ns.
+func (n *NATNet) Command(ns, name string, args ...string) *exec.Cmd {
+	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
+}
+
+// StartRedis starts a redis-server inside the relay namespace, on
+// RelayIP:6379 (reachable from the nodes through their NATs and from the
+// test process), without persistence, and stops it at cleanup. It returns
+// the redis:// URL.
+func (n *NATNet) StartRedis(t testing.TB) string {
+	t.Helper()
+	dir := t.TempDir()
+	cmd := n.Command(n.Relay, "redis-server", "--bind", n.RelayIP, "--port", "6379", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--protected-mode", "no")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redis-server in %s: %v", n.Relay, err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	addr := net.JoinHostPort(n.RelayIP, "6379")
+	for i := 0; ; i++ {
+		if c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond); err == nil {
+			_ = c.Close()
+			break
+		}
+		if i > 100 {
+			t.Fatalf("redis-server in %s did not listen: %s", n.Relay, out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return "redis://" + addr + "/0"
+}
+
+// Close removes the namespaces (their veths and rules go with them).
+func (n *NATNet) Close() {
+	for _, ns := range []string{n.NodeA, n.NodeB, n.NATA, n.NATB, n.Relay} {
+		_ = run("ip", "netns", "del", ns)
+	}
+	_ = run("ip", "link", "del", n.hostIf)
+}
