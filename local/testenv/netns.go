@@ -123,8 +123,12 @@ func (n *NATNet) build(o int) error {
 		func() error { return link(n.NATB, "priv", fmt.Sprintf("10.%d.12.1", o), n.NodeB, "eth0", n.NodeBIP) },
 		func() error { return run("ip", "-n", n.NATA, "route", "add", "default", "via", n.RelayIPA) },
 		func() error { return run("ip", "-n", n.NATB, "route", "add", "default", "via", n.RelayIPB) },
-		func() error { return run("ip", "-n", n.NodeA, "route", "add", "default", "via", fmt.Sprintf("10.%d.11.1", o)) },
-		func() error { return run("ip", "-n", n.NodeB, "route", "add", "default", "via", fmt.Sprintf("10.%d.12.1", o)) },
+		func() error {
+			return run("ip", "-n", n.NodeA, "route", "add", "default", "via", fmt.Sprintf("10.%d.11.1", o))
+		},
+		func() error {
+			return run("ip", "-n", n.NodeB, "route", "add", "default", "via", fmt.Sprintf("10.%d.12.1", o))
+		},
 	}
 	for _, ns := range []string{n.Relay, n.NATA, n.NATB} {
 		steps = append(steps, func() error { return run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1") })
