@@ -1,0 +1,129 @@
+// Command upfagent keeps a UPF's data plane in line with the MEC traffic
+// rules in the store (package upfagent). Run two for HA: one is active.
+//
+// Environment: REDIS_URL (redis://127.0.0.1:6379/0); KMEP_UPF_NAME (upf);
+// KMEP_UPF_DRIVER (none: log only; mp2upf: the MP2 UPF message over VPP's
+// binary API); KMEP_VPP_API_SOCKET (/run/vpp/api.sock); KMEP_UPF_LEASE_TTL
+// (5s); KMEP_UPF_INDEX_SPACE (65535); KMEP_UPF_AGENT_ID (host-pid-random);
+// KMEP_LOG_LEVEL (info). GET /healthz ("ok") and GET /metrics (Prometheus
+// text) answer on KMEP_HEALTH_ADDR, or on ":$PORT" when only PORT is set;
+// with neither, no HTTP port is opened.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/kmep-io/kmep/functions/server"
+	"github.com/kmep-io/kmep/longrunning/upfagent"
+	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
+	"github.com/kmep-io/kmep/longrunning/upfagent/mp2upf"
+	"github.com/kmep-io/kmep/longrunning/upfagent/vppconn"
+	"github.com/kmep-io/kmep/store"
+)
+
+func main() { server.Main("upfagent", run) }
+
+func run(ctx context.Context, log *slog.Logger) error {
+	ttl, err := server.EnvDuration("KMEP_UPF_LEASE_TTL", 5*time.Second)
+	if err != nil {
+		return err
+	}
+	space, err := server.EnvInt("KMEP_UPF_INDEX_SPACE", 65535)
+	if err != nil {
+		return err
+	}
+	if space > store.MaxIndexSpace {
+		return fmt.Errorf("KMEP_UPF_INDEX_SPACE: at most %d", uint32(store.MaxIndexSpace))
+	}
+	cfg := upfagent.Config{UPF: server.Env("KMEP_UPF_NAME", "upf"), AgentID: os.Getenv("KMEP_UPF_AGENT_ID"),
+		LeaseTTL: ttl, IndexSpace: uint32(space)}
+	healthAddr := os.Getenv("KMEP_HEALTH_ADDR")
+	if healthAddr == "" && os.Getenv("PORT") != "" {
+		healthAddr = ":" + os.Getenv("PORT")
+	}
+
+	deps := upfagent.Deps{Log: log}
+	switch d := server.Env("KMEP_UPF_DRIVER", "none"); d {
+	case "none":
+		deps.Driver = dataplane.None{Log: log}
+	case "mp2upf":
+		sock := server.Env("KMEP_VPP_API_SOCKET", "/run/vpp/api.sock")
+		a, err := socketAdapter(sock)
+		if err != nil {
+			return err
+		}
+		conn, err := vppconn.Dial(a, time.Second, log.With("socket", sock))
+		if err != nil {
+			return fmt.Errorf("VPP API %s: %w", sock, err)
+		}
+		defer conn.Close()
+		deps.Driver, deps.Reset = mp2upf.New(conn), conn.Reset()
+	default:
+		return fmt.Errorf("KMEP_UPF_DRIVER %q: want none or mp2upf (the stock-VPP acl/abf driver is not built yet)", d)
+	}
+	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	deps.Store = st
+	a, err := upfagent.New(cfg, deps)
+	if err != nil {
+		return err
+	}
+
+	health := make(chan error, 1)
+	if healthAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { writeMetrics(w, a.Stats()) })
+		hctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go func() {
+			health <- server.Run(hctx, server.Options{Addr: healthAddr, Handler: mux, Log: log, DrainTimeout: time.Second})
+		}()
+	}
+	actx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(actx) }()
+	select {
+	case err = <-done:
+	case herr := <-health:
+		cancel()
+		err = <-done
+		if herr != nil {
+			err = fmt.Errorf("health server: %w", herr)
+		}
+	}
+	return err
+}
+
+// writeMetrics writes the agent's counters in the Prometheus text format.
+func writeMetrics(w http.ResponseWriter, s upfagent.Stats) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+	active := 0
+	if s.Active {
+		active = 1
+	}
+	for _, m := range []struct {
+		name, help, kind string
+		v                uint64
+	}{
+		{"kmep_upf_rules_applied_total", "Traffic rules applied to the data plane.", "counter", s.Applied},
+		{"kmep_upf_rules_removed_total", "Traffic rules removed from the data plane.", "counter", s.Removed},
+		{"kmep_upf_rule_failures_total", "Failed data-plane attempts.", "counter", s.Failed},
+		{"kmep_upf_rules_unsupported_total", "Rules the driver cannot express.", "counter", s.Unsupported},
+		{"kmep_upf_resyncs_total", "Full resynchronisations.", "counter", s.Resyncs},
+		{"kmep_upf_changes_total", "Change-stream entries handled.", "counter", s.Changes},
+		{"kmep_upf_store_errors_total", "Store failures that ended an active period.", "counter", s.StoreErrors},
+		{"kmep_upf_active", "1 while this agent holds the lease.", "gauge", uint64(active)},
+	} {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.kind, m.name, m.v)
+	}
+}
