@@ -141,6 +141,18 @@ func New(d Deps) *Handler {
 // far have finished.
 func (h *Handler) Wait() { h.wg.Wait() }
 
+// Shutdown lets background work finish until ctx ends, then cancels what
+// is left (an interrupted install is undone and recorded FAILED).
+func (h *Handler) Shutdown(ctx context.Context) {
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+	h.Close()
+}
+
 // Close cancels background work and waits for it: an interrupted install
 // is cleaned up and recorded FAILED before Close returns.
 func (h *Handler) Close() {

@@ -16,6 +16,7 @@ func TestLightBinariesDoNotLinkHeavyModules(t *testing.T) {
 		"github.com/kmep-io/kmep/functions/subscriptions/cmd",
 		"github.com/kmep-io/kmep/functions/appsupport/cmd",
 		"github.com/kmep-io/kmep/functions/lcm/cmd",
+		"github.com/kmep-io/kmep/functions/packages/cmd",
 		"github.com/kmep-io/kmep/triggers/notify/cmd",
 		"github.com/kmep-io/kmep/triggers/deadletter/cmd",
 		"github.com/kmep-io/kmep/longrunning/relay/cmd",
