@@ -55,13 +55,13 @@ func CoreDNSBinary() (string, error) {
 		cmd.Dir = os.TempDir() // outside any module: install resolves the version itself
 		cmd.Env = append(os.Environ(), "GOBIN="+dir, "GOFLAGS=")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			b.err = fmt.Errorf("coredns: go install github.com/coredns/coredns@%s: %w\n%s", CoreDNSVersion, err, tail(out))
+			b.err = fmt.Errorf("coredns: go install github.com/coredns/coredns@%s: %w\n%s", CoreDNSVersion, err, coreDNSTail(out))
 		}
 	})
 	return b.path, b.err
 }
 
-func tail(b []byte) string {
+func coreDNSTail(b []byte) string {
 	if len(b) > 2000 {
 		b = b[len(b)-2000:]
 	}

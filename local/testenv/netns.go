@@ -40,7 +40,7 @@ type NATNet struct {
 
 var netSeq atomic.Int64
 
-func run(args ...string) error {
+func runCmd(args ...string) error {
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
@@ -84,10 +84,10 @@ func NewNATNet(t testing.TB) *NATNet {
 
 func (n *NATNet) build(o int) error {
 	for _, ns := range []string{n.Relay, n.NATA, n.NATB, n.NodeA, n.NodeB} {
-		if err := run("ip", "netns", "add", ns); err != nil {
+		if err := runCmd("ip", "netns", "add", ns); err != nil {
 			return err
 		}
-		if err := run("ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
+		if err := runCmd("ip", "-n", ns, "link", "set", "lo", "up"); err != nil {
 			return err
 		}
 	}
@@ -98,7 +98,7 @@ func (n *NATNet) build(o int) error {
 			cmd = append(cmd, "netns", ns1)
 		}
 		cmd = append(cmd, "type", "veth", "peer", "name", if2, "netns", ns2)
-		if err := run(cmd...); err != nil {
+		if err := runCmd(cmd...); err != nil {
 			return err
 		}
 		for _, e := range [][3]string{{ns1, if1, ip1}, {ns2, if2, ip2}} {
@@ -106,10 +106,10 @@ func (n *NATNet) build(o int) error {
 			if e[0] != "" {
 				pre = append(pre, "-n", e[0])
 			}
-			if err := run(append(pre, "addr", "add", e[2]+"/24", "dev", e[1])...); err != nil {
+			if err := runCmd(append(pre, "addr", "add", e[2]+"/24", "dev", e[1])...); err != nil {
 				return err
 			}
-			if err := run(append(pre, "link", "set", e[1], "up")...); err != nil {
+			if err := runCmd(append(pre, "link", "set", e[1], "up")...); err != nil {
 				return err
 			}
 		}
@@ -121,24 +121,24 @@ func (n *NATNet) build(o int) error {
 		func() error { return link(n.Relay, "tob", n.RelayIPB, n.NATB, "pub", n.NATBPublic) },
 		func() error { return link(n.NATA, "priv", fmt.Sprintf("10.%d.11.1", o), n.NodeA, "eth0", n.NodeAIP) },
 		func() error { return link(n.NATB, "priv", fmt.Sprintf("10.%d.12.1", o), n.NodeB, "eth0", n.NodeBIP) },
-		func() error { return run("ip", "-n", n.NATA, "route", "add", "default", "via", n.RelayIPA) },
-		func() error { return run("ip", "-n", n.NATB, "route", "add", "default", "via", n.RelayIPB) },
+		func() error { return runCmd("ip", "-n", n.NATA, "route", "add", "default", "via", n.RelayIPA) },
+		func() error { return runCmd("ip", "-n", n.NATB, "route", "add", "default", "via", n.RelayIPB) },
 		func() error {
-			return run("ip", "-n", n.NodeA, "route", "add", "default", "via", fmt.Sprintf("10.%d.11.1", o))
+			return runCmd("ip", "-n", n.NodeA, "route", "add", "default", "via", fmt.Sprintf("10.%d.11.1", o))
 		},
 		func() error {
-			return run("ip", "-n", n.NodeB, "route", "add", "default", "via", fmt.Sprintf("10.%d.12.1", o))
+			return runCmd("ip", "-n", n.NodeB, "route", "add", "default", "via", fmt.Sprintf("10.%d.12.1", o))
 		},
 	}
 	for _, ns := range []string{n.Relay, n.NATA, n.NATB} {
-		steps = append(steps, func() error { return run("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1") })
+		steps = append(steps, func() error { return runCmd("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.ip_forward=1") })
 	}
 	for _, ns := range []string{n.NATA, n.NATB} {
 		steps = append(steps, func() error {
-			return run("ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "pub", "-j", "MASQUERADE")
+			return runCmd("ip", "netns", "exec", ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "pub", "-j", "MASQUERADE")
 		}, func() error {
 			// A NAT: replies and nothing else come in from outside.
-			return run("ip", "netns", "exec", ns, "iptables", "-A", "FORWARD", "-i", "pub", "-m", "conntrack",
+			return runCmd("ip", "netns", "exec", ns, "iptables", "-A", "FORWARD", "-i", "pub", "-m", "conntrack",
 				"!", "--ctstate", "ESTABLISHED,RELATED,DNAT", "-j", "DROP")
 		})
 	}
@@ -154,7 +154,7 @@ func (n *NATNet) build(o int) error {
 // forward, as an operator would configure): nodeA can then dial nodeB
 // directly at NATBPublic:port.
 func (n *NATNet) AllowDirect(port int) error {
-	return run("ip", "netns", "exec", n.NATB, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "pub", "-p", "tcp",
+	return runCmd("ip", "netns", "exec", n.NATB, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "pub", "-p", "tcp",
 		"--dport", fmt.Sprint(port), "-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", n.NodeBIP, port))
 }
 
@@ -195,7 +195,7 @@ func (n *NATNet) StartRedis(t testing.TB) string {
 // Close removes the namespaces (their veths and rules go with them).
 func (n *NATNet) Close() {
 	for _, ns := range []string{n.NodeA, n.NodeB, n.NATA, n.NATB, n.Relay} {
-		_ = run("ip", "netns", "del", ns)
+		_ = runCmd("ip", "netns", "del", ns)
 	}
-	_ = run("ip", "link", "del", n.hostIf)
+	_ = runCmd("ip", "link", "del", n.hostIf)
 }

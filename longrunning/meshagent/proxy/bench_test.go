@@ -1,0 +1,111 @@
+package proxy_test
+
+import (
+	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/kmep-io/kmep/longrunning/meshagent/proxy"
+)
+
+// sink serves on addr: it reads everything, and answers each 1-byte
+// request of a ping with one byte.
+func sink(b *testing.B, addr string) netip.AddrPort {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := c.Read(buf)
+					if n == 1 { // a ping
+						_, _ = c.Write(buf[:1])
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return netip.MustParseAddrPort(ln.Addr().String())
+}
+
+// BenchmarkTunnel compares, in one run, one TCP connection to an endpoint
+// directly and through the proxy and a libp2p stream between two nodes on
+// loopback: bulk throughput (MB/s, b.SetBytes) and request/response
+// latency (p50 of 1-byte ping-pongs).
+func BenchmarkTunnel(b *testing.B) {
+	st := newStore(b)
+	a := node(b, st, psk, "127.0.0.3/32")
+	n := node(b, st, psk, "127.0.0.2/32")
+	target := sink(b, "127.0.0.2:0")
+	waitPeers(b, a, "127.0.0.2")
+	px, err := proxy.New(proxy.Config{}, proxy.Deps{Tunnel: a, Log: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(px.Close)
+	if _, err := proxy.New(proxy.Config{}, proxy.Deps{Tunnel: n, Log: quiet}); err != nil {
+		b.Fatal(err)
+	}
+	if err := px.Set([]proxy.Service{{Name: "sink", Port: target.Port(), Backends: []netip.AddrPort{target}}}); err != nil {
+		b.Fatal(err)
+	}
+	paths := []struct{ name, addr string }{{"direct", target.String()}, {"proxied", px.Addrs()[target.Port()]}}
+
+	for _, p := range paths {
+		b.Run("bulk/"+p.name, func(b *testing.B) {
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			chunk := make([]byte, 256<<10)
+			b.SetBytes(int64(len(chunk)))
+			b.ResetTimer()
+			for range b.N {
+				if _, err := c.Write(chunk); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	for _, p := range paths {
+		b.Run("latency/"+p.name, func(b *testing.B) {
+			c, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			one := []byte{1}
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				if _, err := c.Write(one); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, one); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
