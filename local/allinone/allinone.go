@@ -1,10 +1,13 @@
 // Package allinone runs the whole kmep platform in one process for a
 // laptop: every function's handler mounted on one port (the very handlers
-// the per-function binaries serve), the discovery cache, the event pipeline
-// (the outbox relay, an embedded broker routing by manifests/eventing.yaml's
-// Triggers, the notify and deadletter triggers), the heartbeat reaper, and
-// the platform's keys and secrets generated on first start under a data
-// directory.
+// the per-function binaries serve; app packages kept in S3_ENDPOINT's
+// bucket, else in an embedded S3-protocol server on disk under the data
+// directory, announced in the log), the discovery cache, the event
+// pipeline (the outbox relay, an embedded broker routing by
+// manifests/eventing.yaml's Triggers, the notify and deadletter triggers),
+// the heartbeat reaper, the UPF agent in its "none" mode (no data plane),
+// and the platform's keys and secrets generated on first start under a
+// data directory.
 //
 // The store is chosen in this order, and the choice is the first log line:
 // REDIS_URL when set; else a private redis-server child with its data (AOF
@@ -34,16 +37,23 @@ import (
 
 	"github.com/kmep-io/kmep/functions/appsupport"
 	"github.com/kmep-io/kmep/functions/auth"
+	"github.com/kmep-io/kmep/functions/blob"
 	"github.com/kmep-io/kmep/functions/callback"
+	"github.com/kmep-io/kmep/functions/instantiate"
+	"github.com/kmep-io/kmep/functions/kube"
 	"github.com/kmep-io/kmep/functions/lcm"
+	"github.com/kmep-io/kmep/functions/packages"
 	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/functions/token"
 	"github.com/kmep-io/kmep/local/broker"
 	"github.com/kmep-io/kmep/local/rediserver"
+	"github.com/kmep-io/kmep/local/s3server"
 	"github.com/kmep-io/kmep/longrunning/reaper"
 	"github.com/kmep-io/kmep/longrunning/relay"
+	"github.com/kmep-io/kmep/longrunning/upfagent"
+	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/manifests"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/triggers/deadletter"
@@ -81,6 +91,11 @@ type Config struct {
 	// platform's own. Zero value: none (e.g. "127.0.0.0/8,::1,localhost"
 	// lets a laptop's apps receive notifications).
 	CallbackAllow string
+	// S3 is the bucket of app packages (S3_* settings). Zero Endpoint: an
+	// embedded S3-protocol server on disk under DataDir/s3.
+	S3 blob.Config
+	// AppNamespace is where instantiated apps go. Zero value: "mec-apps".
+	AppNamespace string
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// Ready, when set, is called with the listen address once serving.
@@ -156,6 +171,15 @@ func Run(ctx context.Context, cfg Config) error {
 		Log: log.With("function", "subscriptions")})
 	appSupportH := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log.With("function", "appsupport")})
 	lcmH := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log.With("function", "lcm")})
+	objects, closeS3, err := openS3(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer closeS3()
+	packagesH := packages.New(packages.Deps{Store: st, Objects: objects, Admin: admin, Log: log.With("function", "packages")})
+	instH := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: kube.New(kube.Options{Log: log}),
+		Admin: admin, Log: log.With("function", "instantiate"), Namespace: cfg.AppNamespace})
+	defer instH.Close()
 
 	if err := events(bg, cfg, st, policy, log); err != nil {
 		return err
@@ -170,6 +194,19 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}()
 
+	// The UPF agent without a data plane (its "none" driver): traffic rules
+	// get their status and log lines as on a platform without a UPF.
+	upf, err := upfagent.New(upfagent.Config{}, upfagent.Deps{Store: st,
+		Driver: dataplane.None{Log: log.With("component", "upfagent")}, Log: log.With("component", "upfagent")})
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := upf.Run(bg); err != nil {
+			log.Error("UPF agent stopped", "err", err)
+		}
+	}()
+
 	mux := http.NewServeMux()
 	mux.Handle(token.TokenPath, tokenH)
 	mux.Handle(token.JWKSPath, tokenH)
@@ -180,6 +217,8 @@ func Run(ctx context.Context, cfg Config) error {
 		mux.Handle(p, subsH)
 	}
 	mux.Handle(lcm.BasePath+"/", lcmH)
+	mux.Handle(packages.BasePath+"/", packagesH)
+	mux.Handle(instantiate.BasePath+"/tenants/{tenantId}/app_instances/", instH)
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -191,6 +230,32 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(ln.Addr().String())
 	}
 	return server.Run(ctx, server.Options{Listener: ln, Handler: mux, Log: log, DrainTimeout: 10 * time.Second})
+}
+
+// openS3 returns the package bucket: cfg.S3's, or an embedded server's.
+func openS3(ctx context.Context, cfg Config, log *slog.Logger) (*blob.Store, func(), error) {
+	closeS3 := func() {}
+	c := cfg.S3
+	if c.Endpoint == "" {
+		dir := filepath.Join(cfg.DataDir, "s3")
+		srv, err := s3server.Start(dir, "127.0.0.1:0", log)
+		if err != nil {
+			return nil, nil, fmt.Errorf("embedded S3 server: %w", err)
+		}
+		closeS3 = func() { _ = srv.Close() }
+		c.Endpoint, c.AccessKey, c.SecretKey = srv.Endpoint, "local", "local"
+		log.Info("S3_ENDPOINT unset: app packages go to an embedded S3 server on disk (single-user, unsigned)",
+			"endpoint", srv.Endpoint, "dir", dir)
+	}
+	objects, err := blob.New(c)
+	if err != nil {
+		closeS3()
+		return nil, nil, err
+	}
+	if err := objects.EnsureBucket(ctx); err != nil {
+		log.Warn("package bucket not ready; uploads answer 503 until S3 answers", "endpoint", c.Endpoint, "err", err)
+	}
+	return objects, closeS3, nil
 }
 
 // events starts the event pipeline in-process: the relay publishes the

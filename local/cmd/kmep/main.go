@@ -6,7 +6,10 @@
 // KMEP_ADMIN_TOKEN (unset: .kmep/admin-token), KMEP_ENCRYPTION_KEY (unset:
 // .kmep/encryption-key), KMEP_TOKEN_SIGNING_KEY (unset:
 // .kmep/signing-key.pem), KMEP_MIN_LIVENESS_INTERVAL (1s),
-// KMEP_CALLBACK_ALLOW (none), KMEP_LOG_LEVEL (info).
+// KMEP_CALLBACK_ALLOW (none), S3_ENDPOINT (unset: an embedded S3 server
+// under .kmep/s3), S3_BUCKET (kmep-packages), S3_ACCESS_KEY, S3_SECRET_KEY,
+// S3_REGION (us-east-1), KMEP_APP_NAMESPACE (mec-apps), KMEP_LOG_LEVEL
+// (info).
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/kmep-io/kmep/functions/blob"
 	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/local/allinone"
 	"github.com/kmep-io/kmep/store"
@@ -31,7 +35,10 @@ func main() {
 		AdminToken:    os.Getenv("KMEP_ADMIN_TOKEN"),
 		CallbackAllow: os.Getenv("KMEP_CALLBACK_ALLOW"),
 		SigningKeyPEM: []byte(os.Getenv("KMEP_TOKEN_SIGNING_KEY")),
-		Log:           log,
+		S3: blob.Config{Endpoint: os.Getenv("S3_ENDPOINT"), Bucket: os.Getenv("S3_BUCKET"), AccessKey: os.Getenv("S3_ACCESS_KEY"),
+			SecretKey: os.Getenv("S3_SECRET_KEY"), Region: os.Getenv("S3_REGION")},
+		AppNamespace: os.Getenv("KMEP_APP_NAMESPACE"),
+		Log:          log,
 	}
 	if len(cfg.SigningKeyPEM) == 0 {
 		cfg.SigningKeyPEM = nil
