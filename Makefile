@@ -16,8 +16,12 @@ run: ## Build and start the all-in-one platform on 127.0.0.1:8080 (KMEP_ADDR ove
 	$(BIN)/kmep
 
 .PHONY: test
-test: ## Run every test with the race detector (needs redis-server on PATH).
+test: testbins ## Run every test with the race detector (needs redis-server on PATH; builds the test servers once).
 	$(GO) test -race -count=1 $(PKGS)
+
+.PHONY: testbins
+testbins: ## Build the real servers tests start (MinIO, etcd, kube-apiserver, CoreDNS) into ~/.cache/kmep/testbin, once.
+	./local/testenv/testbins.sh
 
 .PHONY: bench
 bench: ## Run the Go benchmarks and the HTTP load benchmark (figures for the closing note).
@@ -36,11 +40,14 @@ build: ## Build every binary into ./bin.
 	$(GO) build -o $(BIN)/subscriptions ./functions/subscriptions/cmd
 	$(GO) build -o $(BIN)/appsupport ./functions/appsupport/cmd
 	$(GO) build -o $(BIN)/lcm ./functions/lcm/cmd
+	$(GO) build -o $(BIN)/packages ./functions/packages/cmd
+	$(GO) build -o $(BIN)/instantiate ./functions/instantiate/cmd
 	$(GO) build -o $(BIN)/notify ./triggers/notify/cmd
 	$(GO) build -o $(BIN)/deadletter ./triggers/deadletter/cmd
 	$(GO) build -o $(BIN)/relay ./longrunning/relay/cmd
 	$(GO) build -o $(BIN)/reaper ./longrunning/reaper/cmd
 	$(GO) build -o $(BIN)/mepagent ./longrunning/mepagent/cmd
+	$(GO) build -o $(BIN)/upfagent ./longrunning/upfagent/cmd
 	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
 	$(GO) build -o $(BIN)/kmepctl ./local/cmd/kmepctl
 
@@ -48,3 +55,10 @@ build: ## Build every binary into ./bin.
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 	$(GO) test -run '^$$' -fuzz FuzzParseAuthorization -fuzztime $${FUZZTIME:-30s} ./functions/token/aksk/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeServiceInfo -fuzztime $${FUZZTIME:-30s} ./functions/mec/
+
+.PHONY: binapi-upf
+binapi-upf: ## Regenerate the UPF agent's mp2 binapi from its committed .api.json (govpp's binapi-generator).
+	$(GO) tool binapi-generator --input=longrunning/upfagent/mp2upf/api --output-dir=longrunning/upfagent/mp2upf/binapi --no-source-path-info --gen=
+
+# The cluster paths (kind, ko, kn): local/kind/kind.mk.
+-include local/kind/kind.mk
