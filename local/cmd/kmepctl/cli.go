@@ -42,6 +42,7 @@ const usage = `usage:
   kmepctl keygen
   kmepctl sign  --ak AK --sk SK --url URL [--method POST] [--body STRING]
   kmepctl token --ak AK --sk SK --url URL [--timeout 10s]
+  kmepctl csar  [--name demo] > demo.csar    (a small valid app package)
 
 --ak and --sk default to $KMEP_AK and $KMEP_SK.
 `
@@ -60,6 +61,8 @@ func run(ctx context.Context, args []string, d deps) int {
 		return runSign(args[1:], d)
 	case "token":
 		return runToken(ctx, args[1:], d)
+	case "csar":
+		return runCSAR(args[1:], d)
 	case "help", "-h", "-help", "--help":
 		fmt.Fprint(d.stdout, usage)
 		return exitOK

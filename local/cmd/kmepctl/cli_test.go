@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kmep-io/kmep/functions/csar"
 	"github.com/kmep-io/kmep/functions/token/aksk"
 )
 
@@ -144,5 +145,20 @@ func TestRunKeygen(t *testing.T) {
 	sk, okSK := strings.CutPrefix(lines[1], "SK=")
 	if !okAK || !okSK || !akPattern.MatchString(ak) || !skPattern.MatchString(sk) {
 		t.Errorf("keygen printed %q, want AK=<20 [A-Z0-9]> and SK=<40 base64url>", stdout)
+	}
+}
+
+func TestCSARWritesAValidPackage(t *testing.T) {
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"csar", "--name", "shop"}, deps{stdout: &out, stderr: &errb})
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	p, err := csar.Open(bytes.NewReader(out.Bytes()), int64(out.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.AppName != "shop" || len(p.Charts) != 1 {
+		t.Errorf("package: %+v", p)
 	}
 }
