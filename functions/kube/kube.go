@@ -180,6 +180,8 @@ func (d *Deployer) Reachable(ctx context.Context, kubeconfig []byte) error {
 	if err != nil {
 		return err
 	}
+	ctx, cancel := context.WithTimeout(ctx, min(d.timeout, 5*time.Second))
+	defer cancel()
 	_, err = cs.Discovery().RESTClient().Get().AbsPath("/version").Do(ctx).Raw()
 	if err != nil {
 		return fmt.Errorf("reach cluster: %w: %v", ErrUnreachable, err)
