@@ -53,11 +53,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		deps.Driver = dataplane.None{Log: log}
 	case "mp2upf":
 		sock := server.Env("KMEP_VPP_API_SOCKET", "/run/vpp/api.sock")
-		a, err := socketAdapter(sock)
-		if err != nil {
-			return err
-		}
-		conn, err := vppconn.Dial(a, time.Second, log.With("socket", sock))
+		conn, err := vppconn.Dial(socketAdapter(sock), time.Second, log.With("socket", sock))
 		if err != nil {
 			return fmt.Errorf("VPP API %s: %w", sock, err)
 		}

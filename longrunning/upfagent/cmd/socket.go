@@ -1,5 +1,3 @@
-//go:build vppsocket
-
 package main
 
 import (
@@ -7,5 +5,7 @@ import (
 	"go.fd.io/govpp/adapter/socketclient"
 )
 
-// socketAdapter is govpp's socket client on VPP's API socket.
-func socketAdapter(path string) (adapter.VppAPI, error) { return socketclient.NewVppClient(path), nil }
+// socketAdapter is govpp's socket client on VPP's API socket. It does not
+// connect yet: vppconn.Dial connects it in the background and reconnects
+// it whenever VPP goes away, so a missing socket is retried, not fatal.
+func socketAdapter(path string) adapter.VppAPI { return socketclient.NewVppClient(path) }
