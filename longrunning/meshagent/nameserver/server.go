@@ -96,7 +96,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		cfg.Zone = "mec.local."
 	}
 	cfg.Zone = dns.Fqdn(strings.ToLower(cfg.Zone))
-	if _, ok := dns.IsDomainName(cfg.Zone); !ok || cfg.Zone == "." {
+	if _, ok := dns.IsDomainName(cfg.Zone); !ok || cfg.Zone == "." || strings.ContainsFunc(cfg.Zone, func(r rune) bool {
+		return !(r == '.' || r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9')
+	}) {
 		return nil, fmt.Errorf("nameserver: zone %q is not a domain name", cfg.Zone)
 	}
 	if cfg.ResolvConf == "" {
