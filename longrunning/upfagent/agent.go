@@ -29,6 +29,20 @@ type Driver interface {
 
 var _ Driver = dataplane.None{}
 
+// Forgetter is a Driver that keeps its own view of the data plane: the
+// agent calls Forget at the start of every resync, so that the driver
+// reads the data plane again (after a restart of VPP, or after another
+// agent held the lease).
+type Forgetter interface{ Forget() }
+
+// Sweeper is a Driver that can find what it created in the data plane:
+// at the end of every resync the agent calls Sweep with the rules it
+// holds as (possibly) in the data plane, and the driver removes the rest
+// of its own (left by an agent that lost its records).
+type Sweeper interface {
+	Sweep(ctx context.Context, held []dataplane.Applied) (removed int, err error)
+}
+
 // Store is what the agent needs of the store.
 type Store interface {
 	RuleApps(ctx context.Context, kind string) ([]string, error)
@@ -374,6 +388,9 @@ func (a *Agent) follow(ctx context.Context) error {
 // rule, ignoring what was recorded (the data plane lost its state).
 func (a *Agent) resync(ctx context.Context, force bool) error {
 	began := time.Now()
+	if f, ok := a.driver.(Forgetter); ok {
+		f.Forget()
+	}
 	apps, err := a.st.RuleApps(ctx, store.RuleTraffic)
 	if err != nil {
 		return err
@@ -425,9 +442,40 @@ func (a *Agent) resync(ctx context.Context, force bool) error {
 			return err
 		}
 	}
+	if err := a.sweep(ctx); err != nil {
+		return err
+	}
 	a.resyncs.Add(1)
 	a.log.Info("upf agent resynchronised", "rules", len(desired), "records", len(applied), "force", force,
 		"took", time.Since(began).Round(time.Millisecond).String())
+	return nil
+}
+
+// sweep lets a Sweeper driver remove what it holds for rules without a
+// record that says the data plane may hold them. A data-plane failure is
+// logged (the next resync sweeps again); a store failure is returned.
+func (a *Agent) sweep(ctx context.Context) error {
+	sw, ok := a.driver.(Sweeper)
+	if !ok {
+		return nil
+	}
+	sts, err := a.st.AllRuleStatuses(ctx, a.cfg.UPF)
+	if err != nil {
+		return err
+	}
+	var held []dataplane.Applied
+	for i := range sts {
+		if mayHold(&sts[i]) {
+			held = append(held, applied(sts[i].Key(), &sts[i]))
+		}
+	}
+	n, err := sw.Sweep(ctx, held)
+	switch {
+	case err != nil && ctx.Err() == nil:
+		a.log.Warn("data-plane sweep failed: the next resync retries", "err", err)
+	case n > 0:
+		a.log.Info("removed data-plane state of rules without a record", "removed", n)
+	}
 	return nil
 }
 

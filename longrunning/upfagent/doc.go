@@ -23,6 +23,11 @@
 // a resync releases indexes that no rule holds (an agent that died between
 // allocating and recording).
 //
+// A driver that keeps its own view of the data plane (Forgetter) is told
+// to read it again at every resync; a driver that can find what it created
+// (Sweeper) removes, at the end of every resync, what it holds for rules
+// the agent's records do not say the data plane may hold.
+//
 // Data-plane errors are retried per rule with capped exponential backoff;
 // the status records FAILED with the reason meanwhile, and the desired
 // state is never dropped. A rule the driver cannot express
