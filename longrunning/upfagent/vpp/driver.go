@@ -322,9 +322,9 @@ func (d *Driver) remove(ctx context.Context, rs []*ruleACL) error {
 		if d.v.rules[ra.ident] == ra {
 			delete(d.v.rules, ra.ident)
 		}
-		delete(d.v.byACL, ra.acl)
+		// Still in byACL, so that order does not take it for foreign.
+		d.v.byACL[ra.acl] = ra
 	}
-	d.v.strays = slices.DeleteFunc(d.v.strays, func(s *ruleACL) bool { return slices.Contains(rs, s) })
 	if err := d.order(ctx); err != nil {
 		return err
 	}
@@ -333,6 +333,8 @@ func (d *Driver) remove(ctx context.Context, rs []*ruleACL) error {
 		if err := d.call(ctx, &acl.ACLDel{ACLIndex: ra.acl}, reply); err != nil {
 			return err
 		}
+		delete(d.v.byACL, ra.acl)
+		d.v.strays = slices.DeleteFunc(d.v.strays, func(s *ruleACL) bool { return s == ra })
 	}
 	return nil
 }

@@ -191,7 +191,8 @@ var dumps = []api.Message{&acl.ACLDump{ACLIndex: none}, &acl.ACLInterfaceListDum
 	&acl.ACLInterfaceListDump{SwIfIndex: 2}, &abf.AbfPolicyDump{}, &abf.AbfItfAttachDump{}}
 
 func setList(sw uint32, nIn uint8, acls ...uint32) *acl.ACLInterfaceSetACLList {
-	return &acl.ACLInterfaceSetACLList{SwIfIndex: interface_types.InterfaceIndex(sw), Count: uint8(len(acls)), NInput: nIn, Acls: acls}
+	// Never nil: that is how the fake decodes an empty list.
+	return &acl.ACLInterfaceSetACLList{SwIfIndex: interface_types.InterfaceIndex(sw), Count: uint8(len(acls)), NInput: nIn, Acls: append([]uint32{}, acls...)}
 }
 
 func permitRest() *acl.ACLAddReplace {
@@ -331,4 +332,284 @@ func sameSet(got, want []api.Message) bool {
 		}
 	}
 	return true
+}
+
+// foreignACL creates an ACL the driver did not create, through the API.
+func foreignACL(t testing.TB, v *fakevpp.VPP, tag string) uint32 {
+	t.Helper()
+	reply := &acl.ACLAddReplaceReply{}
+	req := &acl.ACLAddReplace{ACLIndex: none, Tag: tag, Count: 1, R: []acl_types.ACLRule{entry(t, "deny", any4, "198.51.100.0/24", 0, 0, 65535, 0, 65535)}}
+	if err := v.Conn.Invoke(context.Background(), req, reply); err != nil || reply.Retval != 0 {
+		t.Fatalf("foreign ACL: %v, retval %d", err, reply.Retval)
+	}
+	return reply.ACLIndex
+}
+
+func invoke(t testing.TB, v *fakevpp.VPP, req api.Message, reply api.Message) {
+	t.Helper()
+	if err := v.Conn.Invoke(context.Background(), req, reply); err != nil {
+		t.Fatal(err)
+	}
+	if rv := reflect.ValueOf(reply).Elem().FieldByName("Retval"); rv.Int() != 0 {
+		t.Fatalf("%s: retval %d", req.GetMessageName(), rv.Int())
+	}
+}
+
+func TestPriorityOrderWithForeignACLs(t *testing.T) {
+	v := newVPP(t, true)
+	ctx := context.Background()
+	// Interface 1 has a foreign input and a foreign output ACL; 2 has none.
+	f := foreignACL(t, v, "operator-in")
+	o := foreignACL(t, v, "operator-out")
+	invoke(t, v, setList(1, 1, f, o), &acl.ACLInterfaceSetACLListReply{})
+	v.Requests()
+
+	d := newDriver(t, v, vpp.Config{})
+	acls := map[string]uint32{}
+	for _, c := range []struct {
+		id   string
+		prio int
+	}{{"mid", 10}, {"first", 0}, {"last", 255}, {"tie-b", 10}, {"tie-a", 10}} {
+		h, err := d.Apply(ctx, rule(t, uint32(len(acls)+1), c.id, c.prio, "DROP", "", `{"dstAddress":["10.0.0.1"]}`), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		acls[c.id] = h[0]
+	}
+	ordered := []uint32{acls["first"], acls["mid"], acls["tie-a"], acls["tie-b"], acls["last"]}
+	perm := uint32(0)
+	for idx, a := range v.ACLs() {
+		if a.Tag == "kmep:permit-rest" {
+			perm = idx
+		}
+	}
+	if got := v.InterfaceACLs(1); !slices.Equal(got.Input, append(slices.Clone(ordered), f)) || !slices.Equal(got.Output, []uint32{o}) {
+		t.Fatalf("interface 1: %+v; want input %v then the foreign %d, output [%d]", got, ordered, f, o)
+	}
+	if got := v.InterfaceACLs(2); !slices.Equal(got.Input, append(slices.Clone(ordered), perm)) || perm == 0 {
+		t.Fatalf("interface 2: %+v; want input %v then permit-rest %d", got, ordered, perm)
+	}
+
+	// "last" becomes the most important: it moves to the front, nothing else.
+	v.Requests()
+	if _, err := d.Apply(ctx, rule(t, 3, "last", 0, "DROP", "", `{"dstAddress":["10.0.0.1"]}`), nil); err != nil {
+		t.Fatal(err)
+	}
+	// "first" and "last" both have priority 0: by key, "first" < "last".
+	ordered = []uint32{acls["first"], acls["last"], acls["mid"], acls["tie-a"], acls["tie-b"]}
+	expect(t, v, &acl.ACLAddReplace{ACLIndex: acls["last"], Tag: "kmep:0:" + app + ":last", Count: 1,
+		R: []acl_types.ACLRule{entry(t, "deny", any4, "10.0.0.1/32", 0, 0, 65535, 0, 65535)}},
+		setList(1, 6, append(append(slices.Clone(ordered), f), o)...), setList(2, 6, append(slices.Clone(ordered), perm)...))
+	if a := v.ACLs(); a[f].Tag != "operator-in" || a[o].Tag != "operator-out" || len(a) != 8 {
+		t.Fatalf("ACLs %+v", a)
+	}
+}
+
+func TestRemove(t *testing.T) {
+	v := newVPP(t, true)
+	ctx := context.Background()
+	d := newDriver(t, v, vpp.Config{})
+	fw := rule(t, 5, "fw", 1, "FORWARD_DECAPSULATED", `{"interfaceType":"IP","dstIpAddress":"10.10.0.1"}`, `{}`)
+	h, err := d.Apply(ctx, fw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dropH, err := d.Apply(ctx, rule(t, 6, "drop", 2, "DROP", "", `{}`), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Requests()
+	// fw: ACL 0, permit-rest 1, drop 2.
+	if err := d.Remove(ctx, dataplane.Applied{Index: 5, AppInstanceID: app, ID: "fw", Handle: h}); err != nil {
+		for _, m := range v.Requests() {
+			t.Logf("%s %+v", m.GetMessageName(), m)
+		}
+		t.Fatal(err)
+	}
+	got := v.Requests()
+	want := []api.Message{&abf.AbfPolicyAddDel{IsAdd: false, Policy: abf.AbfPolicy{PolicyID: 5, ACLIndex: 0, NPaths: 1, Paths: []fib_types.FibPath{pathTo(t, "10.10.0.1")}}},
+		setList(1, 2, 2, 1), setList(2, 2, 2, 1), &acl.ACLDel{ACLIndex: 0}}
+	if len(got) != 6 || !sameSet(got[:2], []api.Message{attach(false, 5, 1, 1, false), attach(false, 5, 2, 1, false)}) || !reflect.DeepEqual(got[2:], want) {
+		for _, m := range got {
+			t.Logf("%s %+v", m.GetMessageName(), m)
+		}
+		t.Fatal("unexpected messages removing a FORWARD rule")
+	}
+	// Removing it again sends nothing.
+	if err := d.Remove(ctx, dataplane.Applied{Index: 5, AppInstanceID: app, ID: "fw", Handle: h}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, v)
+	// The last rule: the lists are emptied, permit-rest and the ACL deleted.
+	if err := d.Remove(ctx, dataplane.Applied{Index: 6, AppInstanceID: app, ID: "drop", Handle: dropH}); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, v, setList(1, 0), setList(2, 0), &acl.ACLDel{ACLIndex: 1}, &acl.ACLDel{ACLIndex: 2})
+	if len(v.ACLs()) != 0 || len(v.Policies()) != 0 || len(v.Attachments()) != 0 || len(v.InterfaceACLs(1).Input) != 0 {
+		t.Fatalf("left: ACLs %+v policies %+v attachments %+v", v.ACLs(), v.Policies(), v.Attachments())
+	}
+}
+
+// TestResyncFindsOwnACLsByTag: a new driver (an agent restarted, or the
+// standby taking over) finds the ACLs and policies by their tags, replaces
+// them in place, and Sweep removes those of rules no longer held (and a
+// duplicate), never a foreign ACL.
+func TestResyncFindsOwnACLsByTag(t *testing.T) {
+	v := newVPP(t, true)
+	ctx := context.Background()
+	f := foreignACL(t, v, "operator")
+	invoke(t, v, setList(2, 1, f), &acl.ACLInterfaceSetACLListReply{})
+	first := newDriver(t, v, vpp.Config{})
+	fw := rule(t, 5, "fw", 1, "FORWARD_DECAPSULATED", `{"interfaceType":"IP","dstIpAddress":"10.10.0.1"}`, `{}`)
+	gone := rule(t, 6, "gone", 2, "DROP", "", `{}`)
+	for _, r := range []dataplane.Rule{fw, gone} {
+		if _, err := first.Apply(ctx, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// fw: ACL 1, permit-rest 2, gone 3. A duplicate of gone's ACL (an agent
+	// that died between acl_add_replace and recording its handle, twice).
+	dup := foreignACL(t, v, "kmep:2:"+app+":gone")
+	v.Requests()
+
+	second := newDriver(t, v, vpp.Config{})
+	h, err := second.Apply(ctx, fw, nil)
+	if err != nil || !slices.Equal(h, dataplane.Handle{1, 5}) {
+		t.Fatalf("Apply = %v, %v; want the known ACL 1 and policy 5", h, err)
+	}
+	expect(t, v, append(slices.Clone(dumps), &acl.ACLAddReplace{ACLIndex: 1, Tag: "kmep:1:" + app + ":fw", Count: 1,
+		R: []acl_types.ACLRule{entry(t, "permit", any4, any4, 0, 0, 65535, 0, 65535)}})...)
+
+	n, err := second.Sweep(ctx, []dataplane.Applied{{Index: 5, AppInstanceID: app, ID: "fw", Handle: h}})
+	if err != nil || n != 2 {
+		t.Fatalf("Sweep = %d, %v; want 2 (gone and its duplicate)", n, err)
+	}
+	if a := v.ACLs(); len(a) != 3 || a[f].Tag != "operator" || a[1].Tag != "kmep:1:"+app+":fw" || a[2].Tag != "kmep:permit-rest" {
+		t.Fatalf("ACLs after sweep %+v", a)
+	}
+	if _, ok := v.ACLs()[dup]; ok {
+		t.Fatal("the duplicate survived")
+	}
+	if got := v.InterfaceACLs(1).Input; !slices.Equal(got, []uint32{1, 2}) {
+		t.Fatalf("interface 1 input %v", got)
+	}
+	if got := v.InterfaceACLs(2).Input; !slices.Equal(got, []uint32{1, f}) {
+		t.Fatalf("interface 2 input %v", got)
+	}
+	if p := v.Policies(); len(p) != 1 || p[5].ACL != 1 || len(v.Attachments()) != 2 {
+		t.Fatalf("policies %+v attachments %+v", p, v.Attachments())
+	}
+
+	// After VPP restarted, Forget makes the driver read the empty state and
+	// create everything anew.
+	v.Restart()
+	second.Forget()
+	v.Requests()
+	if h, err = second.Apply(ctx, fw, h); err != nil || !slices.Equal(h, dataplane.Handle{0, 5}) {
+		t.Fatalf("Apply after restart = %v, %v", h, err)
+	}
+	if got := v.Requests(); len(got) != len(dumps)+1+1+2+1+2 {
+		t.Fatalf("%d messages after a restart", len(got))
+	}
+}
+
+func TestTags(t *testing.T) {
+	long := strings.Repeat("x", 64)
+	tag := vpp.Tag("kmep", 255, app, long)
+	if len(tag) != 63 || !strings.HasPrefix(tag, "kmep:255:"+app+":") || tag[len(tag)-17] != '~' {
+		t.Fatalf("long tag %q (%d bytes)", tag, len(tag))
+	}
+	// The rule's ident does not depend on the priority's digits.
+	if a, b := vpp.Tag("kmep", 1, app, long), vpp.Tag("kmep", 200, app, long); a[len("kmep:1:"):] != b[len("kmep:200:"):] {
+		t.Fatalf("idents differ: %q %q", a, b)
+	}
+	if vpp.Tag("kmep", 1, app, long+"y") == vpp.Tag("kmep", 1, app, long) {
+		t.Fatal("two long keys share a tag")
+	}
+	if got := vpp.Tag("p", 7, "a", "b"); got != "p:7:a:b" {
+		t.Fatalf("short tag %q", got)
+	}
+	// A driver finds its ACL of a long key again.
+	v := newVPP(t, false)
+	ctx := context.Background()
+	r := rule(t, 1, long, 4, "DROP", "", `{}`)
+	d1 := newDriver(t, v, vpp.Config{})
+	h1, err := d1.Apply(ctx, r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h2, err := newDriver(t, v, vpp.Config{}).Apply(ctx, r, nil)
+	if err != nil || !slices.Equal(h1, h2) {
+		t.Fatalf("handles %v, %v (%v)", h1, h2, err)
+	}
+}
+
+func TestErrors(t *testing.T) {
+	ctx := context.Background()
+	for _, c := range []struct {
+		name string
+		cfg  vpp.Config
+	}{
+		{"no interfaces", vpp.Config{Interfaces: []uint32{}}},
+		{"interface twice", vpp.Config{Interfaces: []uint32{1, 1}}},
+		{"tag prefix with colon", vpp.Config{Interfaces: []uint32{1}, TagPrefix: "a:b"}},
+		{"unspecified next hop", vpp.Config{Interfaces: []uint32{1}, NextHop: netip.MustParseAddr("0.0.0.0")}},
+	} {
+		if _, err := vpp.New(newVPP(t, false).Conn, c.cfg); err == nil {
+			t.Errorf("%s: New accepted %+v", c.name, c.cfg)
+		}
+	}
+
+	v := newVPP(t, true)
+	d := newDriver(t, v, vpp.Config{})
+	r := rule(t, 1, "r", 1, "DROP", "", `{}`)
+	v.SetRetval(int32(api.INVALID_VALUE))
+	_, err := d.Apply(ctx, r, nil)
+	var rv *dataplane.RetvalError
+	if !errors.As(err, &rv) || rv.Retval != int32(api.INVALID_VALUE) || rv.Message != "acl_add_replace" {
+		t.Fatalf("refused: %v; want a RetvalError of acl_add_replace", err)
+	}
+	v.SetRetval(0)
+	v.SetDown(true)
+	if _, err := d.Apply(ctx, r, nil); !errors.Is(err, fakevpp.ErrDown) {
+		t.Fatalf("down: %v; want ErrDown", err)
+	}
+	v.SetDown(false)
+	v.Requests()
+	// After a failure the driver reads VPP's state again.
+	if _, err := d.Apply(ctx, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := v.Requests(); len(got) < len(dumps) || !reflect.DeepEqual(got[:len(dumps)], dumps) {
+		t.Fatalf("no dumps after a failure: %+v", got)
+	}
+
+	// An ABF policy id held by a foreign policy.
+	invoke(t, v, &abf.AbfPolicyAddDel{IsAdd: true, Policy: abf.AbfPolicy{PolicyID: 9, ACLIndex: foreignACL(t, v, "op"), NPaths: 1,
+		Paths: []fib_types.FibPath{pathTo(t, "10.0.0.1")}}}, &abf.AbfPolicyAddDelReply{})
+	d.Forget()
+	fw := rule(t, 9, "fw", 1, "FORWARD_DECAPSULATED", `{"interfaceType":"IP","dstIpAddress":"10.10.0.1"}`, `{}`)
+	if _, err := d.Apply(ctx, fw, nil); !errors.Is(err, vpp.ErrPolicyIDTaken) {
+		t.Fatalf("taken policy id: %v", err)
+	}
+}
+
+func TestInterfaceFull(t *testing.T) {
+	v := newVPP(t, false)
+	ctx := context.Background()
+	var fs []uint32
+	for i := range 254 {
+		fs = append(fs, foreignACL(t, v, fmt.Sprint("op", i)))
+	}
+	invoke(t, v, setList(1, 200, fs...), &acl.ACLInterfaceSetACLListReply{})
+	d := newDriver(t, v, vpp.Config{Interfaces: []uint32{1}})
+	if _, err := d.Apply(ctx, rule(t, 1, "a", 1, "DROP", "", `{}`), nil); err != nil {
+		t.Fatalf("the 255th ACL: %v", err)
+	}
+	if _, err := d.Apply(ctx, rule(t, 2, "b", 1, "DROP", "", `{}`), nil); !errors.Is(err, vpp.ErrInterfaceFull) || errors.Is(err, dataplane.ErrUnsupported) {
+		t.Fatalf("the 256th ACL: %v; want ErrInterfaceFull (transient)", err)
+	}
+	if n := len(v.ACLs()); n != 255 {
+		t.Fatalf("%d ACLs; the refused rule must create none", n)
+	}
 }
