@@ -3,11 +3,24 @@
 //
 // Environment: REDIS_URL (redis://127.0.0.1:6379/0); KMEP_UPF_NAME (upf);
 // KMEP_UPF_DRIVER (none: log only; mp2upf: the MP2 UPF message over VPP's
-// binary API); KMEP_VPP_API_SOCKET (/run/vpp/api.sock); KMEP_UPF_LEASE_TTL
-// (5s); KMEP_UPF_INDEX_SPACE (65535); KMEP_UPF_AGENT_ID (host-pid-random);
-// KMEP_LOG_LEVEL (info). GET /healthz ("ok") and GET /metrics (Prometheus
-// text) answer on KMEP_HEALTH_ADDR, or on ":$PORT" when only PORT is set;
-// with neither, no HTTP port is opened.
+// binary API; vpp: a stock VPP's acl and abf plugins);
+// KMEP_VPP_API_SOCKET (/run/vpp/api.sock; govpp's socket client, which
+// keeps retrying while the socket is missing or VPP is away);
+// KMEP_UPF_LEASE_TTL (5s); KMEP_UPF_INDEX_SPACE (65535);
+// KMEP_UPF_AGENT_ID (host-pid-random); KMEP_LOG_LEVEL (info). GET
+// /healthz ("ok") and GET /metrics (Prometheus text) answer on
+// KMEP_HEALTH_ADDR, or on ":$PORT" when only PORT is set; with neither, no
+// HTTP port is opened.
+//
+// The vpp driver also reads: KMEP_VPP_INTERFACES (required: the
+// comma-separated sw_if_index of the interfaces whose input the rules act
+// on, e.g. 1,2); KMEP_VPP_NEXT_HOP (none: the next hop of FORWARD_* rules
+// whose dstInterface has no dstIpAddress; without it such rules fail);
+// KMEP_VPP_NEXT_HOP_INTERFACE (none: next hops are resolved in the FIB;
+// else the sw_if_index they are reached through); KMEP_VPP_TABLE_ID (0:
+// the FIB table next hops are resolved in); KMEP_VPP_ABF_POLICY_BASE (0:
+// a rule's ABF policy id is this plus its index); KMEP_VPP_ACL_TAG_PREFIX
+// (kmep: the tag prefix of the ACLs the agent owns).
 package main
 
 import (
@@ -15,13 +28,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/longrunning/upfagent"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/longrunning/upfagent/mp2upf"
+	"github.com/kmep-io/kmep/longrunning/upfagent/vpp"
 	"github.com/kmep-io/kmep/longrunning/upfagent/vppconn"
 	"github.com/kmep-io/kmep/store"
 )
@@ -48,9 +65,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 
 	deps := upfagent.Deps{Log: log}
-	switch d := server.Env("KMEP_UPF_DRIVER", "none"); d {
+	d := server.Env("KMEP_UPF_DRIVER", "none")
+	var vcfg vpp.Config
+	switch d {
 	case "none":
 		deps.Driver = dataplane.None{Log: log}
+	case "vpp":
+		if vcfg, err = vppConfig(log); err != nil {
+			return err
+		}
+		fallthrough
 	case "mp2upf":
 		sock := server.Env("KMEP_VPP_API_SOCKET", "/run/vpp/api.sock")
 		conn, err := vppconn.Dial(socketAdapter(sock), time.Second, log.With("socket", sock))
@@ -58,9 +82,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 			return fmt.Errorf("VPP API %s: %w", sock, err)
 		}
 		defer conn.Close()
-		deps.Driver, deps.Reset = mp2upf.New(conn), conn.Reset()
+		deps.Reset = conn.Reset()
+		if d == "mp2upf" {
+			deps.Driver = mp2upf.New(conn)
+			break
+		}
+		if deps.Driver, err = vpp.New(conn, vcfg); err != nil {
+			return err
+		}
 	default:
-		return fmt.Errorf("KMEP_UPF_DRIVER %q: want none or mp2upf (the stock-VPP acl/abf driver is not built yet)", d)
+		return fmt.Errorf("KMEP_UPF_DRIVER %q: want none, mp2upf or vpp", d)
 	}
 	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
@@ -122,4 +153,42 @@ func writeMetrics(w http.ResponseWriter, s upfagent.Stats) {
 	} {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.kind, m.name, m.v)
 	}
+}
+
+// vppConfig reads the vpp driver's configuration from the environment.
+func vppConfig(log *slog.Logger) (vpp.Config, error) {
+	cfg := vpp.Config{TagPrefix: os.Getenv("KMEP_VPP_ACL_TAG_PREFIX"), Log: log}
+	list := os.Getenv("KMEP_VPP_INTERFACES")
+	if list == "" {
+		return cfg, fmt.Errorf("KMEP_VPP_INTERFACES: the vpp driver needs the sw_if_index of its interfaces, e.g. 1,2")
+	}
+	for _, f := range strings.Split(list, ",") {
+		n, err := strconv.ParseUint(strings.TrimSpace(f), 10, 32)
+		if err != nil || n == uint64(^uint32(0)) {
+			return cfg, fmt.Errorf("KMEP_VPP_INTERFACES: %q is not an sw_if_index", f)
+		}
+		cfg.Interfaces = append(cfg.Interfaces, uint32(n))
+	}
+	if s := os.Getenv("KMEP_VPP_NEXT_HOP"); s != "" {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return cfg, fmt.Errorf("KMEP_VPP_NEXT_HOP: %q is not an IP address", s)
+		}
+		cfg.NextHop = a
+	}
+	for _, v := range []struct {
+		key string
+		dst *uint32
+	}{{"KMEP_VPP_NEXT_HOP_INTERFACE", &cfg.NextHopInterface}, {"KMEP_VPP_TABLE_ID", &cfg.TableID}, {"KMEP_VPP_ABF_POLICY_BASE", &cfg.PolicyBase}} {
+		s := os.Getenv(v.key)
+		if s == "" {
+			continue
+		}
+		n, err := strconv.ParseUint(s, 10, 32)
+		if err != nil {
+			return cfg, fmt.Errorf("%s: %q is not a u32", v.key, s)
+		}
+		*v.dst = uint32(n)
+	}
+	return cfg, nil
 }
