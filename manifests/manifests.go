@@ -1,6 +1,11 @@
-// Package manifests embeds what a cluster applies, so that the all-in-one
-// and the tests read the very same objects: Eventing holds the Broker, the
-// Triggers and the relay's SinkBinding.
+// Package manifests embeds what a cluster applies (`ko apply -f
+// manifests/`: namespaces, configuration, the functions as Knative
+// Services, the Broker, Triggers and SinkBinding, the agents' Deployments
+// and DaemonSet, Redis, MinIO and RBAC), so that the all-in-one and the
+// tests read the very same objects. secrets/ holds the shape of the
+// Secrets (local/kind/secrets.sh makes real ones) and examples/ what an
+// operator adapts before applying (DomainMapping for HTTPS, an app with
+// the mep-agent sidecar); neither is applied by ko.
 package manifests
 
 import "embed"
