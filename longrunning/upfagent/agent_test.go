@@ -59,8 +59,16 @@ func newHarness(t testing.TB, record bool) *harness {
 	return &harness{t: t, st: srv.Store(t, store.Options{}), vpp: v}
 }
 
-// start runs an agent on st until the test ends (or stop is called).
+// start runs an agent with the mp2upf driver on st until the test ends
+// (or stop is called).
 func (h *harness) start(st upfagent.Store, cfg upfagent.Config, reset <-chan struct{}) (a *upfagent.Agent, stop func()) {
+	h.t.Helper()
+	return h.startDriver(st, mp2upf.New(h.vpp.Conn), cfg, reset)
+}
+
+// startDriver runs an agent with driver drv on st until the test ends (or
+// stop is called).
+func (h *harness) startDriver(st upfagent.Store, drv upfagent.Driver, cfg upfagent.Config, reset <-chan struct{}) (a *upfagent.Agent, stop func()) {
 	h.t.Helper()
 	if cfg.UPF == "" {
 		cfg.UPF = "upf1"
@@ -71,7 +79,7 @@ func (h *harness) start(st upfagent.Store, cfg upfagent.Config, reset <-chan str
 	if cfg.Block == 0 {
 		cfg.Block = 50 * time.Millisecond
 	}
-	a, err := upfagent.New(cfg, upfagent.Deps{Store: st, Driver: mp2upf.New(h.vpp.Conn), Log: quiet(), Reset: reset})
+	a, err := upfagent.New(cfg, upfagent.Deps{Store: st, Driver: drv, Log: quiet(), Reset: reset})
 	if err != nil {
 		h.t.Fatal(err)
 	}
