@@ -25,28 +25,18 @@ var coreDNSBuild struct {
 	err  error
 }
 
-// CoreDNSBinary returns the path of a coredns binary: `coredns` from PATH
-// if there is one, else the one built by `go install
-// github.com/coredns/coredns@CoreDNSVersion` into the per-user cache
-// directory (<UserCacheDir>/kmep/coredns/<version>/coredns), building it
-// the first time (about 100 s on two cores).
+// CoreDNSBinary returns the path of a coredns binary: the one make
+// testbins built (or `coredns` on PATH), else it builds it the same way
+// into BinDir the first time (about 100 s on two cores).
 func CoreDNSBinary() (string, error) {
 	b := &coreDNSBuild
 	b.once.Do(func() {
-		if p, err := exec.LookPath("coredns"); err == nil {
+		if p, err := Binary("coredns"); err == nil {
 			b.path = p
 			return
 		}
-		cache, err := os.UserCacheDir()
-		if err != nil {
-			b.err = fmt.Errorf("coredns: no user cache dir: %w", err)
-			return
-		}
-		dir := filepath.Join(cache, "kmep", "coredns", CoreDNSVersion)
+		dir := BinDir()
 		b.path = filepath.Join(dir, "coredns")
-		if _, err := os.Stat(b.path); err == nil {
-			return
-		}
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			b.err = fmt.Errorf("coredns: %w", err)
 			return
