@@ -1,0 +1,42 @@
+#!/bin/sh
+# host-kubeconfig.sh registers this very cluster as a MEC host, so that
+# instantiate installs apps here: it writes a kubeconfig for the
+# ServiceAccount kmep-deployer (manifests/rbac.yaml: namespaces get/create,
+# the chart kinds and Helm's Secrets in mec-apps only) that reaches the API
+# server from inside the cluster, and POSTs it to the packages function.
+#
+#   sh local/kind/host-kubeconfig.sh [MEC_HOST_IP]   (default 10.0.0.1)
+#
+# Needs kubectl, curl, jq. Run from the repository root.
+set -eu
+HOST_IP=${1:-10.0.0.1}
+secret() { kubectl get secret kmep-deployer-token -n kmep -o jsonpath="{.data.$1}" | base64 -d; }
+CA=$(kubectl get secret kmep-deployer-token -n kmep -o jsonpath='{.data.ca\.crt}')
+TOKEN=$(secret token)
+KUBECONFIG_TEXT=$(cat <<YAML
+apiVersion: v1
+kind: Config
+clusters:
+  - name: this-cluster
+    cluster:
+      server: https://kubernetes.default.svc
+      certificate-authority-data: $CA
+users:
+  - name: kmep-deployer
+    user:
+      token: $TOKEN
+contexts:
+  - name: kmep-deployer@this-cluster
+    context:
+      cluster: this-cluster
+      user: kmep-deployer
+      namespace: mec-apps
+current-context: kmep-deployer@this-cluster
+YAML
+)
+PACKAGES_URL=$(kubectl get ksvc packages -n kmep -o jsonpath='{.status.url}')
+ADMIN=$(kubectl get secret kmep-secrets -n kmep -o jsonpath='{.data.KMEP_ADMIN_TOKEN}' | base64 -d)
+jq -n --arg ip "$HOST_IP" --arg kc "$KUBECONFIG_TEXT" '{mechostIp: $ip, mechostName: "this-cluster", city: "", kubeconfig: $kc}' |
+  curl -sS --fail-with-body -X POST "$PACKAGES_URL/lcmcontroller/v1/hosts" \
+    -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' --data-binary @-
+echo
