@@ -6,7 +6,8 @@
 // pipeline (the outbox relay, an embedded broker routing by
 // manifests/eventing.yaml's Triggers, the notify and deadletter triggers),
 // the heartbeat reaper, the UPF agent in its "none" mode (no data plane),
-// and the platform's keys and secrets generated on first start under a
+// the mesh agent's DNS server (KMEP_DNS_ADDR, no tunnel), and the
+// platform's keys and secrets generated on first start under a
 // data directory.
 //
 // The store is chosen in this order, and the choice is the first log line:
@@ -50,6 +51,7 @@ import (
 	"github.com/kmep-io/kmep/local/broker"
 	"github.com/kmep-io/kmep/local/rediserver"
 	"github.com/kmep-io/kmep/local/s3server"
+	"github.com/kmep-io/kmep/longrunning/meshagent/nameserver"
 	"github.com/kmep-io/kmep/longrunning/reaper"
 	"github.com/kmep-io/kmep/longrunning/relay"
 	"github.com/kmep-io/kmep/longrunning/upfagent"
@@ -96,6 +98,9 @@ type Config struct {
 	S3 blob.Config
 	// AppNamespace is where instantiated apps go. Zero value: "mec-apps".
 	AppNamespace string
+	// DNSAddr is where the mesh agent's DNS server answers (UDP and TCP):
+	// DNS rules and MEC service names. Zero value: 127.0.0.1:5353.
+	DNSAddr string
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// Ready, when set, is called with the listen address once serving.
@@ -204,6 +209,17 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() {
 		if err := upf.Run(bg); err != nil {
 			log.Error("UPF agent stopped", "err", err)
+		}
+	}()
+
+	// The mesh agent's DNS server (its tunnel needs other nodes).
+	dnsSrv, err := nameserver.New(nameserver.Config{Addr: cfg.DNSAddr}, nameserver.Deps{Store: st, Log: log.With("component", "meshdns")})
+	if err != nil {
+		return err
+	}
+	go func() {
+		if err := dnsSrv.Run(bg); err != nil {
+			log.Error("mesh DNS stopped", "err", err)
 		}
 	}()
 

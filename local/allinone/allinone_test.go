@@ -47,6 +47,9 @@ func platform(t *testing.T, cfg allinone.Config) (string, *syncBuffer) {
 	}
 	logs := &syncBuffer{}
 	cfg.Listener = ln
+	if cfg.DNSAddr == "" {
+		cfg.DNSAddr = "127.0.0.1:0"
+	}
 	cfg.DataDir = t.TempDir()
 	cfg.AdminToken = admin
 	cfg.Log = slog.New(slog.NewJSONHandler(logs, nil))

@@ -8,7 +8,8 @@
 // .kmep/signing-key.pem), KMEP_MIN_LIVENESS_INTERVAL (1s),
 // KMEP_CALLBACK_ALLOW (none), S3_ENDPOINT (unset: an embedded S3 server
 // under .kmep/s3), S3_BUCKET (kmep-packages), S3_ACCESS_KEY, S3_SECRET_KEY,
-// S3_REGION (us-east-1), KMEP_APP_NAMESPACE (mec-apps), KMEP_LOG_LEVEL
+// S3_REGION (us-east-1), KMEP_APP_NAMESPACE (mec-apps), KMEP_DNS_ADDR
+// (127.0.0.1:5353: the mesh DNS server), KMEP_LOG_LEVEL
 // (info).
 package main
 
@@ -38,6 +39,7 @@ func main() {
 		S3: blob.Config{Endpoint: os.Getenv("S3_ENDPOINT"), Bucket: os.Getenv("S3_BUCKET"), AccessKey: os.Getenv("S3_ACCESS_KEY"),
 			SecretKey: os.Getenv("S3_SECRET_KEY"), Region: os.Getenv("S3_REGION")},
 		AppNamespace: os.Getenv("KMEP_APP_NAMESPACE"),
+		DNSAddr:      os.Getenv("KMEP_DNS_ADDR"),
 		Log:          log,
 	}
 	if len(cfg.SigningKeyPEM) == 0 {

@@ -299,7 +299,7 @@ func startServer(ctx context.Context, name string, serve func(ctx context.Contex
 func startPlatform(ctx context.Context, cfg config, dataDir, redisURL string, sec secrets) (*runningServer, error) {
 	cfg.Log.Info("starting kmep (all-in-one, in process)", "redis", redisURL)
 	return startServer(ctx, "kmep", func(ctx context.Context, ln net.Listener, ready func()) error {
-		return allinone.Run(ctx, allinone.Config{Listener: ln, DataDir: dataDir, RedisURL: redisURL,
+		return allinone.Run(ctx, allinone.Config{Listener: ln, DataDir: dataDir, RedisURL: redisURL, DNSAddr: "127.0.0.1:0",
 			AdminToken: sec.AdminToken, EncryptionKey: sec.EncryptionKey, SigningKeyPEM: sec.SigningKeyPEM,
 			Log: cfg.PlatformLog, Ready: func(string) { ready() }})
 	})
