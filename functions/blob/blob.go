@@ -42,7 +42,8 @@ type Config struct {
 	AccessKey, SecretKey string
 	// Region. Zero value: "us-east-1".
 	Region string
-	// PartSize is the multipart upload's part size. Zero value: 8 MiB.
+	// PartSize is the multipart upload's part size. Zero value: 5 MiB (S3's
+	// smallest; an upload holds about PartSize × (Concurrency + 1) in memory).
 	PartSize int64
 	// Concurrency is how many parts are in flight at once; memory used by
 	// an upload is about PartSize × (Concurrency + 1). Zero value: 3.
@@ -68,7 +69,7 @@ func New(cfg Config) (*Store, error) {
 		cfg.Region = "us-east-1"
 	}
 	if cfg.PartSize == 0 {
-		cfg.PartSize = 8 << 20
+		cfg.PartSize = 5 << 20
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 3
