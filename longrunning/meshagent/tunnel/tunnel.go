@@ -23,6 +23,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,49 @@ var _ Store = (*store.Store)(nil)
 // directly or through any relay.
 var ErrNoRoute = errors.New("tunnel: peer unreachable")
 
+// RouteError is the ErrNoRoute that Open returns at once, without dialing,
+// when every way to a peer is known to be down: the relays through which
+// it published circuit addresses are not connected to this node (or hold
+// no reservation of it), and its direct addresses failed since the last
+// direct connection (or it has none).
+type RouteError struct {
+	// Peer is the peer that cannot be reached.
+	Peer peer.ID
+	// RelaysDown are the relays the peer is reachable through, all down.
+	RelaysDown []peer.ID
+	// DirectFailed is when a direct dial (or a connect that ended on a
+	// relayed connection only) last failed; zero when the peer publishes
+	// no direct address.
+	DirectFailed time.Time
+}
+
+func (e *RouteError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "tunnel: peer %s unreachable: ", e.Peer)
+	switch len(e.RelaysDown) {
+	case 0:
+		b.WriteString("no relay route")
+	default:
+		b.WriteString("its relays are down (")
+		for i, r := range e.RelaysDown {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			b.WriteString(r.String())
+		}
+		b.WriteString(")")
+	}
+	if e.DirectFailed.IsZero() {
+		b.WriteString(" and it publishes no direct address")
+	} else {
+		fmt.Fprintf(&b, " and its direct path failed %s ago", time.Since(e.DirectFailed).Round(time.Millisecond))
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrNoRoute) true for a RouteError.
+func (e *RouteError) Is(target error) bool { return target == ErrNoRoute }
+
 // Config configures a Tunnel.
 type Config struct {
 	// KeyFile holds the node's identity key; it is created (mode 0600) with
@@ -83,6 +127,10 @@ type Config struct {
 	PeerTTL time.Duration
 	// DialTimeout bounds connecting to a peer in Open. Zero value: 5 s.
 	DialTimeout time.Duration
+	// DirectDialTimeout bounds connecting to a peer in Open when none of
+	// its relays is up, so only its direct addresses can answer. Zero
+	// value: 1 s (at most DialTimeout).
+	DirectDialTimeout time.Duration
 	// RetryInterval is how soon a failed relay reservation is retried.
 	// Zero value: 1 s.
 	RetryInterval time.Duration
@@ -104,9 +152,16 @@ type Tunnel struct {
 	log   *slog.Logger
 	h     host.Host
 
+	// kick wakes Run to renew reservations at once (a relay went away).
+	kick chan struct{}
+
 	mu     sync.Mutex
 	peers  map[peer.ID]store.MeshPeer
 	relays map[peer.ID]*client.Reservation
+	// directFailed holds, per peer, when reaching it directly last failed:
+	// a direct dial that failed, or a connect that ended on a relayed
+	// connection only. A direct connection clears it.
+	directFailed map[peer.ID]time.Time
 }
 
 // LoadOrCreateKey reads the identity key in path, or generates an Ed25519
@@ -209,8 +264,11 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 	if cfg.RetryInterval == 0 {
 		cfg.RetryInterval = time.Second
 	}
-	if cfg.PeerTTL < 3*time.Millisecond || cfg.DialTimeout < 0 || cfg.RetryInterval < 0 {
-		return nil, errors.New("tunnel: PeerTTL, DialTimeout and RetryInterval must be positive")
+	if cfg.DirectDialTimeout == 0 {
+		cfg.DirectDialTimeout = min(time.Second, cfg.DialTimeout)
+	}
+	if cfg.PeerTTL < 3*time.Millisecond || cfg.DialTimeout < 0 || cfg.RetryInterval < 0 || cfg.DirectDialTimeout < 0 {
+		return nil, errors.New("tunnel: PeerTTL, DialTimeout, DirectDialTimeout and RetryInterval must be positive")
 	}
 	key, err := LoadOrCreateKey(cfg.KeyFile)
 	if err != nil {
@@ -264,12 +322,55 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: start libp2p host: %w", err)
 	}
-	t := &Tunnel{cfg: cfg, store: deps.Store, log: deps.Log, h: h,
-		peers: map[peer.ID]store.MeshPeer{}, relays: map[peer.ID]*client.Reservation{}}
+	t := &Tunnel{cfg: cfg, store: deps.Store, log: deps.Log, h: h, kick: make(chan struct{}, 1),
+		peers: map[peer.ID]store.MeshPeer{}, relays: map[peer.ID]*client.Reservation{},
+		directFailed: map[peer.ID]time.Time{}}
 	if t.log == nil {
 		t.log = slog.Default()
 	}
+	h.Network().Notify(&network.NotifyBundle{ConnectedF: t.connected, DisconnectedF: t.disconnected})
 	return t, nil
+}
+
+// connected clears a peer's failed direct path when a direct connection
+// to it appears (a port forward, a hole punch).
+func (t *Tunnel) connected(_ network.Network, c network.Conn) {
+	if isRelayed(c.RemoteMultiaddr()) {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.directFailed[c.RemotePeer()]; ok {
+		delete(t.directFailed, c.RemotePeer())
+		t.log.Info("direct connection", "peer", c.RemotePeer().String(), "addr", c.RemoteMultiaddr().String())
+	}
+}
+
+// disconnected marks a relay down as soon as its last connection closes:
+// Open stops counting on it, and Run renews the reservation at once. The
+// relayed connections through it close with it, which resets their
+// streams (the proxied connections end).
+func (t *Tunnel) disconnected(n network.Network, c network.Conn) {
+	id := c.RemotePeer()
+	if n.Connectedness(id) == network.Connected {
+		return
+	}
+	t.mu.Lock()
+	_, held := t.relays[id]
+	delete(t.relays, id)
+	t.mu.Unlock()
+	if held {
+		t.log.Warn("relay connection lost", "relay", id.String())
+		select {
+		case t.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func isRelayed(a ma.Multiaddr) bool {
+	_, err := a.ValueForProtocol(ma.P_CIRCUIT)
+	return err == nil
 }
 
 // Host is the libp2p host (for handlers and tests).
@@ -313,6 +414,7 @@ func (t *Tunnel) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-t.kick:
 		case <-time.After(wait):
 		}
 	}
@@ -450,24 +552,91 @@ func (t *Tunnel) Local(ip netip.Addr) bool {
 	return false
 }
 
-// Open opens a stream of protocol p to peer id, connecting first (directly
-// or through a relay, whichever the swarm reaches) within DialTimeout. A
-// peer that is not in the store or cannot be reached is ErrNoRoute.
+// Open opens a stream of protocol p to peer id over an existing
+// connection, or connects first (directly or through a relay, whichever
+// the swarm reaches) within DialTimeout. When none of the peer's relays is
+// up it only waits DirectDialTimeout, and when its direct path also failed
+// since the last direct connection it fails at once with a *RouteError.
+// Every failure is ErrNoRoute (wrapped).
 func (t *Tunnel) Open(ctx context.Context, id peer.ID, p protocol.ID) (network.Stream, error) {
-	if len(t.h.Peerstore().Addrs(id)) == 0 && t.h.Network().Connectedness(id) != network.Connected {
-		return nil, fmt.Errorf("%w: %s has no known address", ErrNoRoute, id)
+	ctx = network.WithAllowLimitedConn(ctx, "mesh proxy")
+	if len(t.h.Network().ConnsToPeer(id)) == 0 {
+		timeout, err := t.route(id)
+		if err != nil {
+			return nil, err
+		}
+		cctx, cancel := context.WithTimeout(ctx, timeout)
+		err = t.h.Connect(cctx, peer.AddrInfo{ID: id})
+		cancel()
+		if err != nil || !t.Direct(id) {
+			// Only a relay answered (or nothing did): the direct path is
+			// down until a direct connection appears.
+			t.mu.Lock()
+			t.directFailed[id] = time.Now()
+			t.mu.Unlock()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%w: connect %s: %w", ErrNoRoute, id, err)
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
 	defer cancel()
-	ctx = network.WithAllowLimitedConn(ctx, "mesh proxy")
-	if err := t.h.Connect(ctx, peer.AddrInfo{ID: id}); err != nil {
-		return nil, fmt.Errorf("%w: connect %s: %w", ErrNoRoute, id, err)
-	}
 	s, err := t.h.NewStream(ctx, id, p)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open stream to %s: %w", ErrNoRoute, id, err)
 	}
 	return s, nil
+}
+
+// route decides how long connecting to a peer may take: DialTimeout when
+// one of its relays is up, DirectDialTimeout when only its direct
+// addresses are left to try, and not at all (a *RouteError) when those
+// failed recently too (within PeerTTL, the time its record takes to be
+// republished with addresses that may have changed).
+func (t *Tunnel) route(id peer.ID) (time.Duration, error) {
+	if len(t.h.Peerstore().Addrs(id)) == 0 {
+		return 0, fmt.Errorf("%w: %s has no known address", ErrNoRoute, id)
+	}
+	t.mu.Lock()
+	rec, known := t.peers[id]
+	failed := t.directFailed[id]
+	var down []peer.ID
+	direct := false
+	for _, a := range parseAddrs(rec.Addrs) {
+		if !isRelayed(a) {
+			direct = true
+			continue
+		}
+		relay, err := a.ValueForProtocol(ma.P_P2P)
+		if err != nil {
+			continue
+		}
+		rid, err := peer.Decode(relay)
+		if err != nil {
+			continue
+		}
+		if r := t.relays[rid]; r != nil && time.Now().Before(r.Expiration) &&
+			t.h.Network().Connectedness(rid) == network.Connected {
+			t.mu.Unlock()
+			return t.cfg.DialTimeout, nil
+		}
+		if !slices.Contains(down, rid) {
+			down = append(down, rid)
+		}
+	}
+	t.mu.Unlock()
+	if !known {
+		// Not in the store (an address learnt otherwise): no knowledge of
+		// its relays; let the swarm try.
+		return t.cfg.DialTimeout, nil
+	}
+	if !direct {
+		return 0, &RouteError{Peer: id, RelaysDown: down}
+	}
+	if !failed.IsZero() && time.Since(failed) < t.cfg.PeerTTL {
+		return 0, &RouteError{Peer: id, RelaysDown: down, DirectFailed: failed}
+	}
+	return min(t.cfg.DirectDialTimeout, t.cfg.DialTimeout), nil
 }
 
 // Direct reports whether the connection to id is direct (not relayed).

@@ -1,0 +1,242 @@
+package tunnel_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/kmep-io/kmep/local/testenv"
+	"github.com/kmep-io/kmep/longrunning/meshagent/tunnel"
+	"github.com/kmep-io/kmep/store"
+)
+
+var (
+	srv      *testenv.Redis
+	prefixes atomic.Int64
+	quiet    = slog.New(slog.NewTextHandler(io.Discard, nil))
+	psk      = bytes.Repeat([]byte{7}, 32)
+)
+
+func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
+
+func newStore(t testing.TB) *store.Store {
+	t.Helper()
+	st, err := store.New(store.Options{Client: srv.Client(t), Prefix: fmt.Sprintf("tn%d", prefixes.Add(1))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// running is a started tunnel; stop ends its Run (which closes the host).
+type running struct {
+	*tunnel.Tunnel
+	stop func()
+}
+
+func start(t testing.TB, st tunnel.Store, cfg tunnel.Config) *running {
+	t.Helper()
+	cfg.PSK = psk
+	if cfg.KeyFile == "" {
+		cfg.KeyFile = filepath.Join(t.TempDir(), "key")
+	}
+	if cfg.ListenAddrs == nil {
+		cfg.ListenAddrs = []string{"/ip4/127.0.0.1/tcp/0"}
+	}
+	cfg.PeerTTL, cfg.DialTimeout, cfg.RetryInterval = 600*time.Millisecond, 5*time.Second, 50*time.Millisecond
+	tn, err := tunnel.New(cfg, tunnel.Deps{Store: st, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = tn.Run(ctx) }()
+	stopped := false
+	r := &running{Tunnel: tn, stop: func() {
+		if !stopped {
+			stopped = true
+			cancel()
+			<-done
+		}
+	}}
+	t.Cleanup(r.stop)
+	return r
+}
+
+const echoProto = "/kmep/test/echo/1.0.0"
+
+func serveEcho(tn *running) {
+	tn.Handle(echoProto, func(s network.Stream) { defer s.Close(); _, _ = io.Copy(s, s) })
+}
+
+func echoOnce(ctx context.Context, from *running, to peer.ID) error {
+	s, err := from.Open(ctx, to, echoProto)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	_ = s.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(s, "ping"); err != nil {
+		return err
+	}
+	_ = s.CloseWrite()
+	got, err := io.ReadAll(s)
+	if err != nil {
+		return err
+	}
+	if string(got) != "ping" {
+		return fmt.Errorf("echo %q", got)
+	}
+	return nil
+}
+
+func eventually(t testing.TB, what string, fn func() error) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := fn()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// relayedPair starts a relay and two nodes, B reachable only through the
+// relay (it announces an address where nothing listens), and waits until
+// A reaches B through it.
+func relayedPair(t testing.TB, st tunnel.Store) (relay, a, b *running, relayCfg tunnel.Config) {
+	t.Helper()
+	relayCfg = tunnel.Config{Relay: true, KeyFile: filepath.Join(t.TempDir(), "relay.key")}
+	relay = start(t, st, relayCfg)
+	// The relay comes back on the same address (and key) after a restart.
+	relayCfg.ListenAddrs = []string{relay.Host().Addrs()[0].String()}
+	a = start(t, st, tunnel.Config{Node: "a"})
+	b = start(t, st, tunnel.Config{Node: "b", AnnounceAddrs: []string{"/ip4/127.0.0.1/tcp/1"}})
+	serveEcho(b)
+	eventually(t, "A reaches B through the relay", func() error {
+		return echoOnce(context.Background(), a, b.ID())
+	})
+	if a.Direct(b.ID()) {
+		t.Fatal("A reached B directly; B should be reachable only through the relay")
+	}
+	return relay, a, b, relayCfg
+}
+
+// When the relay carrying the only path to a peer goes away, Open fails at
+// once with a RouteError naming the dead path, and works again once the
+// relay is back (same key and address) and both nodes hold reservations.
+func TestRelayLossFailsFastAndRecovers(t *testing.T) {
+	st := newStore(t)
+	relay, a, b, relayCfg := relayedPair(t, st)
+
+	relay.stop()
+	// The relayed connection closes with the relay's: wait for that (the
+	// failure below must not be an old connection's).
+	eventually(t, "relayed connection closed", func() error {
+		if n := len(a.Host().Network().ConnsToPeer(b.ID())); n > 0 {
+			return fmt.Errorf("%d connections to B left", n)
+		}
+		return nil
+	})
+	began := time.Now()
+	err := echoOnce(context.Background(), a, b.ID())
+	took := time.Since(began)
+	var re *tunnel.RouteError
+	if !errors.As(err, &re) || !errors.Is(err, tunnel.ErrNoRoute) || re.Peer != b.ID() || re.DirectFailed.IsZero() {
+		t.Fatalf("open with the relay down: %v (want a RouteError for B with its failed direct path)", err)
+	}
+	t.Logf("relay down: Open failed after %s: %v", took, err)
+
+	relay = start(t, st, relayCfg)
+	if relay.ID() == "" {
+		t.Fatal("relay restart")
+	}
+	eventually(t, "A reaches B through the restarted relay", func() error {
+		return echoOnce(context.Background(), a, b.ID())
+	})
+}
+
+func TestRouteErrorText(t *testing.T) {
+	p, r := peer.ID("peerB"), peer.ID("relay1")
+	for _, tc := range []struct {
+		name string
+		err  *tunnel.RouteError
+		want []string
+	}{
+		{"relays down, direct failed", &tunnel.RouteError{Peer: p, RelaysDown: []peer.ID{r}, DirectFailed: time.Now().Add(-time.Second)},
+			[]string{"unreachable", "relays are down (" + r.String() + ")", "direct path failed 1s ago"}},
+		{"no relay, no direct address", &tunnel.RouteError{Peer: p},
+			[]string{"no relay route", "publishes no direct address"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			msg := tc.err.Error()
+			for _, w := range tc.want {
+				if !strings.Contains(msg, w) {
+					t.Fatalf("%q lacks %q", msg, w)
+				}
+			}
+			if !errors.Is(fmt.Errorf("wrapped: %w", tc.err), tunnel.ErrNoRoute) {
+				t.Fatal("not ErrNoRoute")
+			}
+		})
+	}
+}
+
+// A peer never reached directly, with no relay up, gets DirectDialTimeout:
+// here its direct address refuses at once, so Open fails without waiting,
+// and the next Open fails with a RouteError without dialing.
+func TestDirectOnlyPeerUnreachable(t *testing.T) {
+	st := newStore(t)
+	a := start(t, st, tunnel.Config{Node: "a"})
+	b := start(t, st, tunnel.Config{Node: "b", AnnounceAddrs: []string{"/ip4/127.0.0.1/tcp/1"}})
+	eventually(t, "A knows B", func() error {
+		if len(a.Host().Peerstore().Addrs(b.ID())) == 0 {
+			return errors.New("no address for B yet")
+		}
+		return nil
+	})
+	err := echoOnce(context.Background(), a, b.ID())
+	var re *tunnel.RouteError
+	if !errors.Is(err, tunnel.ErrNoRoute) || errors.As(err, &re) {
+		t.Fatalf("first open: %v (want a dial failure)", err)
+	}
+	err = echoOnce(context.Background(), a, b.ID())
+	if !errors.As(err, &re) || re.DirectFailed.IsZero() {
+		t.Fatalf("second open: %v (want a RouteError)", err)
+	}
+}
+
+// BenchmarkOpenRelayDown measures how long Open takes to fail for a peer
+// whose relay went away (its direct path failed before).
+func BenchmarkOpenRelayDown(b *testing.B) {
+	st := newStore(b)
+	relay, a, pb, _ := relayedPair(b, st)
+	relay.stop()
+	eventually(b, "relayed connection closed", func() error {
+		if len(a.Host().Network().ConnsToPeer(pb.ID())) > 0 {
+			return errors.New("still connected")
+		}
+		return nil
+	})
+	b.ResetTimer()
+	for range b.N {
+		if _, err := a.Open(context.Background(), pb.ID(), echoProto); !errors.Is(err, tunnel.ErrNoRoute) {
+			b.Fatalf("open: %v", err)
+		}
+	}
+}
