@@ -15,10 +15,13 @@ func NewID() string {
 }
 
 // ValidID reports whether s can be an id in a path (appInstanceId,
-// tenantId, packageId): 1-64 letters, digits, '.', '_' or '-', starting
-// with a letter or digit.
-func ValidID(s string) bool {
-	if s == "" || len(s) > 64 {
+// tenantId, packageId): ValidIDLen(s, 64).
+func ValidID(s string) bool { return ValidIDLen(s, 64) }
+
+// ValidIDLen reports whether s is 1..max letters, digits, '.', '_' or '-',
+// starting with a letter or digit.
+func ValidIDLen(s string, max int) bool {
+	if s == "" || len(s) > max {
 		return false
 	}
 	for i := 0; i < len(s); i++ {

@@ -153,25 +153,9 @@ type AppConf struct {
 	} `json:"appInfo"`
 }
 
-// validID reports whether s is 1..max letters, digits, '.', '_' or '-',
-// starting with a letter or digit (app instance ids and access key ids).
-func validID(s string, max int) bool {
-	if s == "" || len(s) > max {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if !alnum && (i == 0 || c != '.' && c != '_' && c != '-') {
-			return false
-		}
-	}
-	return true
-}
-
 func appID(r *http.Request) (string, error) {
 	id := r.PathValue("appInstanceId")
-	if !validID(id, 64) {
+	if !rest.ValidID(id) {
 		return "", problem.BadRequest("appInstanceId", "appInstanceId must be 1-64 letters, digits, '.', '_' or '-'")
 	}
 	return id, nil
@@ -188,7 +172,7 @@ func (h *handler) putConf(w http.ResponseWriter, r *http.Request) error {
 	}
 	cr := c.AuthInfo.Credentials
 	switch {
-	case !validID(cr.AccessKeyID, 128):
+	case !rest.ValidIDLen(cr.AccessKeyID, 128):
 		return problem.BadRequest("authInfo.credentials.accessKeyId", "accessKeyId must be 1-128 letters, digits, '.', '_' or '-'")
 	case len(cr.SecretKey) < 8 || len(cr.SecretKey) > 256:
 		return problem.BadRequest("authInfo.credentials.secretKey", "secretKey must be 8 to 256 bytes")
