@@ -193,11 +193,10 @@ func loadDocs(t *testing.T, names []string) []doc {
 }
 
 // knService is a Knative Service (serving.knative.dev/v1) as far as these
-// tests read it, so that they need not link knative.dev/serving, whose
-// dependency knative.dev/networking go.mod does not have yet. Strict
-// decoding still refuses any field it does not know; serving_test.go
-// (build tag servingapi) decodes the same documents into knative's own
-// type and runs its SetDefaults and Validate.
+// tests read it (the fields the env and kn checks compare). Strict
+// decoding refuses any field it does not know; serving_test.go decodes the
+// same documents into knative's own type and runs its SetDefaults and
+// Validate.
 type knService struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -1,9 +1,3 @@
-//go:build servingapi
-
-// These tests link knative.dev/serving, which needs knative.dev/networking
-// in go.mod: build them with -tags servingapi once it is there (go get
-// knative.dev/serving/pkg/apis/serving/v1@v0.50.0), then drop the tag.
-
 package manifests_test
 
 import (
