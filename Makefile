@@ -48,6 +48,7 @@ build: ## Build every binary into ./bin.
 	$(GO) build -o $(BIN)/reaper ./longrunning/reaper/cmd
 	$(GO) build -o $(BIN)/mepagent ./longrunning/mepagent/cmd
 	$(GO) build -o $(BIN)/upfagent ./longrunning/upfagent/cmd
+	$(GO) build -o $(BIN)/meshagent ./longrunning/meshagent/cmd
 	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
 	$(GO) build -o $(BIN)/kmepctl ./local/cmd/kmepctl
 
