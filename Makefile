@@ -56,6 +56,8 @@ build: ## Build every binary into ./bin.
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 	$(GO) test -run '^$$' -fuzz FuzzParseAuthorization -fuzztime $${FUZZTIME:-30s} ./functions/token/aksk/
 	$(GO) test -run '^$$' -fuzz FuzzDecodeServiceInfo -fuzztime $${FUZZTIME:-30s} ./functions/mec/
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $${FUZZTIME:-30s} ./functions/callback/
+	$(GO) test -run '^$$' -fuzz FuzzAnswer -fuzztime $${FUZZTIME:-30s} ./longrunning/meshagent/nameserver/
 
 .PHONY: binapi-upf
 binapi-upf: ## Regenerate the UPF agent's mp2 binapi from its committed .api.json (govpp's binapi-generator).
