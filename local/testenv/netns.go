@@ -6,29 +6,42 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // NATNet is a small internet in Linux network namespaces:
 //
 //	host (root ns) ─ 10.O.0.2 ┐
-//	                          relay ns (10.O.0.1, 10.O.1.1, 10.O.2.1: routes between its links)
-//	natA ns 10.O.1.2 ─────────┘│            └──────── natB ns 10.O.2.2
+//	                          relay ns (10.O.0.1, 11.O.1.1, 11.O.2.1: routes between its links)
+//	natA ns 11.O.1.2 ─────────┘│            └──────── natB ns 11.O.2.2
 //	  MASQUERADE                                         MASQUERADE
 //	nodeA ns 10.O.11.2 (gw natA 10.O.11.1)     nodeB ns 10.O.12.2 (gw natB 10.O.12.1)
 //
 // The two nodes sit on separate private networks behind NAT (iptables
-// MASQUERADE): neither can be reached from outside unless AllowDirect
-// forwards a port; both reach the relay. The test process (root ns)
-// reaches the relay namespace only.
+// MASQUERADE, which keeps source ports where it can: an endpoint-
+// independent mapping, as hole punching needs). A NAT drops what comes in
+// from outside unless it answers a connection from inside (no RST either,
+// like a home router), so neither node can be reached from outside unless
+// AllowDirect forwards a port; both reach the relay. The NATs' outside
+// addresses (11.O.1.2, 11.O.2.2) are public-looking, because libp2p only
+// hole-punches from addresses multiaddr/net.IsPublicAddr accepts (10/8,
+// 100.64/10, 198.18/15 and the documentation ranges are not); they never
+// leave the namespaces (the relay namespace has no default route, and the
+// root namespace routes only 10.O.0.0/24 to it). The test process (root
+// ns) reaches the relay namespace only; Dial and Listen make sockets
+// inside any of the namespaces.
 type NATNet struct {
 	// Relay, NATA, NATB, NodeA, NodeB are the namespace names.
 	Relay, NATA, NATB, NodeA, NodeB string
 	// RelayIP is the relay's address on the host link (10.O.0.1); RelayIPA
-	// and RelayIPB on the NAT links. NATAPublic/NATBPublic are the NATs'
+	// and RelayIPB on the NAT links (11.O.1.1, 11.O.2.1). NATAPublic/NATBPublic are the NATs'
 	// outside addresses, NodeAIP/NodeBIP the nodes' private addresses,
 	// NetA/NetB their networks.
 	RelayIP, RelayIPA, RelayIPB  string
@@ -66,8 +79,8 @@ func NewNATNet(t testing.TB) *NATNet {
 	o := 200 + int(os.Getpid()+int(seq))%50 // second octet: 10.200-249.x.x
 	n := &NATNet{
 		Relay: id + "-relay", NATA: id + "-nata", NATB: id + "-natb", NodeA: id + "-a", NodeB: id + "-b",
-		RelayIP: fmt.Sprintf("10.%d.0.1", o), RelayIPA: fmt.Sprintf("10.%d.1.1", o), RelayIPB: fmt.Sprintf("10.%d.2.1", o),
-		NATAPublic: fmt.Sprintf("10.%d.1.2", o), NATBPublic: fmt.Sprintf("10.%d.2.2", o),
+		RelayIP: fmt.Sprintf("10.%d.0.1", o), RelayIPA: fmt.Sprintf("11.%d.1.1", o), RelayIPB: fmt.Sprintf("11.%d.2.1", o),
+		NATAPublic: fmt.Sprintf("11.%d.1.2", o), NATBPublic: fmt.Sprintf("11.%d.2.2", o),
 		NodeAIP: fmt.Sprintf("10.%d.11.2", o), NodeBIP: fmt.Sprintf("10.%d.12.2", o),
 		NetA: fmt.Sprintf("10.%d.11.0/24", o), NetB: fmt.Sprintf("10.%d.12.0/24", o),
 		id: id, hostIf: id + "h",
@@ -140,6 +153,13 @@ func (n *NATNet) build(o int) error {
 			// A NAT: replies and nothing else come in from outside.
 			return runCmd("ip", "netns", "exec", ns, "iptables", "-A", "FORWARD", "-i", "pub", "-m", "conntrack",
 				"!", "--ctstate", "ESTABLISHED,RELATED,DNAT", "-j", "DROP")
+		}, func() error {
+			// Unsolicited packets to the NAT itself are dropped, not
+			// answered with a RST: a hole-punching SYN that arrives before
+			// the NAT saw its own side's SYN is lost (and retried), not
+			// refused, as with a home router.
+			return runCmd("ip", "netns", "exec", ns, "iptables", "-A", "INPUT", "-i", "pub", "-m", "conntrack",
+				"!", "--ctstate", "ESTABLISHED,RELATED", "-j", "DROP")
 		})
 	}
 	for _, s := range steps {
@@ -156,6 +176,86 @@ func (n *NATNet) build(o int) error {
 func (n *NATNet) AllowDirect(port int) error {
 	return runCmd("ip", "netns", "exec", n.NATB, "iptables", "-t", "nat", "-A", "PREROUTING", "-i", "pub", "-p", "tcp",
 		"--dport", fmt.Sprint(port), "-j", "DNAT", "--to-destination", fmt.Sprintf("%s:%d", n.NodeBIP, port))
+}
+
+// SymmetricNAT makes natB map every outgoing connection to a random port
+// (MASQUERADE --random-fully: an endpoint-dependent mapping, as carrier-
+// grade and corporate NATs do), which defeats hole punching: a peer behind
+// it is reachable through a relay only. Call it before the nodes connect.
+func (n *NATNet) SymmetricNAT() error {
+	return runCmd("ip", "netns", "exec", n.NATB, "iptables", "-t", "nat", "-R", "POSTROUTING", "1", "-o", "pub",
+		"-j", "MASQUERADE", "--random-fully")
+}
+
+// Shape limits the path between the two NATs (the relay namespace's links
+// to them, both directions) to rate with a one-way delay, using netem
+// (e.g. Shape("1gbit", time.Millisecond)): the path then has a bottleneck
+// of its own, as between two sites. Calling it again replaces the shape;
+// a zero rate removes it.
+func (n *NATNet) Shape(rate string, delay time.Duration) error {
+	if _, err := exec.LookPath("tc"); err != nil {
+		return fmt.Errorf("tc is missing (apt-get install -y iproute2): %w", err)
+	}
+	for _, dev := range []string{"toa", "tob"} {
+		_ = runCmd("ip", "netns", "exec", n.Relay, "tc", "qdisc", "del", "dev", dev, "root")
+		if rate == "" {
+			continue
+		}
+		// The queue holds a second of traffic at 1 Gbit/s in full-size
+		// frames, far more than the path's bandwidth-delay product.
+		args := []string{"ip", "netns", "exec", n.Relay, "tc", "qdisc", "add", "dev", dev, "root", "netem", "rate", rate, "limit", "100000"}
+		if delay > 0 {
+			args = append(args, "delay", fmt.Sprintf("%dus", delay.Microseconds()))
+		}
+		if err := runCmd(args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// inNamespace runs fn on an OS thread switched into namespace ns: sockets
+// fn creates belong to ns and keep working from any goroutine. The thread
+// is discarded afterwards (its goroutine ends locked), so no other
+// goroutine ever runs in ns.
+func inNamespace(ns string, fn func()) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		f, err := os.Open(filepath.Join("/var/run/netns", ns))
+		if err != nil {
+			errc <- err
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("setns %s: %w", ns, err)
+			return
+		}
+		fn()
+		errc <- nil
+	}()
+	return <-errc
+}
+
+// Listen listens on a TCP address inside namespace ns.
+func (n *NATNet) Listen(ns, addr string) (net.Listener, error) {
+	var ln net.Listener
+	var lerr error
+	if err := inNamespace(ns, func() { ln, lerr = net.Listen("tcp", addr) }); err != nil {
+		return nil, err
+	}
+	return ln, lerr
+}
+
+// Dial connects to a TCP address from inside namespace ns.
+func (n *NATNet) Dial(ns, addr string, timeout time.Duration) (net.Conn, error) {
+	var c net.Conn
+	var derr error
+	if err := inNamespace(ns, func() { c, derr = net.DialTimeout("tcp", addr, timeout) }); err != nil {
+		return nil, err
+	}
+	return c, derr
 }
 
 // Command returns a command that runs name in namespace ns.

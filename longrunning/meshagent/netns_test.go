@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -39,6 +40,7 @@ func TestChild(t *testing.T) {
 			go func() { defer c.Close(); _, _ = io.Copy(c, c) }()
 		}
 	case "client":
+		began := time.Now()
 		c, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			fmt.Println("DIAL", err)
@@ -50,7 +52,7 @@ func TestChild(t *testing.T) {
 		_ = c.(*net.TCPConn).CloseWrite()
 		got, err := io.ReadAll(c)
 		if string(got) != msg {
-			fmt.Printf("ECHO %q %v\n", got, err)
+			fmt.Printf("ECHO %q %v (connection ended %s after the dial)\n", got, err, time.Since(began).Round(time.Microsecond))
 			os.Exit(1)
 		}
 		fmt.Println("OK")
@@ -58,9 +60,27 @@ func TestChild(t *testing.T) {
 	}
 }
 
+// syncBuffer is a process's output, read while the process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 type proc struct {
 	cmd *exec.Cmd
-	out *bytes.Buffer
+	out *syncBuffer
 }
 
 func (p *proc) stop() {
@@ -68,49 +88,33 @@ func (p *proc) stop() {
 	_ = p.cmd.Wait()
 }
 
-// A TCP service on nodeB, behind its NAT, is reached from nodeA, behind
-// another NAT, through the relay; when the relay goes away new connections
-// fail fast, and work again when it returns; with a port forward on natB
-// they go directly, with no relay at all.
-func TestTunnelThroughNAT(t *testing.T) {
+// mesh is a NATNet with redis in the relay namespace, the meshagent binary
+// built, and an echo service on nodeB (port 7007) registered as ACTIVE.
+type mesh struct {
+	t   *testing.T
+	nn  *testenv.NATNet
+	bin string
+	dir string
+	url string
+}
+
+func newMesh(t *testing.T, symmetric bool) *mesh {
 	nn := testenv.NewNATNet(t)
-	redisURL := nn.StartRedis(t)
-	st, closeStore, err := store.Open(redisURL, store.Options{})
+	if symmetric {
+		if err := nn.SymmetricNAT(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := &mesh{t: t, nn: nn, dir: t.TempDir(), url: nn.StartRedis(t)}
+	st, closeStore, err := store.Open(m.url, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer closeStore()
-
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "meshagent")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd").CombinedOutput(); err != nil {
+	t.Cleanup(func() { _ = closeStore() })
+	m.bin = filepath.Join(m.dir, "meshagent")
+	if out, err := exec.Command("go", "build", "-o", m.bin, "./cmd").CombinedOutput(); err != nil {
 		t.Fatalf("build meshagent: %v\n%s", err, out)
 	}
-	psk := strings.Repeat("ab", 32)
-	agent := func(ns, name string, env ...string) *proc {
-		cmd := nn.Command(ns, bin)
-		cmd.Env = append(os.Environ(), "REDIS_URL="+redisURL, "KMEP_MESH_PSK="+psk, "KMEP_MESH_PEER_TTL=3s",
-			"KMEP_MESH_KEY_FILE="+filepath.Join(dir, name+".key"), "KMEP_NODE_NAME="+name,
-			"KMEP_MESH_LISTEN=/ip4/0.0.0.0/tcp/4001", "KMEP_DNS_ADDR=127.0.0.1:5353", "KMEP_DNS_UPSTREAMS=127.0.0.1:1",
-			"KMEP_LOG_LEVEL=debug")
-		cmd.Env = append(cmd.Env, env...)
-		p := &proc{cmd: cmd, out: &bytes.Buffer{}}
-		cmd.Stdout, cmd.Stderr = p.out, p.out
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			p.stop()
-			if t.Failed() {
-				t.Logf("%s log:\n%s", name, p.out.String())
-			}
-		})
-		return p
-	}
-	relay := agent(nn.Relay, "relay", "KMEP_MESH_RELAY=true")
-	nodeB := agent(nn.NodeB, "nodeb", "KMEP_MESH_NETWORKS="+nn.NetB)
-	agent(nn.NodeA, "nodea", "KMEP_MESH_NETWORKS="+nn.NetA, "KMEP_MESH_PROXY_IP=127.0.0.1")
-
 	echo := exec.Command("ip", "netns", "exec", nn.NodeB, os.Args[0], "-test.run=^TestChild$")
 	echo.Env = append(os.Environ(), "MESHTEST_CHILD=echo", "MESHTEST_ADDR="+nn.NodeBIP+":7007")
 	if err := echo.Start(); err != nil {
@@ -122,55 +126,141 @@ func TestTunnelThroughNAT(t *testing.T) {
 		Name: "echo", State: store.StateActive, Info: []byte(info)}); err != nil {
 		t.Fatal(err)
 	}
+	return m
+}
 
-	client := func() (bool, string) {
-		cmd := exec.Command("ip", "netns", "exec", nn.NodeA, os.Args[0], "-test.run=^TestChild$")
-		cmd.Env = append(os.Environ(), "MESHTEST_CHILD=client", "MESHTEST_ADDR=127.0.0.1:7007")
-		out, err := cmd.CombinedOutput()
-		return err == nil && strings.Contains(string(out), "OK"), string(out)
+// agent starts the meshagent binary in namespace ns.
+func (m *mesh) agent(ns, name string, env ...string) *proc {
+	cmd := m.nn.Command(ns, m.bin)
+	cmd.Env = append(os.Environ(), "REDIS_URL="+m.url, "KMEP_MESH_PSK="+strings.Repeat("ab", 32), "KMEP_MESH_PEER_TTL=3s",
+		"KMEP_MESH_KEY_FILE="+filepath.Join(m.dir, name+".key"), "KMEP_NODE_NAME="+name,
+		"KMEP_MESH_LISTEN=/ip4/0.0.0.0/tcp/4001", "KMEP_DNS_ADDR=127.0.0.1:5353", "KMEP_DNS_UPSTREAMS=127.0.0.1:1",
+		"KMEP_LOG_LEVEL=debug")
+	cmd.Env = append(cmd.Env, env...)
+	p := &proc{cmd: cmd, out: &syncBuffer{}}
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		m.t.Fatal(err)
 	}
-	eventually := func(what string) time.Duration {
-		t.Helper()
-		began := time.Now()
-		var last string
-		for time.Since(began) < 60*time.Second {
-			ok, out := client()
-			if ok {
-				t.Logf("%s: echo through the proxy after %s", what, time.Since(began).Round(time.Millisecond))
-				return time.Since(began)
-			}
-			last = out
-			time.Sleep(200 * time.Millisecond)
+	m.t.Cleanup(func() {
+		p.stop()
+		if m.t.Failed() {
+			m.t.Logf("%s log:\n%s", name, p.out.String())
 		}
-		t.Fatalf("%s: no echo within 60 s; last client output: %s", what, last)
-		return 0
+	})
+	return p
+}
+
+// client runs one echo exchange from nodeA through its proxy listener.
+func (m *mesh) client() (bool, string) {
+	cmd := exec.Command("ip", "netns", "exec", m.nn.NodeA, os.Args[0], "-test.run=^TestChild$")
+	cmd.Env = append(os.Environ(), "MESHTEST_CHILD=client", "MESHTEST_ADDR=127.0.0.1:7007")
+	out, err := cmd.CombinedOutput()
+	return err == nil && strings.Contains(string(out), "OK"), strings.TrimSpace(string(out))
+}
+
+func (m *mesh) eventually(what string) {
+	m.t.Helper()
+	began := time.Now()
+	var first, last string
+	for failed := 0; time.Since(began) < 60*time.Second; failed++ {
+		ok, out := m.client()
+		if ok {
+			m.t.Logf("%s: echo through the proxy after %s (%d failed attempts, the first: %q)", what,
+				time.Since(began).Round(time.Millisecond), failed, first)
+			return
+		}
+		if first == "" {
+			first = out
+		}
+		last = out
+		time.Sleep(200 * time.Millisecond)
 	}
+	m.t.Fatalf("%s: no echo within 60 s; last client output: %s", what, last)
+}
+
+// A TCP service on nodeB, behind a symmetric NAT (no hole punching), is
+// reached from nodeA, behind another NAT, through the relay; when the
+// relay goes away new connections fail at once with an error that says
+// so, and work again when it returns; with a port forward on natB they go
+// directly, with no relay at all.
+func TestTunnelThroughNAT(t *testing.T) {
+	m := newMesh(t, true)
+	nn := m.nn
+	relay := m.agent(nn.Relay, "relay", "KMEP_MESH_RELAY=true")
+	nodeB := m.agent(nn.NodeB, "nodeb", "KMEP_MESH_NETWORKS="+nn.NetB)
+	nodeA := m.agent(nn.NodeA, "nodea", "KMEP_MESH_NETWORKS="+nn.NetA, "KMEP_MESH_PROXY_IP=127.0.0.1")
 
 	// The nodes cannot reach each other directly: the direct path is shut.
 	if c, err := exec.Command("ip", "netns", "exec", nn.NodeA, "bash", "-c",
 		fmt.Sprintf("timeout 2 bash -c '</dev/tcp/%s/4001'", nn.NATBPublic)).CombinedOutput(); err == nil {
 		t.Fatalf("nodeA reached natB:4001 without a port forward: %s", c)
 	}
-	eventually("through the relay")
+	m.eventually("through the relay")
 
-	// The relay goes away: the relayed path fails fast and clearly.
+	// The relay goes away: the relayed path fails at once, and says why.
 	relay.stop()
-	began := time.Now()
-	ok, out := client()
-	t.Logf("relay down: connection ended after %s (%q)", time.Since(began).Round(time.Millisecond), strings.TrimSpace(out))
-	if ok {
-		t.Fatal("echo with the relay down: the path was not through the relay")
+	const why = "its relays are down"
+	for i := 0; ; i++ {
+		ok, out := m.client()
+		if ok {
+			t.Fatal("echo with the relay down: the path was not through the relay")
+		}
+		t.Logf("relay down: %s", out)
+		if log := nodeA.out.String(); strings.Contains(log, why) {
+			for _, l := range strings.Split(log, "\n") {
+				if strings.Contains(l, why) {
+					t.Logf("nodeA: %s", l)
+					break
+				}
+			}
+			break
+		}
+		if i == 10 {
+			t.Fatalf("relay down: nodeA never logged %q", why)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
-	relay = agent(nn.Relay, "relay", "KMEP_MESH_RELAY=true") // same key file: same peer ID
-	eventually("relay back")
+	relay = m.agent(nn.Relay, "relay", "KMEP_MESH_RELAY=true") // same key file: same peer ID
+	m.eventually("relay back")
 
 	// A port forward on natB: nodeB announces it, and the relay is not needed.
 	if err := nn.AllowDirect(4001); err != nil {
 		t.Fatal(err)
 	}
 	nodeB.stop()
-	agent(nn.NodeB, "nodeb", "KMEP_MESH_NETWORKS="+nn.NetB, "KMEP_MESH_ANNOUNCE=/ip4/"+nn.NATBPublic+"/tcp/4001")
+	m.agent(nn.NodeB, "nodeb", "KMEP_MESH_NETWORKS="+nn.NetB, "KMEP_MESH_ANNOUNCE=/ip4/"+nn.NATBPublic+"/tcp/4001")
 	time.Sleep(4 * time.Second) // the new record replaces the old one
 	relay.stop()
-	eventually("direct, relay down")
+	m.eventually("direct, relay down")
+}
+
+// Both nodes behind NATs that keep source ports (endpoint-independent
+// mappings, what MASQUERADE does by default): after the first connection
+// through the relay, DCUtR punches a direct connection, and the service
+// stays reachable with the relay gone.
+func TestHolePunch(t *testing.T) {
+	m := newMesh(t, false)
+	nn := m.nn
+	relay := m.agent(nn.Relay, "relay", "KMEP_MESH_RELAY=true")
+	nodeB := m.agent(nn.NodeB, "nodeb", "KMEP_MESH_NETWORKS="+nn.NetB)
+	nodeA := m.agent(nn.NodeA, "nodea", "KMEP_MESH_NETWORKS="+nn.NetA, "KMEP_MESH_PROXY_IP=127.0.0.1")
+	m.eventually("through the relay")
+
+	const punched = "direct connection to a peer reached through a relay"
+	began := time.Now()
+	for !strings.Contains(nodeA.out.String(), punched) && !strings.Contains(nodeB.out.String(), punched) {
+		if time.Since(began) > 30*time.Second {
+			t.Fatalf("no direct connection within 30 s of the relayed one")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("hole punched %s after the first relayed echo", time.Since(began).Round(time.Millisecond))
+	for _, l := range strings.Split(nodeA.out.String()+nodeB.out.String(), "\n") {
+		if strings.Contains(l, punched) {
+			t.Log(l)
+		}
+	}
+	relay.stop()
+	m.eventually("direct (punched), relay down")
 }

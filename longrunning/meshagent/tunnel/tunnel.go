@@ -30,17 +30,22 @@ import (
 
 	"github.com/libp2p/go-libp2p"
 	"github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/event"
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
+	"github.com/libp2p/go-libp2p/p2p/protocol/holepunch"
+	"github.com/libp2p/go-libp2p/p2p/protocol/identify"
 	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
 	quic "github.com/libp2p/go-libp2p/p2p/transport/quic"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 	ma "github.com/multiformats/go-multiaddr"
+	manet "github.com/multiformats/go-multiaddr/net"
 
 	"github.com/kmep-io/kmep/store"
 )
@@ -154,6 +159,13 @@ type Tunnel struct {
 
 	// kick wakes Run to renew reservations at once (a relay went away).
 	kick chan struct{}
+	// hp is the DCUtR service (ours, not the host's, so that Run can
+	// retry a hole punch the host would try once only), idSub the
+	// identify events that tell it our observed addresses.
+	hp        *holepunch.Service
+	idSub     event.Subscription
+	bg        sync.WaitGroup
+	closeOnce sync.Once
 
 	mu     sync.Mutex
 	peers  map[peer.ID]store.MeshPeer
@@ -162,6 +174,11 @@ type Tunnel struct {
 	// a direct dial that failed, or a connect that ended on a relayed
 	// connection only. A direct connection clears it.
 	directFailed map[peer.ID]time.Time
+	// observed is this node's address as each connected peer sees it
+	// (public ones only): what hole punching dials from.
+	observed map[peer.ID]ma.Multiaddr
+	// punched is when a hole punch to a peer was last started.
+	punched map[peer.ID]time.Time
 }
 
 // LoadOrCreateKey reads the identity key in path, or generates an Ed25519
@@ -291,7 +308,6 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 		// every node of a mesh runs this same code.
 		libp2p.Security(libp2ptls.ID, libp2ptls.New),
 		libp2p.EnableRelay(),
-		libp2p.EnableHolePunching(),
 		libp2p.EnableNATService(),
 		libp2p.DisableMetrics(),
 	}
@@ -324,25 +340,135 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 	}
 	t := &Tunnel{cfg: cfg, store: deps.Store, log: deps.Log, h: h, kick: make(chan struct{}, 1),
 		peers: map[peer.ID]store.MeshPeer{}, relays: map[peer.ID]*client.Reservation{},
-		directFailed: map[peer.ID]time.Time{}}
+		directFailed: map[peer.ID]time.Time{}, observed: map[peer.ID]ma.Multiaddr{}, punched: map[peer.ID]time.Time{}}
 	if t.log == nil {
 		t.log = slog.Default()
 	}
+	ids, ok := h.(interface{ IDService() identify.IDService })
+	if !ok {
+		_ = h.Close()
+		return nil, fmt.Errorf("tunnel: libp2p host %T has no identify service", h)
+	}
+	if t.idSub, err = h.EventBus().Subscribe(new(event.EvtPeerIdentificationCompleted)); err != nil {
+		_ = h.Close()
+		return nil, fmt.Errorf("tunnel: identify events: %w", err)
+	}
+	if t.hp, err = holepunch.NewService(h, ids.IDService(), t.holePunchAddrs); err != nil {
+		_ = t.idSub.Close()
+		_ = h.Close()
+		return nil, fmt.Errorf("tunnel: hole punching: %w", err)
+	}
+	t.bg.Add(1)
+	go t.observe()
 	h.Network().Notify(&network.NotifyBundle{ConnectedF: t.connected, DisconnectedF: t.disconnected})
 	return t, nil
 }
 
+// observe records the address each peer saw this node's connection come
+// from, when it is public: behind a NAT that keeps ports, that is where
+// a hole punch can reach this node.
+func (t *Tunnel) observe() {
+	defer t.bg.Done()
+	for e := range t.idSub.Out() {
+		ev, ok := e.(event.EvtPeerIdentificationCompleted)
+		if !ok || ev.ObservedAddr == nil || ev.Conn == nil || isRelayed(ev.Conn.RemoteMultiaddr()) ||
+			!manet.IsPublicAddr(ev.ObservedAddr) {
+			continue
+		}
+		t.mu.Lock()
+		t.observed[ev.Peer] = ev.ObservedAddr
+		t.mu.Unlock()
+	}
+}
+
+// holePunchAddrs are this node's public addresses: its own (announced or
+// listened on) and those its peers observed.
+func (t *Tunnel) holePunchAddrs() []ma.Multiaddr {
+	var out []ma.Multiaddr
+	for _, a := range t.h.Addrs() {
+		if !isRelayed(a) && manet.IsPublicAddr(a) {
+			out = append(out, a)
+		}
+	}
+	t.mu.Lock()
+	for _, a := range t.observed {
+		out = append(out, a)
+	}
+	t.mu.Unlock()
+	return ma.Unique(out)
+}
+
+// punch starts DCUtR towards each peer this node reaches through a relay
+// only and that connected to it (the side that received the relayed
+// connection leads a hole punch); libp2p does that once per relayed
+// connection, and not at all before this node knows a public address of
+// its own, so it is retried here every PeerTTL.
+func (t *Tunnel) punch(ctx context.Context) {
+	for _, id := range t.h.Network().Peers() {
+		inbound, direct := false, false
+		for _, c := range t.h.Network().ConnsToPeer(id) {
+			if !isRelayed(c.RemoteMultiaddr()) {
+				direct = true
+			} else if c.Stat().Direction == network.DirInbound {
+				inbound = true
+			}
+		}
+		if direct || !inbound {
+			continue
+		}
+		if len(t.holePunchAddrs()) == 0 {
+			continue // DirectConnect would wait for one
+		}
+		t.mu.Lock()
+		_, mesh := t.peers[id]
+		last, tried := t.punched[id]
+		if !mesh || tried && time.Since(last) < t.cfg.PeerTTL {
+			t.mu.Unlock()
+			continue
+		}
+		t.punched[id] = time.Now()
+		t.mu.Unlock()
+		t.bg.Add(1)
+		go func() {
+			defer t.bg.Done()
+			if err := t.hp.DirectConnect(id); err != nil && ctx.Err() == nil {
+				t.log.Debug("hole punch failed", "peer", id.String(), "err", err)
+			}
+		}()
+	}
+}
+
+// shutdown closes the host and the hole punching service, once.
+func (t *Tunnel) shutdown() error {
+	var err error
+	t.closeOnce.Do(func() {
+		_ = t.hp.Close()
+		err = t.h.Close()
+		_ = t.idSub.Close()
+		t.bg.Wait()
+	})
+	return err
+}
+
 // connected clears a peer's failed direct path when a direct connection
-// to it appears (a port forward, a hole punch).
-func (t *Tunnel) connected(_ network.Network, c network.Conn) {
+// to it appears (a port forward, a hole punch), and logs it when it
+// replaces a relayed one.
+func (t *Tunnel) connected(n network.Network, c network.Conn) {
 	if isRelayed(c.RemoteMultiaddr()) {
 		return
 	}
+	id := c.RemotePeer()
+	relayed := false
+	for _, o := range n.ConnsToPeer(id) {
+		relayed = relayed || isRelayed(o.RemoteMultiaddr())
+	}
 	t.mu.Lock()
-	defer t.mu.Unlock()
-	if _, ok := t.directFailed[c.RemotePeer()]; ok {
-		delete(t.directFailed, c.RemotePeer())
-		t.log.Info("direct connection", "peer", c.RemotePeer().String(), "addr", c.RemoteMultiaddr().String())
+	_, failed := t.directFailed[id]
+	delete(t.directFailed, id)
+	t.mu.Unlock()
+	if failed || relayed {
+		t.log.Info("direct connection to a peer reached through a relay", "peer", id.String(),
+			"addr", c.RemoteMultiaddr().String(), "direction", c.Stat().Direction.String())
 	}
 }
 
@@ -358,6 +484,8 @@ func (t *Tunnel) disconnected(n network.Network, c network.Conn) {
 	t.mu.Lock()
 	_, held := t.relays[id]
 	delete(t.relays, id)
+	delete(t.observed, id)
+	delete(t.punched, id)
 	t.mu.Unlock()
 	if held {
 		t.log.Warn("relay connection lost", "relay", id.String())
@@ -384,7 +512,7 @@ func (t *Tunnel) Handle(p protocol.ID, fn network.StreamHandler) { t.h.SetStream
 
 // Close closes the host (Run does it on return; Close is for a Tunnel
 // whose Run was never called).
-func (t *Tunnel) Close() error { return t.h.Close() }
+func (t *Tunnel) Close() error { return t.shutdown() }
 
 // Run publishes this node, keeps relay reservations and follows the peer
 // list until ctx ends; then it withdraws the record and closes the host.
@@ -395,7 +523,7 @@ func (t *Tunnel) Run(ctx context.Context) error {
 		if err := t.store.DeleteMeshPeer(dctx, t.ID().String()); err != nil {
 			t.log.Warn("withdraw mesh peer record", "err", err)
 		}
-		_ = t.h.Close()
+		_ = t.shutdown()
 	}()
 	t.log.Info("tunnel up", "peer", t.ID().String(), "addrs", t.h.Addrs(), "relay", t.cfg.Relay, "psk", t.cfg.PSK != nil)
 	refresh := t.cfg.PeerTTL / 3
@@ -411,6 +539,7 @@ func (t *Tunnel) Run(ctx context.Context) error {
 		if t.missingReservations() {
 			wait = min(wait, t.cfg.RetryInterval)
 		}
+		t.punch(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -468,6 +597,11 @@ func (t *Tunnel) sync(ctx context.Context) error {
 		t.mu.Unlock()
 		if r != nil && time.Until(r.Expiration) > t.cfg.PeerTTL && t.h.Network().Connectedness(id) == network.Connected {
 			continue
+		}
+		// A relay that was down is dialed again now, not after the swarm's
+		// dial backoff (5 s and growing), so it is used as soon as it is back.
+		if sw, ok := t.h.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(id)
 		}
 		rctx, cancel := context.WithTimeout(ctx, t.cfg.DialTimeout)
 		res, err := client.Reserve(rctx, t.h, peer.AddrInfo{ID: id, Addrs: parseAddrs(p.Addrs)})
