@@ -188,26 +188,23 @@ func (n *NATNet) SymmetricNAT() error {
 }
 
 // Shape limits the path between the two NATs (the relay namespace's links
-// to them, both directions) to rate with a one-way delay, using netem
-// (e.g. Shape("1gbit", time.Millisecond)): the path then has a bottleneck
-// of its own, as between two sites. Calling it again replaces the shape;
-// a zero rate removes it.
-func (n *NATNet) Shape(rate string, delay time.Duration) error {
+// to them, both directions) to rate bits per second with a token bucket
+// (tc tbf, burst rate/1000 s and at least 256 KiB, 50 ms of queue): the
+// path then has a bottleneck of its own, as between two sites. Calling it
+// again replaces the shape; a zero rate removes it. (netem, which could
+// add delay too, is not in these machines' kernels.)
+func (n *NATNet) Shape(bitsPerSecond int64) error {
 	if _, err := exec.LookPath("tc"); err != nil {
 		return fmt.Errorf("tc is missing (apt-get install -y iproute2): %w", err)
 	}
+	burst := max(256<<10, bitsPerSecond/8/1000)
 	for _, dev := range []string{"toa", "tob"} {
 		_ = runCmd("ip", "netns", "exec", n.Relay, "tc", "qdisc", "del", "dev", dev, "root")
-		if rate == "" {
+		if bitsPerSecond <= 0 {
 			continue
 		}
-		// The queue holds a second of traffic at 1 Gbit/s in full-size
-		// frames, far more than the path's bandwidth-delay product.
-		args := []string{"ip", "netns", "exec", n.Relay, "tc", "qdisc", "add", "dev", dev, "root", "netem", "rate", rate, "limit", "100000"}
-		if delay > 0 {
-			args = append(args, "delay", fmt.Sprintf("%dus", delay.Microseconds()))
-		}
-		if err := runCmd(args...); err != nil {
+		if err := runCmd("ip", "netns", "exec", n.Relay, "tc", "qdisc", "add", "dev", dev, "root", "tbf",
+			"rate", fmt.Sprintf("%dbit", bitsPerSecond), "burst", fmt.Sprint(burst), "latency", "50ms"); err != nil {
 			return err
 		}
 	}

@@ -91,14 +91,14 @@ func (p *proc) stop() {
 // mesh is a NATNet with redis in the relay namespace, the meshagent binary
 // built, and an echo service on nodeB (port 7007) registered as ACTIVE.
 type mesh struct {
-	t   *testing.T
+	t   testing.TB
 	nn  *testenv.NATNet
 	bin string
 	dir string
 	url string
 }
 
-func newMesh(t *testing.T, symmetric bool) *mesh {
+func newMesh(t testing.TB, symmetric bool) *mesh {
 	nn := testenv.NewNATNet(t)
 	if symmetric {
 		if err := nn.SymmetricNAT(); err != nil {
