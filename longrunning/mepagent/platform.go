@@ -7,11 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kmep-io/kmep/longrunning/retry"
 )
 
 // maxAnswer bounds what the agent reads of one platform answer.
@@ -129,39 +130,26 @@ func detail(b []byte) string {
 	return s
 }
 
-// backoff yields doubling delays from min to max with equal jitter: each
-// delay is at least half the nominal one, so retries never busy-loop.
+// backoff counts one step's consecutive failures and yields their waits:
+// doubling from MinBackoff to MaxBackoff with equal jitter (retry.Backoff),
+// each at least half the nominal one, so retries never busy-loop.
 type backoff struct {
-	min, max, cur time.Duration
+	retry.Backoff
+	failures int
 }
 
 func (a *Agent) newBackoff() *backoff {
-	return &backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	return &backoff{Backoff: retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}}
 }
 
+// next is the wait after one more failure.
 func (b *backoff) next() time.Duration {
-	if b.cur == 0 {
-		b.cur = b.min
-	} else {
-		b.cur = min(b.cur*2, b.max)
-	}
-	half := b.cur / 2
-	return half + rand.N(half+1)
+	d := b.Delay(b.failures)
+	b.failures++
+	return d
 }
 
-func (b *backoff) reset() { b.cur = 0 }
-
-// sleep waits d or until ctx ends; it reports whether d elapsed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func (b *backoff) reset() { b.failures = 0 }
 
 // retry runs op with the current token until it succeeds, fails for good
 // (a permanent error, returned), or ctx ends (ctx.Err() returned). A 401
@@ -195,7 +183,7 @@ func (a *Agent) retry(ctx context.Context, what string, op func(ctx context.Cont
 			wait = max(wait, se.RetryAfter)
 		}
 		a.log.Warn(what+": failed; will retry", "attempt", attempt, "in", wait.Round(time.Millisecond), "err", err)
-		if !sleep(ctx, wait) {
+		if !retry.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"sync"
 	"time"
+
+	"github.com/kmep-io/kmep/longrunning/retry"
 )
 
 // heartbeatBody is the ServiceLivenessUpdate every heartbeat sends.
@@ -163,7 +165,7 @@ func (a *Agent) heartbeat(ctx context.Context, s *service) (lost bool) {
 	failures := 0
 	next := period
 	for {
-		if !sleep(ctx, next) {
+		if !retry.Sleep(ctx, next) {
 			return false
 		}
 		token, err := a.tokens.wait(ctx)
@@ -260,7 +262,7 @@ func (a *Agent) deregister(ctx context.Context, s *service, reg registration) {
 			a.log.Error("deregister: refused", "service", s.name, "ser_instance_id", reg.id, "err", err)
 			return
 		}
-		if !sleep(ctx, b.next()) {
+		if !retry.Sleep(ctx, b.next()) {
 			a.log.Error("deregister: gave up at the stop timeout", "service", s.name, "ser_instance_id", reg.id, "err", err)
 			return
 		}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/longrunning/retry"
 )
 
 // signedHeaders are the headers a token request signs, as EdgeGallery's
@@ -118,7 +119,7 @@ func (a *Agent) runTokens(ctx context.Context) {
 			} else {
 				a.log.Warn(level, "in", wait.Round(time.Millisecond), "err", err)
 			}
-			if !sleep(ctx, wait) {
+			if !retry.Sleep(ctx, wait) {
 				return
 			}
 			continue
@@ -145,7 +146,7 @@ func (a *Agent) runTokens(ctx context.Context) {
 		case <-a.tokens.renew:
 			refresh.Stop()
 			a.log.Info("token: refused by the platform; renewing")
-			if d := a.cfg.MinBackoff - time.Since(obtained); d > 0 && !sleep(ctx, d) {
+			if d := a.cfg.MinBackoff - time.Since(obtained); d > 0 && !retry.Sleep(ctx, d) {
 				return
 			}
 		}

@@ -5,10 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"sync/atomic"
 	"time"
 
+	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -130,17 +130,17 @@ func (a *Agent) Stats() Stats {
 // or not at all.
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("reaper starting", "max_poll", a.cfg.MaxPoll.String(), "coalesce", a.cfg.Coalesce.String(), "batch", a.cfg.Batch)
-	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for failures := 0; ctx.Err() == nil; {
 		err := a.tick(ctx)
 		switch {
 		case ctx.Err() != nil:
 		case err != nil:
 			a.errs.Add(1)
-			d := retry.delay(failures)
+			d := backoff.Delay(failures)
 			failures++
 			a.log.Warn("reaper tick failed", "err", err, "failures", failures, "retry_in", d.String())
-			sleep(ctx, d)
+			retry.Sleep(ctx, d)
 		default:
 			if failures > 0 {
 				a.log.Info("reaper recovered", "failures", failures)
@@ -171,7 +171,7 @@ func (a *Agent) tick(ctx context.Context) error {
 			}
 		}
 	}
-	if wait > 0 && !sleep(ctx, wait) {
+	if wait > 0 && !retry.Sleep(ctx, wait) {
 		return nil
 	}
 	if !due {
@@ -203,33 +203,3 @@ func (a *Agent) tick(ctx context.Context) error {
 }
 
 func (a *Agent) touch() { a.lastTick.Store(a.now().UnixNano()) }
-
-// backoff is capped exponential backoff with equal jitter.
-type backoff struct{ min, max time.Duration }
-
-// delay is the wait after the attempt-th consecutive failure (0-based):
-// uniformly in [d/2, d] with d = min·2^attempt capped at max.
-func (b backoff) delay(attempt int) time.Duration {
-	d := b.max
-	if attempt < 40 {
-		if x := b.min << attempt; x > 0 && x < b.max {
-			d = x
-		}
-	}
-	if d <= 1 {
-		return d
-	}
-	return d/2 + mathrand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends; it reports whether the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}

@@ -15,6 +15,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
+	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -215,7 +216,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}()
 	a.log.Info("relay starting", "holder", a.cfg.Holder, "workers", a.cfg.Workers, "lease_ttl", a.cfg.LeaseTTL)
-	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for attempt := 0; ctx.Err() == nil; {
 		start := time.Now()
 		actx, cancel := context.WithTimeout(ctx, a.cfg.LeaseTTL/3)
@@ -226,12 +227,12 @@ func (a *Agent) Run(ctx context.Context) error {
 			return nil
 		case err != nil:
 			a.log.Warn("acquire lease", "err", err)
-			sleep(ctx, retry.delay(attempt))
+			retry.Sleep(ctx, backoff.Delay(attempt))
 			attempt++
 			continue
 		case !ok:
 			attempt = 0
-			sleep(ctx, a.cfg.LeaseTTL/3)
+			retry.Sleep(ctx, a.cfg.LeaseTTL/3)
 			continue
 		}
 		attempt, held = 0, true
@@ -242,34 +243,4 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 	}
 	return nil
-}
-
-// backoff is capped exponential backoff with equal jitter.
-type backoff struct{ min, max time.Duration }
-
-// delay is the wait after the attempt-th consecutive failure (0-based):
-// uniformly in [d/2, d] with d = min·2^attempt capped at max.
-func (b backoff) delay(attempt int) time.Duration {
-	d := b.max
-	if attempt < 40 {
-		if x := b.min << attempt; x > 0 && x < b.max {
-			d = x
-		}
-	}
-	if d <= 1 {
-		return d
-	}
-	return d/2 + randN(d/2+1)
-}
-
-// sleep waits d or until ctx ends; it reports whether the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -159,6 +159,15 @@ func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
 	}
 }
 
+// waitPublished waits until a counts at least n events published: the sink
+// records an event before its 2xx answer reaches the relay, which counts
+// the event only then. The callers then check the exact count.
+func waitPublished(t *testing.T, a *relay.Agent, n int) {
+	t.Helper()
+	waitFor(t, 5*time.Second, fmt.Sprintf("%d events counted as published", n),
+		func() bool { return a.Stats().Published >= uint64(n) })
+}
+
 // churn creates n services and updates each of them k times, interleaved,
 // and returns the stream ids written.
 func churn(t *testing.T, st *store.Store, tag string, n, k int) []string {
@@ -249,6 +258,7 @@ func TestOrderPerSubjectUnderFailingSink(t *testing.T) {
 			}
 		}
 	}
+	waitPublished(t, a, len(ids))
 	st2 := a.Stats()
 	if st2.Published != uint64(len(ids)) || st2.SendFailures == 0 || st2.Malformed != 0 {
 		t.Errorf("stats %+v, want %d published and some send failures", st2, len(ids))
@@ -283,6 +293,7 @@ func TestOnlyOneRelayPublishes(t *testing.T) {
 
 	ids := churn(t, st, "l", 8, 5)
 	waitFor(t, 30*time.Second, "every change delivered", allDelivered(s, ids))
+	waitPublished(t, a1, len(ids))
 	for id, n := range s.ids() {
 		if n != 1 {
 			t.Errorf("%s delivered %d times in a steady run", id, n)
@@ -298,6 +309,7 @@ func TestOnlyOneRelayPublishes(t *testing.T) {
 	waitFor(t, 10*time.Second, "the standby leads", func() bool { return a2.Stats().Leader })
 	more := churn(t, st, "l2", 4, 2)
 	waitFor(t, 30*time.Second, "the standby delivers", allDelivered(s, more))
+	waitPublished(t, a2, len(more))
 	if a2.Stats().Published != uint64(len(more)) {
 		t.Fatalf("standby published %d, want %d", a2.Stats().Published, len(more))
 	}
@@ -321,6 +333,7 @@ func TestRestartResendsPendingEntries(t *testing.T) {
 	down.Store(false)
 	a2, _ := start(t, fastConfig(s.URL), st, true)
 	waitFor(t, 30*time.Second, "the restarted relay re-sends what was pending", allDelivered(s, ids))
+	waitPublished(t, a2, len(ids))
 	if a2.Stats().Published != uint64(len(ids)) {
 		t.Fatalf("published %d, want %d", a2.Stats().Published, len(ids))
 	}

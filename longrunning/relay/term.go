@@ -3,17 +3,15 @@ package relay
 import (
 	"context"
 	"hash/fnv"
-	mathrand "math/rand/v2"
 	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
+	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/triggers/events"
 )
-
-func randN(n time.Duration) time.Duration { return mathrand.N(n) }
 
 // term is one period of leadership: its partitions, its acknowledger and
 // the set of entries it has in flight (read and not yet acknowledged).
@@ -130,14 +128,14 @@ func (a *Agent) keepLease(ctx context.Context, cancel context.CancelFunc, start 
 // entries, then new ones, with a pending check every PendingCheck.
 func (t *term) read(ctx context.Context) {
 	a := t.a
-	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	failures := 0
 	fail := func(what string, err error) {
 		if ctx.Err() != nil {
 			return
 		}
 		a.log.Warn(what, "err", err)
-		sleep(ctx, retry.delay(failures))
+		retry.Sleep(ctx, backoff.Delay(failures))
 		failures++
 	}
 	needGroup, first := true, true
@@ -252,7 +250,7 @@ func (t *term) ack(ctx context.Context, id string) bool {
 // retried until it succeeds or the term ends; nothing behind it moves.
 func (t *term) work(ctx context.Context, in <-chan item) {
 	a := t.a
-	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for {
 		var it item
 		select {
@@ -272,10 +270,10 @@ func (t *term) work(ctx context.Context, in <-chan item) {
 				return
 			}
 			a.sendFailures.Add(1)
-			d := retry.delay(attempt)
+			d := backoff.Delay(attempt)
 			a.log.Warn("publish failed: retrying", "id", it.id, "type", it.e.Type(), "subject", it.e.Subject(),
 				"attempt", attempt+1, "retry_in", d, "err", res)
-			if !sleep(ctx, d) {
+			if !retry.Sleep(ctx, d) {
 				return
 			}
 		}
@@ -290,7 +288,7 @@ func (t *term) work(ctx context.Context, in <-chan item) {
 // only once its XACK succeeded.
 func (t *term) ackLoop(ctx context.Context) {
 	a := t.a
-	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	var batch []string
 	for {
 		if len(batch) == 0 {
@@ -322,7 +320,7 @@ func (t *term) ackLoop(ctx context.Context) {
 				return
 			}
 			a.log.Warn("acknowledge", "count", len(batch), "err", err)
-			if !sleep(ctx, retry.delay(attempt)) {
+			if !retry.Sleep(ctx, backoff.Delay(attempt)) {
 				a.log.Warn("entries published but not acknowledged: they will be published again", "count", len(batch))
 				return
 			}

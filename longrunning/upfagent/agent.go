@@ -8,12 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	mathrand "math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/store"
 )
@@ -221,22 +221,22 @@ func (a *Agent) Stats() Stats {
 func (a *Agent) Run(ctx context.Context) error {
 	a.log.Info("upf agent starting", "lease_ttl", a.cfg.LeaseTTL.String(), "index_space", a.cfg.IndexSpace)
 	poll := a.cfg.LeaseTTL / 3
-	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	failures := 0
 	for ctx.Err() == nil {
 		ok, err := a.st.AcquireLease(ctx, a.lease, a.cfg.AgentID, a.cfg.LeaseTTL)
 		if err != nil {
 			if ctx.Err() == nil {
-				d := retry.delay(failures)
+				d := backoff.Delay(failures)
 				failures++
 				a.log.Warn("upf agent cannot reach the store", "err", err, "retry_in", d.String())
-				sleep(ctx, d)
+				retry.Sleep(ctx, d)
 			}
 			continue
 		}
 		failures = 0
 		if !ok {
-			sleep(ctx, poll)
+			retry.Sleep(ctx, poll)
 			continue
 		}
 		err = a.activePeriod(ctx, time.Now())
@@ -246,10 +246,10 @@ func (a *Agent) Run(ctx context.Context) error {
 			a.log.Warn("upf agent lost its lease: standing by")
 		default:
 			a.storeErrs.Add(1)
-			d := retry.delay(failures)
+			d := backoff.Delay(failures)
 			failures++
 			a.log.Warn("upf agent store failure: will resync", "err", err, "retry_in", d.String())
-			sleep(ctx, d)
+			retry.Sleep(ctx, d)
 		}
 	}
 	rctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -537,33 +537,4 @@ func Digest(r *store.Rule) string {
 	h.Write([]byte{0})
 	h.Write(r.Body)
 	return hex.EncodeToString(h.Sum(nil)[:16])
-}
-
-// backoff is capped exponential backoff with equal jitter.
-type backoff struct{ min, max time.Duration }
-
-// delay is the wait after the attempt-th consecutive failure (0-based).
-func (b backoff) delay(attempt int) time.Duration {
-	d := b.max
-	if attempt < 40 {
-		if x := b.min << attempt; x > 0 && x < b.max {
-			d = x
-		}
-	}
-	if d <= 1 {
-		return d
-	}
-	return d/2 + mathrand.N(d/2+1)
-}
-
-// sleep waits d or until ctx ends; it reports whether the full d passed.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

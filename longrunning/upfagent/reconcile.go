@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/store"
 )
@@ -208,7 +209,7 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 	var put []store.RuleStatus
 	var del []store.RuleKey
 	var release []store.RuleKey
-	retry := backoff{min: a.cfg.MinBackoff, max: a.cfg.MaxBackoff}
+	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for i := range steps {
 		s := &steps[i]
 		st := store.RuleStatus{AppInstanceID: s.key.AppInstanceID, RuleID: s.key.ID, Digest: s.digest,
@@ -247,7 +248,7 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 			a.log.Warn("traffic rule cannot be applied", "app", s.key.AppInstanceID, "rule", s.key.ID, "rev", st.Rev, "err", s.err)
 		default: // transient: keep what the data plane may hold, retry later
 			r := a.retry[s.key]
-			d := retry.delay(r.attempts)
+			d := backoff.Delay(r.attempts)
 			a.retry[s.key] = retryState{at: now.Add(d), attempts: r.attempts + 1}
 			st.State, st.Reason, st.Attempts = store.RuleFailed, s.err.Error(), r.attempts+1
 			st.Index, st.Handle = s.index, s.handle
