@@ -2,7 +2,8 @@
 // contract: it listens on the given address (the binary passes ":$PORT"),
 // answers GET /healthz, and on shutdown stops accepting connections and
 // drains in-flight requests within a grace period. Main, NewLogger and the
-// Env helpers are the rest of what every kmep binary's main does.
+// Env helpers are the rest of what every kmep binary's main does; RunAgent
+// and HealthAddr run a long-running agent with its /healthz port.
 package server
 
 import (

@@ -9,9 +9,7 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"time"
 
@@ -27,10 +25,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	healthAddr := os.Getenv("KMEP_HEALTH_ADDR")
-	if healthAddr == "" && os.Getenv("PORT") != "" {
-		healthAddr = ":" + os.Getenv("PORT")
-	}
+	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
 	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
 		return err
@@ -40,28 +35,6 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-
-	health := make(chan error, 1)
-	if healthAddr != "" {
-		hctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			health <- server.Run(hctx, server.Options{Addr: healthAddr, Handler: http.NotFoundHandler(),
-				Log: log, DrainTimeout: time.Second})
-		}()
-	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(actx) }()
-	select {
-	case err = <-done:
-	case herr := <-health: // before ctx ends, only when it could not listen
-		cancel()
-		err = <-done
-		if herr != nil {
-			err = fmt.Errorf("health server: %w", herr)
-		}
-	}
-	return err // Run logged the counters
+	// Run logs the counters.
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Log: log}, a.Run)
 }

@@ -59,10 +59,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	cfg := upfagent.Config{UPF: server.Env("KMEP_UPF_NAME", "upf"), AgentID: os.Getenv("KMEP_UPF_AGENT_ID"),
 		LeaseTTL: ttl, IndexSpace: uint32(space)}
-	healthAddr := os.Getenv("KMEP_HEALTH_ADDR")
-	if healthAddr == "" && os.Getenv("PORT") != "" {
-		healthAddr = ":" + os.Getenv("PORT")
-	}
+	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
 
 	deps := upfagent.Deps{Log: log}
 	d := server.Env("KMEP_UPF_DRIVER", "none")
@@ -103,32 +100,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-
-	health := make(chan error, 1)
-	if healthAddr != "" {
-		mux := http.NewServeMux()
-		mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-		mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { writeMetrics(w, a.Stats()) })
-		hctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go func() {
-			health <- server.Run(hctx, server.Options{Addr: healthAddr, Handler: mux, Log: log, DrainTimeout: time.Second})
-		}()
-	}
-	actx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(actx) }()
-	select {
-	case err = <-done:
-	case herr := <-health:
-		cancel()
-		err = <-done
-		if herr != nil {
-			err = fmt.Errorf("health server: %w", herr)
-		}
-	}
-	return err
+	mux := http.NewServeMux() // /healthz is answered by server.RunAgent
+	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { writeMetrics(w, a.Stats()) })
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: mux, Log: log}, a.Run)
 }
 
 // writeMetrics writes the agent's counters in the Prometheus text format.
