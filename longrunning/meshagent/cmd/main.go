@@ -18,6 +18,7 @@
 //	KMEP_MESH_RELAY      false (true: this node is a relay)
 //	KMEP_MESH_NETWORKS   comma-separated prefixes of the endpoints on this node
 //	KMEP_MESH_PEER_TTL   30s
+//	KMEP_MESH_DIRECT_DIAL_TIMEOUT 1s (direct dials when none of a peer's relays is up)
 //	KMEP_MESH_PROXY_IP   127.0.0.1 (the service listeners' address)
 //	KMEP_MESH_BALANCE    round-robin (random, source-hash)
 //	KMEP_NODE_NAME       the host name
@@ -94,6 +95,10 @@ func tunnelConfig() (*tunnel.Config, proxy.Config, error) {
 	if err != nil {
 		return nil, pc, err
 	}
+	directDial, err := server.EnvDuration("KMEP_MESH_DIRECT_DIAL_TIMEOUT", time.Second)
+	if err != nil {
+		return nil, pc, err
+	}
 	relay, err := strconv.ParseBool(server.Env("KMEP_MESH_RELAY", "false"))
 	if err != nil {
 		return nil, pc, fmt.Errorf("KMEP_MESH_RELAY: %w", err)
@@ -106,6 +111,9 @@ func tunnelConfig() (*tunnel.Config, proxy.Config, error) {
 		Relay:         relay,
 		Node:          server.Env("KMEP_NODE_NAME", hostname),
 		PeerTTL:       peerTTL,
+		// How long to try a peer's direct addresses when none of its
+		// relays is up (then the dial fails fast with a RouteError).
+		DirectDialTimeout: directDial,
 	}
 	psk := os.Getenv("KMEP_MESH_PSK")
 	if f := os.Getenv("KMEP_MESH_PSK_FILE"); f != "" {
