@@ -2,12 +2,14 @@ package relay
 
 import (
 	"context"
+	"errors"
 	"hash/fnv"
 	"sync"
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
+	"github.com/kmep-io/kmep/longrunning/lease"
 	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/triggers/events"
@@ -64,64 +66,17 @@ func (a *Agent) lead(ctx context.Context, start time.Time) {
 // when the lease is lost, or when it could not be renewed and would expire
 // within a fifth of its TTL (before any other relay can take it).
 func (a *Agent) keepLease(ctx context.Context, cancel context.CancelFunc, start time.Time) {
-	ttl := a.cfg.LeaseTTL
-	margin := ttl / 5
-	expire := time.NewTimer(time.Until(start.Add(ttl - margin)))
-	defer expire.Stop()
-	type renewal struct {
-		start time.Time
-		held  bool
-		err   error
-	}
-	results := make(chan renewal)
-	// The renewer is waited for: a renewal landing after Run released the
-	// lease would hold it again for a whole TTL.
-	var renewer sync.WaitGroup
-	defer renewer.Wait()
 	defer cancel()
-	renewer.Go(func() {
-		tick := time.NewTicker(ttl / 3)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			r := renewal{start: time.Now()}
-			rctx, rcancel := context.WithTimeout(ctx, ttl/3)
-			r.held, r.err = a.store.AcquireLease(rctx, LeaseName, a.cfg.Holder, ttl)
-			rcancel()
-			select {
-			case results <- r:
-			case <-ctx.Done():
-				return
-			}
-		}
-	})
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-expire.C:
+	k := lease.Keeper{Store: a.store, Name: LeaseName, Holder: a.cfg.Holder, TTL: a.cfg.LeaseTTL,
+		Margin: a.cfg.LeaseTTL / 5, Log: a.log}
+	_ = k.Keep(ctx, start, func(reason error) {
+		if errors.Is(reason, lease.ErrLost) {
+			a.log.Warn("lease taken by another relay")
+		} else {
 			a.log.Warn("lease could not be renewed: stepping down before it expires")
-			cancel()
-			return
-		case r := <-results:
-			switch {
-			case r.err != nil:
-				if ctx.Err() == nil {
-					a.log.Warn("renew lease", "err", r.err)
-				}
-			case !r.held:
-				a.log.Warn("lease taken by another relay")
-				cancel()
-				return
-			default:
-				expire.Reset(time.Until(r.start.Add(ttl - margin)))
-			}
 		}
-	}
+		cancel()
+	})
 }
 
 // read feeds the partitions until ctx ends: first the group's pending

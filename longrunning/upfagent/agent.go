@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/kmep-io/kmep/longrunning/lease"
 	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/store"
@@ -288,35 +289,19 @@ func (a *Agent) activePeriod(ctx context.Context, acquired time.Time) error {
 }
 
 // keepLease renews the lease every third of its TTL and cancels the
-// active period once it is lost or could have expired.
+// active period once it is lost or could have expired (a tenth of its TTL
+// before it would).
 func (a *Agent) keepLease(ctx context.Context, cancel context.CancelCauseFunc, acquired time.Time) {
-	ttl := a.cfg.LeaseTTL
-	safe := ttl - ttl/10
-	expiry := time.NewTimer(time.Until(acquired.Add(safe)))
-	defer expiry.Stop()
-	tick := time.NewTicker(ttl / 3)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-expiry.C:
+	k := lease.Keeper{Store: a.st, Name: a.lease, Holder: a.cfg.AgentID, TTL: a.cfg.LeaseTTL,
+		Margin: a.cfg.LeaseTTL / 10, Log: a.log}
+	stop := func(reason error) {
+		if errors.Is(reason, lease.ErrExpiring) {
 			a.log.Warn("upf agent could not renew its lease in time: stopping data-plane work")
-			cancel(errLeaseLost)
-			return
-		case <-tick.C:
-			start := time.Now()
-			ok, err := a.st.AcquireLease(ctx, a.lease, a.cfg.AgentID, ttl)
-			switch {
-			case err != nil:
-				a.log.Warn("upf agent lease renewal failed", "err", err)
-			case !ok:
-				cancel(errLeaseLost)
-				return
-			default:
-				expiry.Reset(time.Until(start.Add(safe)))
-			}
 		}
+		cancel(errLeaseLost)
+	}
+	if err := k.Keep(ctx, acquired, stop); err != nil {
+		cancel(errLeaseLost) // already done by stop, unless the Keeper was misconfigured
 	}
 }
 

@@ -1,0 +1,252 @@
+package lease_test
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/local/testenv"
+	"github.com/kmep-io/kmep/longrunning/lease"
+	"github.com/kmep-io/kmep/store"
+)
+
+var srv *testenv.Redis
+
+func TestMain(m *testing.M) { testenv.MainWithRedis(m, testenv.RedisOptions{}, &srv) }
+
+const (
+	ttl    = 300 * time.Millisecond
+	margin = 60 * time.Millisecond
+)
+
+// keeping is one Keep running in the background.
+type keeping struct {
+	acquired time.Time
+	cancel   context.CancelFunc
+	stopped  chan error // what stop got, if it was called
+	stopAt   atomic.Int64
+	done     chan error // what Keep returned
+}
+
+// keep takes lease "l" for holder "a" on st, then keeps it.
+func keep(t *testing.T, st lease.Store) *keeping {
+	t.Helper()
+	k := &keeping{stopped: make(chan error, 1), done: make(chan error, 1)}
+	k.acquired = time.Now()
+	ok, err := st.AcquireLease(context.Background(), "l", "a", ttl)
+	if err != nil || !ok {
+		t.Fatalf("AcquireLease = %v, %v", ok, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	k.cancel = cancel
+	t.Cleanup(cancel)
+	keeper := lease.Keeper{Store: st, Name: "l", Holder: "a", TTL: ttl, Margin: margin,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	go func() {
+		k.done <- keeper.Keep(ctx, k.acquired, func(reason error) {
+			k.stopAt.Store(time.Now().UnixNano())
+			k.stopped <- reason
+		})
+	}()
+	return k
+}
+
+// result waits (at most 10 s, a guard against a hang) for Keep to return.
+func (k *keeping) result(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-k.done:
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatal("Keep did not return")
+		return nil
+	}
+}
+
+// While Keep runs, nobody else can take the lease, however many TTLs pass;
+// once its context ends it returns nil without calling stop, and the lease
+// runs out.
+func TestKeepHoldsTheLease(t *testing.T) {
+	st := srv.Store(t, store.Options{})
+	k := keep(t, st)
+	ctx := context.Background()
+	for end := time.Now().Add(4 * ttl); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		ok, err := st.AcquireLease(ctx, "l", "b", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			t.Fatalf("b took the lease %s after a took it", time.Since(k.acquired))
+		}
+	}
+	k.cancel()
+	if err := k.result(t); err != nil {
+		t.Fatalf("Keep = %v, want nil when its context ends", err)
+	}
+	select {
+	case r := <-k.stopped:
+		t.Fatalf("stop called with %v after the context ended", r)
+	default:
+	}
+	deadline := time.Now().Add(10 * ttl)
+	for {
+		ok, err := st.AcquireLease(ctx, "l", "b", ttl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the lease is still held after Keep returned")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Another holder taking the lease stops the holder with ErrLost.
+func TestKeepLost(t *testing.T) {
+	st := srv.Store(t, store.Options{})
+	k := keep(t, st)
+	ctx := context.Background()
+	if err := st.ReleaseLease(ctx, "l", "a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := st.AcquireLease(ctx, "l", "b", time.Minute); err != nil || !ok {
+		t.Fatalf("b AcquireLease = %v, %v", ok, err)
+	}
+	err := k.result(t)
+	if !errors.Is(err, lease.ErrLost) {
+		t.Fatalf("Keep = %v, want ErrLost", err)
+	}
+	if r := <-k.stopped; !errors.Is(r, lease.ErrLost) {
+		t.Fatalf("stop got %v, want ErrLost", r)
+	}
+}
+
+// errCut is what a store cut off Redis answers.
+var errCut = errors.New("cut off")
+
+// cut fails every command while on.
+type cut struct{ on atomic.Bool }
+
+func (c *cut) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (c *cut) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if c.on.Load() {
+			cmd.SetErr(errCut)
+			return errCut
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (c *cut) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// hanging is a store whose AcquireLease, while hang is on, blocks for hold
+// whatever its context says, then answers.
+type hanging struct {
+	lease.Store
+	hang     atomic.Bool
+	hold     time.Duration
+	inflight atomic.Int32
+	lastEnd  atomic.Int64
+}
+
+func (h *hanging) AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error) {
+	h.inflight.Add(1)
+	defer h.inflight.Add(-1)
+	if h.hang.Load() {
+		time.Sleep(h.hold)
+		defer func() { h.lastEnd.Store(time.Now().UnixNano()) }()
+	}
+	return h.Store.AcquireLease(ctx, name, holder, ttl)
+}
+
+// A lease that cannot be renewed stops the holder with ErrExpiring at TTL -
+// Margin after it was taken, not before, even while a renewal hangs; Keep
+// returns only after the call in flight did.
+func TestKeepExpiring(t *testing.T) {
+	tests := []struct {
+		name string
+		// start builds the store and returns the function that breaks it.
+		start func(t *testing.T) (lease.Store, func())
+		// hold is how long a hanging renewal lasts (0: none hangs).
+		hold time.Duration
+	}{
+		{"redis fails", func(t *testing.T) (lease.Store, func()) {
+			c := &cut{}
+			client := srv.Client(t)
+			client.AddHook(c)
+			st, err := store.New(store.Options{Client: client, Prefix: srv.Prefix()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return st, func() { c.on.Store(true) }
+		}, 0},
+		{"renewal hangs", func(t *testing.T) (lease.Store, func()) {
+			h := &hanging{Store: srv.Store(t, store.Options{}), hold: 2 * ttl}
+			return h, func() { h.hang.Store(true) }
+		}, 2 * ttl},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			st, breakIt := tc.start(t)
+			k := keep(t, st)
+			breakIt()
+			err := k.result(t)
+			if !errors.Is(err, lease.ErrExpiring) {
+				t.Fatalf("Keep = %v, want ErrExpiring", err)
+			}
+			if r := <-k.stopped; !errors.Is(r, lease.ErrExpiring) {
+				t.Fatalf("stop got %v, want ErrExpiring", r)
+			}
+			stopAt := time.Unix(0, k.stopAt.Load())
+			if early := k.acquired.Add(ttl - margin).Sub(stopAt); early > 0 {
+				t.Errorf("stopped %s before TTL - Margin", early)
+			}
+			if h, ok := st.(*hanging); ok {
+				if n := h.inflight.Load(); n != 0 {
+					t.Errorf("Keep returned with %d renewal calls in flight", n)
+				}
+				end := time.Unix(0, h.lastEnd.Load())
+				if !stopAt.Before(end) {
+					t.Errorf("stop came at %s, after the hanging renewal returned at %s: the hang held the decision up",
+						stopAt.Format(time.StampMicro), end.Format(time.StampMicro))
+				}
+			}
+		})
+	}
+}
+
+func TestKeepBadConfig(t *testing.T) {
+	st := srv.Store(t, store.Options{})
+	stop := func(error) {}
+	tests := []struct {
+		name string
+		k    lease.Keeper
+		stop func(error)
+	}{
+		{"no store", lease.Keeper{Name: "l", Holder: "a", TTL: ttl}, stop},
+		{"no name", lease.Keeper{Store: st, Holder: "a", TTL: ttl}, stop},
+		{"no holder", lease.Keeper{Store: st, Name: "l", TTL: ttl}, stop},
+		{"no TTL", lease.Keeper{Store: st, Name: "l", Holder: "a"}, stop},
+		{"no stop", lease.Keeper{Store: st, Name: "l", Holder: "a", TTL: ttl}, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := tc.k.Keep(context.Background(), time.Now(), tc.stop); !errors.Is(err, lease.ErrConfig) {
+				t.Fatalf("Keep = %v, want ErrConfig", err)
+			}
+		})
+	}
+}
