@@ -5,6 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
+	"log/slog"
 	"mime/multipart"
 	"net/http"
 	"net/http/httptest"
@@ -55,10 +57,11 @@ func newEnv(t testing.TB, s3 blob.Config, cluster instantiate.Cluster) *env {
 		t.Fatal(err)
 	}
 	a, _ := auth.NewAdmin(admin)
-	h := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: cluster, Admin: a,
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: cluster, Admin: a, Log: quiet,
 		AgentValues: map[string]any{"mepServer": "http://mep.example:8080"}})
 	t.Cleanup(h.Close)
-	return &env{st: st, pkgs: packages.New(packages.Deps{Store: st, Objects: objects, Admin: a}), h: h}
+	return &env{st: st, pkgs: packages.New(packages.Deps{Store: st, Objects: objects, Admin: a, Log: quiet}), h: h}
 }
 
 func call(h http.Handler, method, path, body string) *httptest.ResponseRecorder {
