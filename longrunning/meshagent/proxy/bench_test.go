@@ -63,7 +63,7 @@ func BenchmarkTunnel(b *testing.B) {
 	n := node(b, st, psk, "127.0.0.2/32")
 	target := sink(b, "127.0.0.2:0")
 	waitPeers(b, a, "127.0.0.2")
-	px, err := proxy.New(proxy.Config{}, proxy.Deps{Tunnel: a, Log: quiet})
+	px, err := proxy.New(proxy.Config{ListenIP: listenIP}, proxy.Deps{Tunnel: a, Log: quiet})
 	if err != nil {
 		b.Fatal(err)
 	}

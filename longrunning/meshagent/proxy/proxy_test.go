@@ -103,6 +103,9 @@ func waitPeers(t testing.TB, tn *tunnel.Tunnel, ips ...string) {
 	}
 }
 
+// listenIP is where the tests' proxies listen (see TestProxyAcrossNodes).
+var listenIP = netip.MustParseAddr("127.0.0.9")
+
 func roundTrip(t testing.TB, addr, msg string) {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
@@ -131,7 +134,9 @@ func TestProxyAcrossNodes(t *testing.T) {
 	local := echo(t, "127.0.0.3:0")
 	waitPeers(t, a, "127.0.0.2", "127.0.0.3")
 
-	px, err := proxy.New(proxy.Config{ListenIP: netip.MustParseAddr("127.0.0.1")}, proxy.Deps{Tunnel: a, Log: quiet})
+	// The listeners take the endpoints' own ports: on an address of their
+	// own, so that no other test's socket on 127.0.0.1 can hold one.
+	px, err := proxy.New(proxy.Config{ListenIP: listenIP}, proxy.Deps{Tunnel: a, Log: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +243,7 @@ func TestBalance(t *testing.T) {
 	port := uint16(0)
 	for _, b := range []proxy.Balance{proxy.RoundRobin, proxy.Random, proxy.SourceHash} {
 		t.Run(string(b), func(t *testing.T) {
-			px, err := proxy.New(proxy.Config{Balance: b}, proxy.Deps{Tunnel: fakeTunnel{}, Log: quiet})
+			px, err := proxy.New(proxy.Config{Balance: b, ListenIP: listenIP}, proxy.Deps{Tunnel: fakeTunnel{}, Log: quiet})
 			if err != nil {
 				t.Fatal(err)
 			}
