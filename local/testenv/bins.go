@@ -12,7 +12,7 @@ import (
 )
 
 // BinDir is where testbins.sh (make testbins) keeps the servers it built:
-// $KMEP_TESTBIN, else ${XDG_CACHE_HOME:-~/.cache}/kmep/testbin.
+// $KMEP_TESTBIN, else ${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/kmep/testbin.
 func BinDir() string {
 	if d := os.Getenv("KMEP_TESTBIN"); d != "" {
 		return d
@@ -20,7 +20,10 @@ func BinDir() string {
 	if d := os.Getenv("XDG_CACHE_HOME"); d != "" {
 		return filepath.Join(d, "kmep", "testbin")
 	}
-	home, _ := os.UserHomeDir()
+	home := os.Getenv("HOME")
+	if home == "" {
+		home = "/tmp"
+	}
 	return filepath.Join(home, ".cache", "kmep", "testbin")
 }
 

@@ -4,11 +4,11 @@
 # machine: a binary already there is kept. A build that fails leaves
 # NAME.skip with the reason, and the tests that need NAME skip saying so.
 #
-#   KMEP_TESTBIN   cache directory (default ${XDG_CACHE_HOME:-~/.cache}/kmep/testbin)
+#   KMEP_TESTBIN   cache directory (default ${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/kmep/testbin)
 #   TESTBINS       which to build (default: all)
 set -uo pipefail
 
-dir=${KMEP_TESTBIN:-${XDG_CACHE_HOME:-$HOME/.cache}/kmep/testbin}
+dir=${KMEP_TESTBIN:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/kmep/testbin}
 mkdir -p "$dir"
 want=${TESTBINS:-minio etcd kube-apiserver coredns}
 
