@@ -4,15 +4,21 @@
 // It keeps MEC service records with an index set per discovery filter (app
 // instance, service name, category id, and all services), so no request path
 // ever scans the keyspace; app-instance credentials with the secret key sealed
-// by AES-256-GCM; token lockout counters; and liveness deadlines in a sorted
-// set. Every mutation of a record runs as one Lua script that changes the
-// state and appends the change event to the change stream in the same atomic
-// step: the outbox that the read cache (ServiceCache), notifications, the
+// by AES-256-GCM; token lockout counters; liveness deadlines in a sorted
+// set; subscriptions, traffic and DNS rules, app lifecycle state; app
+// packages, their distribution, MEC hosts (kubeconfigs sealed like secret
+// keys) and app instances; the UPF agent's rule-index allocator (one Lua
+// script per operation) and per-rule status; the mesh agent's peer records
+// (with a TTL); consumer groups, leases and done markers for the agents.
+// Every mutation of a service, subscription or rule runs as one Lua script
+// that changes the state and appends the change event to the change stream
+// in the same atomic step: the outbox that the read cache (ServiceCache), notifications, the
 // reaper, the UPF agent and the mesh DNS consume.
 //
 // Errors at the boundary are typed: ErrNotFound, ErrConflict,
-// ErrPrecondition, ErrForbidden, ErrInvalid and ErrUnavailable (Redis could
-// not be reached; nothing was written). redis.Nil never leaks out.
+// ErrPrecondition, ErrForbidden, ErrInvalid, ErrFull (a bounded index space
+// is exhausted) and ErrUnavailable (Redis could not be reached; nothing was
+// written). redis.Nil never leaks out.
 //
 // The scripts touch keys they compute from the prefix, so the store needs a
 // single Redis primary (or Sentinel), not Redis Cluster.
