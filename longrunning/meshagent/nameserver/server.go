@@ -223,6 +223,15 @@ func (s *Server) follow(ctx context.Context) {
 
 func ruleKey(app, id string) string { return app + "\x00" + id }
 
+// Rebuilds of the zone are coalesced: the next one waits ten times as long
+// as the last one took (so rebuilding costs at most a tenth of a core),
+// within [minRebuild, maxRebuild]; a change is answered at most maxRebuild
+// (plus the stream read) after it.
+const (
+	minRebuild = 100 * time.Millisecond
+	maxRebuild = 800 * time.Millisecond
+)
+
 func (s *Server) followOnce(ctx context.Context) error {
 	last, err := s.store.LastChangeID(ctx)
 	if err != nil {
@@ -246,19 +255,24 @@ func (s *Server) followOnce(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	services := make(map[string]store.ServiceRecord, len(all))
+	services := make(map[string]service, len(all))
 	for _, r := range all {
-		services[r.ID] = r
+		services[r.ID] = newService(r)
 	}
 	s.zone.Store(build(s.cfg.Zone, s.cfg.TTL, rules, services))
 	s.synced.Store(time.Now().UnixNano())
 	s.log.Debug("dns loaded", "rules", len(rules), "services", len(services))
+	// A burst of registrations costs a few rebuilds, not one per read.
+	lastBuild, pending, every := time.Now(), false, minRebuild
 	for {
-		chs, err := s.store.ReadChanges(ctx, last, 1000, s.cfg.Block)
+		block := s.cfg.Block
+		if pending {
+			block = max(time.Millisecond, every-time.Since(lastBuild))
+		}
+		chs, err := s.store.ReadChanges(ctx, last, 1000, block)
 		if err != nil {
 			return err
 		}
-		dirty := false
 		for _, ch := range chs {
 			last = ch.StreamID
 			switch ch.Kind {
@@ -273,22 +287,25 @@ func (s *Server) followOnce(ctx context.Context) error {
 					rules[k] = store.Rule{Kind: store.RuleDNS, AppInstanceID: ch.AppInstanceID, ID: ch.ID,
 						State: ch.State, Body: ch.Data, Rev: ch.Rev}
 				}
-				dirty = true
+				pending = true
 			case store.KindService:
 				r := ch.Service
-				if old, ok := services[r.ID]; ok && old.Rev >= r.Rev {
+				if old, ok := services[r.ID]; ok && old.rev >= r.Rev {
 					continue
 				}
 				if ch.Type == store.ChangeRemoved {
 					delete(services, r.ID)
 				} else {
-					services[r.ID] = r
+					services[r.ID] = newService(r)
 				}
-				dirty = true
+				pending = true
 			}
 		}
-		if dirty {
+		if pending && time.Since(lastBuild) >= every {
+			start := time.Now()
 			s.zone.Store(build(s.cfg.Zone, s.cfg.TTL, rules, services))
+			lastBuild, pending = time.Now(), false
+			every = min(max(10*lastBuild.Sub(start), minRebuild), maxRebuild)
 		}
 		s.synced.Store(time.Now().UnixNano())
 	}
