@@ -41,13 +41,22 @@ func newStore(t testing.TB) *store.Store {
 // returns its address once it has loaded the store.
 func start(t testing.TB, st *store.Store, cfg nameserver.Config) string {
 	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	// UDP and TCP on one port: the TCP side of a free UDP port may be
+	// taken by another test's socket, so try a few.
+	var pc net.PacketConn
+	var ln net.Listener
+	for attempt := 0; ; attempt++ {
+		var err error
+		if pc, err = net.ListenPacket("udp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		if ln, err = net.Listen("tcp", pc.LocalAddr().String()); err == nil {
+			break
+		}
+		pc.Close()
+		if attempt == 20 {
+			t.Fatal(err)
+		}
 	}
 	cfg.PacketConn, cfg.Listener = pc, ln
 	if cfg.Upstreams == nil {
