@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,32 +19,14 @@ import (
 
 const admin = "admin-token-for-tests-0123456789"
 
-// syncBuffer is a log sink safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // platform starts the all-in-one on a loopback port and returns its base URL.
-func platform(t *testing.T, cfg allinone.Config) (string, *syncBuffer) {
+func platform(t *testing.T, cfg allinone.Config) (string, *testenv.LogBuffer) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	cfg.Listener = ln
 	if cfg.DNSAddr == "" {
 		cfg.DNSAddr = "127.0.0.1:0"

@@ -128,7 +128,7 @@ func startPlatform(t *testing.T, redis testenv.RedisOptions) (string, *testenv.R
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -1,7 +1,6 @@
 package mepagent_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/mepagent"
 )
 
@@ -281,28 +281,10 @@ func (f *fakePlatform) snapshot(fn func(f *fakePlatform)) {
 	fn(f)
 }
 
-// syncBuffer is a log sink safe for the agent's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // running is an Agent started by startAgent.
 type running struct {
 	api  string // base URL of the agent's API
-	logs *syncBuffer
+	logs *testenv.LogBuffer
 	stop func() error
 }
 
@@ -324,7 +306,7 @@ func startAgent(t *testing.T, cfg mepagent.Config) running {
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	}
-	logs := &syncBuffer{}
+	logs := &testenv.LogBuffer{}
 	a, err := mepagent.New(cfg, mepagent.Deps{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,6 @@
 package meshagent_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -10,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,27 +58,9 @@ func TestChild(t *testing.T) {
 	}
 }
 
-// syncBuffer is a process's output, read while the process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type proc struct {
 	cmd *exec.Cmd
-	out *syncBuffer
+	out *testenv.LogBuffer
 }
 
 func (p *proc) stop() {
@@ -137,7 +117,7 @@ func (m *mesh) agent(ns, name string, env ...string) *proc {
 		"KMEP_MESH_LISTEN=/ip4/0.0.0.0/tcp/4001", "KMEP_DNS_ADDR=127.0.0.1:5353", "KMEP_DNS_UPSTREAMS=127.0.0.1:1",
 		"KMEP_LOG_LEVEL=debug")
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{cmd: cmd, out: &syncBuffer{}}
+	p := &proc{cmd: cmd, out: &testenv.LogBuffer{}}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	if err := cmd.Start(); err != nil {
 		m.t.Fatal(err)

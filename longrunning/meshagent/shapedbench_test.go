@@ -7,13 +7,13 @@ import (
 	"io"
 	"net"
 	"os"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
 )
 
@@ -169,22 +169,7 @@ func BenchmarkTunnelShaped(b *testing.B) {
 					b.Fatal(err)
 				}
 				defer c.Close()
-				one := []byte{1}
-				lat := make([]time.Duration, 0, b.N)
-				b.ResetTimer()
-				for range b.N {
-					t0 := time.Now()
-					if _, err := c.Write(one); err != nil {
-						b.Fatal(err)
-					}
-					if _, err := io.ReadFull(c, one); err != nil {
-						b.Fatal(err)
-					}
-					lat = append(lat, time.Since(t0))
-				}
-				slices.Sort(lat)
-				b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-				b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+				testenv.RoundTrips(b, c)
 			})
 		}
 	}
