@@ -1,8 +1,6 @@
 package testenv
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -72,9 +70,8 @@ type CoreDNSOptions struct {
 type CoreDNS struct {
 	// Addr is host:port (the same port for UDP and TCP).
 	Addr string
-	cmd  *exec.Cmd
+	p    *process
 	dir  string
-	out  *bytes.Buffer
 }
 
 // StartCoreDNS writes a Corefile with the hosts plugin, starts coredns on
@@ -103,38 +100,28 @@ func StartCoreDNS(opts CoreDNSOptions) (*CoreDNS, error) {
 	if opts.CPU >= 0 {
 		args = append([]string{"taskset", "-c", strconv.Itoa(opts.CPU)}, args...)
 	}
-	c := &CoreDNS{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir, out: &bytes.Buffer{}}
-	c.cmd = exec.Command(args[0], args[1:]...)
-	c.cmd.Dir = dir
-	c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
-	if err := c.cmd.Start(); err != nil {
+	c := &CoreDNS{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), dir: dir}
+	if c.p, err = startProcess(dir, "coredns.log", nil, args[0], args[1:]...); err != nil {
 		_ = os.RemoveAll(dir)
-		return nil, fmt.Errorf("start coredns: %w", err)
+		return nil, err
 	}
-	exited := make(chan struct{})
-	go func() { _ = c.cmd.Wait(); close(exited) }()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
-		select {
-		case <-exited:
-			_ = os.RemoveAll(dir)
-			return nil, fmt.Errorf("coredns exited: %s", c.out.String())
-		default:
-		}
-		if conn, err := net.DialTimeout("tcp", c.Addr, 100*time.Millisecond); err == nil {
+	err = c.p.waitUntil(10*time.Second, "coredns", func() error {
+		conn, err := net.DialTimeout("tcp", c.Addr, 100*time.Millisecond)
+		if err == nil {
 			_ = conn.Close()
-			return c, nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		return err
+	})
+	if err != nil {
+		c.Close()
+		return nil, err
 	}
-	c.Close()
-	return nil, errors.New("coredns did not listen within 10 s")
+	return c, nil
 }
 
-// Close kills coredns and removes its directory.
+// Close stops coredns and removes its directory.
 func (c *CoreDNS) Close() {
-	if c.cmd.Process != nil {
-		_ = c.cmd.Process.Kill()
-	}
+	c.p.stop()
 	_ = os.RemoveAll(c.dir)
 }
 
@@ -144,8 +131,7 @@ func (c *CoreDNS) Close() {
 func NewCoreDNS(t testing.TB, opts CoreDNSOptions) *CoreDNS {
 	t.Helper()
 	if _, err := CoreDNSBinary(); err != nil {
-		t.Skipf("skipping: CoreDNS %s is not available (%v); `go install github.com/coredns/coredns@%s` provides it",
-			CoreDNSVersion, err, CoreDNSVersion)
+		t.Skipf("SKIPPED (real server missing): CoreDNS %s is not available (%v); make testbins builds it", CoreDNSVersion, err)
 	}
 	c, err := StartCoreDNS(opts)
 	if err != nil {
