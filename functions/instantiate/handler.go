@@ -314,7 +314,7 @@ func (h *Handler) instantiate(w http.ResponseWriter, r *http.Request) error {
 		if errors.Is(err, kube.ErrBadKubeconfig) {
 			return &problem.Error{Status: http.StatusConflict, Field: "hostIp", Detail: "the MEC host's kubeconfig cannot be used; update the host", Cause: err}
 		}
-		return &problem.Error{Status: http.StatusServiceUnavailable, Detail: "the MEC host's cluster is unreachable; retry later", RetryAfter: 5, Cause: err}
+		return problem.Unavailable("the MEC host's cluster", 5, err)
 	}
 	now := h.d.Now().UTC()
 	j.inst = store.Instance{AppInstanceID: app, TenantID: tenant, HostAddress: req.HostIP, PackageID: pkg.ID,
@@ -379,7 +379,7 @@ func packageError(err error) error {
 	if errors.Is(err, blob.ErrNotFound) {
 		return &problem.Error{Status: http.StatusConflict, Field: "packageId", Detail: "the package's object is missing from the bucket", Cause: err}
 	}
-	return &problem.Error{Status: http.StatusServiceUnavailable, Detail: "object storage is unavailable; retry later", RetryAfter: 2, Cause: err}
+	return problem.Unavailable("object storage", 2, err)
 }
 
 func notFound(err error, what string) error {
@@ -509,7 +509,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
 			case errors.Is(err, kube.ErrNotFound):
 				v.ClusterError = "no Helm release " + in.Release + " on the host"
 			case errors.Is(err, kube.ErrUnreachable):
-				return &problem.Error{Status: http.StatusServiceUnavailable, Detail: "the MEC host's cluster is unreachable; retry later", RetryAfter: 5, Cause: err}
+				return problem.Unavailable("the MEC host's cluster", 5, err)
 			default:
 				v.ClusterError = err.Error()
 			}

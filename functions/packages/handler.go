@@ -256,7 +256,7 @@ func unavailable(err error) error {
 	if errors.Is(err, store.ErrUnavailable) {
 		return err
 	}
-	return &problem.Error{Status: http.StatusServiceUnavailable, Detail: "object storage is unavailable; retry later", RetryAfter: 2, Cause: err}
+	return problem.Unavailable("object storage", 2, err)
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

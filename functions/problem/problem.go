@@ -76,6 +76,14 @@ func Forbidden(detail string) *Error { return New(http.StatusForbidden, detail) 
 // NotFound is a 404.
 func NotFound(detail string) *Error { return New(http.StatusNotFound, detail) }
 
+// Unavailable is a 503 with Retry-After for a dependency that did not
+// answer (what: "object storage", "the MEC host's cluster"); cause is
+// logged.
+func Unavailable(what string, retryAfter int, cause error) *Error {
+	return &Error{Status: http.StatusServiceUnavailable, Detail: what + " is unavailable; retry later",
+		RetryAfter: retryAfter, Cause: cause}
+}
+
 // HandlerFunc is an HTTP handler that may fail.
 type HandlerFunc func(w http.ResponseWriter, r *http.Request) error
 
