@@ -215,6 +215,11 @@ func (d *Deployer) clientset(kubeconfig []byte, namespace string) (*kubernetes.C
 	if err != nil {
 		return nil, err
 	}
+	return g.clientset()
+}
+
+// clientset is a client-go clientset over the getter's REST config.
+func (g *getter) clientset() (*kubernetes.Clientset, error) {
 	rc, err := g.ToRESTConfig()
 	if err != nil {
 		return nil, err
@@ -291,7 +296,7 @@ type Status struct {
 // Status reads release name's Helm status and its workloads' readiness.
 // ErrNotFound when there is no such release.
 func (d *Deployer) Status(ctx context.Context, kubeconfig []byte, namespace, name string) (Status, error) {
-	cfg, _, err := d.config(kubeconfig, namespace)
+	cfg, g, err := d.config(kubeconfig, namespace)
 	if err != nil {
 		return Status{}, err
 	}
@@ -307,7 +312,7 @@ func (d *Deployer) Status(ctx context.Context, kubeconfig []byte, namespace, nam
 	if err != nil {
 		return st, classify("read release manifest", err)
 	}
-	cs, err := d.clientset(kubeconfig, namespace)
+	cs, err := g.clientset() // the kubeconfig Helm's client was built from, parsed once
 	if err != nil {
 		return st, err
 	}
