@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
@@ -266,18 +267,33 @@ func (s *Store) GetHostKubeconfig(ctx context.Context, addr string) (Host, error
 	return h, nil
 }
 
-// ListHosts returns the hosts ordered by address, without kubeconfigs.
+// ListHosts returns the hosts ordered by address, without kubeconfigs,
+// in two round trips whatever their number.
 func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
 	addrs, err := s.rdb.SMembers(ctx, s.key("hosts")).Result()
 	if err != nil {
 		return nil, wrap("list hosts", err)
 	}
 	sort.Strings(addrs)
+	cmds := make([]*redis.StringCmd, len(addrs))
+	_, err = s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, a := range addrs {
+			cmds[i] = p.HGet(ctx, s.key("host", a), "meta")
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, wrap("list hosts", err)
+	}
 	out := []Host{}
-	for _, a := range addrs {
-		h, err := s.GetHost(ctx, a)
+	for _, c := range cmds {
+		b, err := c.Bytes()
 		if err != nil {
 			continue // deleted meanwhile
+		}
+		var h Host
+		if err := json.Unmarshal(b, &h); err != nil {
+			return nil, fmt.Errorf("list hosts: decode record: %w", err)
 		}
 		out = append(out, h)
 	}
