@@ -5,7 +5,6 @@
 package blob
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -126,13 +125,6 @@ func (s *Store) Put(ctx context.Context, key string, r io.Reader) error {
 	_, err := s.tm.UploadObject(ctx, &transfermanager.UploadObjectInput{Bucket: &s.bucket, Key: &key, Body: r,
 		ContentType: aws.String("application/zip")})
 	return wrap("upload "+key, err)
-}
-
-// PutBytes stores a small object in one request.
-func (s *Store) PutBytes(ctx context.Context, key string, b []byte) error {
-	_, err := s.s3.PutObject(ctx, &s3.PutObjectInput{Bucket: &s.bucket, Key: &key, Body: bytes.NewReader(b),
-		ContentLength: aws.Int64(int64(len(b)))})
-	return wrap("put "+key, err)
 }
 
 // Size returns an object's size. ErrNotFound.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/kmep-io/kmep/functions/blob"
@@ -36,7 +37,7 @@ func exercise(t *testing.T, cfg blob.Config) {
 	if err := s.Put(ctx, "a/big.bin", bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.PutBytes(ctx, "a/small.txt", []byte("hello")); err != nil {
+	if err := s.Put(ctx, "a/small.txt", strings.NewReader("hello")); err != nil {
 		t.Fatal(err)
 	}
 	if n, err := s.Size(ctx, "a/big.bin"); err != nil || n != int64(len(data)) {
@@ -98,7 +99,7 @@ func TestEmbeddedServer(t *testing.T) {
 func TestUnavailable(t *testing.T) {
 	port, _ := testenv.FreePort()
 	s, _ := blob.New(blob.Config{Endpoint: fmt.Sprintf("http://127.0.0.1:%d", port), AccessKey: "a", SecretKey: "b"})
-	err := s.PutBytes(context.Background(), "k", []byte("x"))
+	err := s.Put(context.Background(), "k", strings.NewReader("x"))
 	if !errors.Is(err, blob.ErrUnavailable) {
 		t.Errorf("got %v, want ErrUnavailable", err)
 	}

@@ -10,6 +10,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"io"
+	"maps"
+	"slices"
 )
 
 // ChartFiles are the chart's files, relative to its directory. The
@@ -72,7 +74,7 @@ func Chart(name string, files map[string]string) []byte {
 	var buf bytes.Buffer
 	gz := gzip.NewWriter(&buf)
 	tw := tar.NewWriter(gz)
-	for _, path := range sortedKeys(files) {
+	for _, path := range slices.Sorted(maps.Keys(files)) {
 		body := files[path]
 		_ = tw.WriteHeader(&tar.Header{Name: name + "/" + path, Mode: 0o644, Size: int64(len(body)), Typeflag: tar.TypeReg})
 		_, _ = tw.Write([]byte(body))
@@ -80,19 +82,6 @@ func Chart(name string, files map[string]string) []byte {
 	_ = tw.Close()
 	_ = gz.Close()
 	return buf.Bytes()
-}
-
-func sortedKeys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && out[j] < out[j-1]; j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
-	return out
 }
 
 // AppD is an APPD service template with one traffic rule and one DNS rule
@@ -185,7 +174,7 @@ func Write(w io.Writer, o Options) error {
 	if !o.NoChart {
 		addPart("Artifacts/Deployment/Charts/"+o.Name+".tgz", o.Chart)
 	}
-	for _, k := range sortedKeys(o.Extra) {
+	for _, k := range slices.Sorted(maps.Keys(o.Extra)) {
 		addPart(k, []byte(o.Extra[k]))
 	}
 	for _, p := range parts {
