@@ -63,5 +63,8 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
 binapi-upf: ## Regenerate the UPF agent's mp2 binapi from its committed .api.json (govpp's binapi-generator).
 	$(GO) tool binapi-generator --input=longrunning/upfagent/mp2upf/api --output-dir=longrunning/upfagent/mp2upf/binapi --no-source-path-info --gen=
 
-# The cluster paths (kind, ko, kn): local/kind/kind.mk.
+# The local cluster (real Kubernetes + Knative on this machine): local/cluster/cluster.mk.
+-include local/cluster/cluster.mk
+
+# The kind path (needs Docker; kind, ko, kn): local/kind/kind.mk.
 -include local/kind/kind.mk

@@ -87,6 +87,8 @@ func newObject(kind string) (any, bool) {
 		return new(rbacv1.ClusterRoleBinding), true
 	case "rbac.authorization.k8s.io/v1 RoleBinding":
 		return new(rbacv1.RoleBinding), true
+	case "traefik.io/v1alpha1 IngressRoute":
+		return new(ingressRoute), true
 	}
 	return nil, false
 }
@@ -227,6 +229,26 @@ type domainMapping struct {
 		TLS *struct {
 			SecretName string `json:"secretName"`
 		} `json:"tls,omitempty"`
+	} `json:"spec"`
+}
+
+// ingressRoute is a Traefik IngressRoute (traefik.io/v1alpha1) as far as
+// the base URL's routes use it (see knService; ingress_test.go evaluates
+// its rules).
+type ingressRoute struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+	Spec              struct {
+		EntryPoints []string `json:"entryPoints,omitempty"`
+		Routes      []struct {
+			Kind     string `json:"kind"`
+			Match    string `json:"match"`
+			Priority int    `json:"priority,omitempty"`
+			Services []struct {
+				Kind string `json:"kind"`
+				Name string `json:"name"`
+			} `json:"services"`
+		} `json:"routes"`
 	} `json:"spec"`
 }
 

@@ -5,15 +5,15 @@ KIND_CLUSTER_NAME ?= knative
 KO_DOCKER_REPO    ?= kind.local
 export KIND_CLUSTER_NAME KO_DOCKER_REPO
 
-.PHONY: kind-up deploy smoke kind-down deploy-kn
+.PHONY: kind-up kind-deploy kind-smoke kind-down deploy-kn
 kind-up: ## Create a kind cluster with Knative Serving (Kourier) and Eventing: kn quickstart kind.
 	sh local/kind/kind-up.sh
 
-deploy: ## Build the images with ko into the kind cluster and apply manifests/ (ko apply).
+kind-deploy: ## Build the images with ko into the kind cluster and apply manifests/ (ko apply).
 	sh local/kind/deploy.sh
 
-smoke: ## The README walkthrough against the cluster's function URLs.
-	sh local/kind/smoke.sh
+kind-smoke: ## The README walkthrough against the kind cluster's function URLs.
+	./local/cluster/smoke.sh
 
 kind-down: ## Delete the kind cluster.
 	kind delete cluster --name $(KIND_CLUSTER_NAME)
