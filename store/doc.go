@@ -4,10 +4,12 @@
 // It keeps MEC service records with an index set per discovery filter (app
 // instance, service name, category id, and all services), so no request path
 // ever scans the keyspace; app-instance credentials with the secret key sealed
-// by AES-256-GCM; token lockout counters; liveness deadlines in a sorted
-// set; subscriptions, traffic and DNS rules, app lifecycle state; app
-// packages, their distribution, MEC hosts (kubeconfigs sealed like secret
-// keys) and app instances; the UPF agent's rule-index allocator (one Lua
+// by AES-256-GCM; token revocations (by generation, announced on the change
+// stream), the token requests' failure counters per access key and source,
+// and the signatures already used; liveness deadlines in a sorted set;
+// subscriptions, traffic and DNS rules, app lifecycle state; app packages,
+// their distribution, MEC hosts (kubeconfigs sealed like secret keys) and app
+// instances; the UPF agent's rule-index allocator (one Lua
 // script per operation) and per-rule status; the mesh agent's peer records
 // (with a TTL); consumer groups, leases and done markers for the agents.
 // Every mutation of a service, subscription or rule runs as one Lua script

@@ -181,8 +181,8 @@ func (s *Store) ReadyAt(ctx context.Context, app string) (time.Time, error) {
 // purgeScript removes everything an app instance has, in one atomic step:
 // its services (each REMOVED, as a delete would), subscriptions, rules and
 // rule configuration, registration, readiness, credentials and termination
-// state; then appends TERMINATED.
-var purgeScript = redis.NewScript(`
+// state; revokes its tokens (see revokeLua); then appends TERMINATED.
+var purgeScript = redis.NewScript(revokeLua + `
 local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local function ev(...) redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', ...) end
 for _, id in ipairs(redis.call('SMEMBERS', p .. ':idx:app:' .. app)) do
@@ -223,13 +223,14 @@ for _, kind in ipairs({'traffic', 'dns'}) do
 end
 if redis.call('DEL', p .. ':appd:' .. app) == 1 then ev('kind', 'appd', 'change', 'DELETED', 'app', app, 'id', app) end
 if redis.call('DEL', p .. ':reg:' .. app) == 1 then ev('kind', 'registration', 'change', 'DELETED', 'app', app, 'id', app) end
+local gen = kmep_revoke(p, app)
 local ak = redis.call('HGET', p .. ':conf:' .. app, 'ak')
 if ak then
   redis.call('DEL', p .. ':conf:' .. app, p .. ':ak:' .. ak)
-  ev('kind', 'appconf', 'change', 'DELETED', 'app', app)
+  ev('kind', 'appconf', 'change', 'DELETED', 'app', app, 'revoke', gen)
 end
 redis.call('DEL', p .. ':ready:' .. app, p .. ':term:' .. app)
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'app', 'change', 'TERMINATED', 'app', app, 'id', app)
+return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'app', 'change', 'TERMINATED', 'app', app, 'id', app, 'revoke', gen)
 `)
 
 // PurgeApp removes everything of an app instance (the end of its

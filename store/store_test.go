@@ -334,43 +334,6 @@ func TestAppConfSealedAtRest(t *testing.T) {
 	}
 }
 
-func TestLockoutAfterThreeFailures(t *testing.T) {
-	ctx := context.Background()
-	now := time.UnixMilli(1_700_000_000_000)
-	s, _ := store.New(store.Options{Client: srv.Client(t), Prefix: "lock", EncryptionKey: make([]byte, 32), Now: func() time.Time { return now }})
-	if _, err := s.PutAppConf(ctx, store.AppConf{AppInstanceID: "a", AccessKeyID: "AKL", SecretKey: []byte("s")}); err != nil {
-		t.Fatal(err)
-	}
-	// Two failures, then 6 minutes pass: the window slides, no lock.
-	for i := 0; i < 2; i++ {
-		if d, err := s.RecordAuthFailure(ctx, "AKL"); err != nil || d != 0 {
-			t.Fatalf("failure %d: %v %v", i, d, err)
-		}
-		now = now.Add(time.Second)
-	}
-	now = now.Add(6 * time.Minute)
-	if d, _ := s.RecordAuthFailure(ctx, "AKL"); d != 0 {
-		t.Fatalf("old failures counted: locked %v", d)
-	}
-	now = now.Add(time.Second)
-	s.RecordAuthFailure(ctx, "AKL")
-	d, err := s.RecordAuthFailure(ctx, "AKL")
-	if err != nil || d != store.LockDuration {
-		t.Fatalf("third failure in window: lock %v %v", d, err)
-	}
-	cred, err := s.CredentialByAK(ctx, "AKL")
-	if err != nil || cred.LockedFor <= 14*time.Minute {
-		t.Fatalf("locked credential: %+v %v", cred, err)
-	}
-	// Unknown AKs can be locked too (no oracle of which AKs exist).
-	for i := 0; i < 3; i++ {
-		s.RecordAuthFailure(ctx, "GHOST")
-	}
-	if cred, err := s.CredentialByAK(ctx, "GHOST"); err != nil || cred.LockedFor == 0 {
-		t.Fatalf("ghost lock: %+v %v", cred, err)
-	}
-}
-
 func TestUnavailableIsTyped(t *testing.T) {
 	port, _ := testenv.FreePort()
 	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", port), MaxRetries: -1, DialTimeout: 200 * time.Millisecond})

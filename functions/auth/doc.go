@@ -21,6 +21,16 @@
 // keys already loaded stay in use while reloads fail, so tokens of known keys
 // keep verifying through a store outage.
 //
+// Tokens are revoked per app instance. A token carries the store's token
+// generation from when it was issued (the "gen" claim); deleting an app
+// instance's credentials, giving it another AK or terminating it records a
+// higher generation for it and announces that on the store's change stream.
+// A Verifier with a RevocationSource follows those announcements (Run) and
+// refuses the app's tokens of lower generations with ErrTokenRevoked (HTTP
+// 401), cached or not. It never answers from an outdated view: when it has
+// not followed the stream within RevocationMaxStaleness (1 s), Verify
+// returns an error wrapping ErrRevocationsUnavailable (HTTP 503).
+//
 // Verifier.App and Admin.Check authenticate HTTP requests from their
 // "Authorization: Bearer" header and refuse with *problem.Error values.
 package auth

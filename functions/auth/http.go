@@ -20,7 +20,8 @@ var ErrInvalidAdminToken = errors.New("invalid admin token")
 // App authenticates the MEC application instance behind r from its
 // "Authorization: Bearer <jwt>" header. Refusals are *problem.Error values: a
 // 401 with a Bearer challenge naming the reason in general terms, or a 503
-// with Retry-After when the keys cannot be loaded.
+// with Retry-After when the keys cannot be loaded or the revocations were not
+// followed lately.
 func (v *Verifier) App(r *http.Request) (Claims, error) {
 	token, ok := bearerToken(r)
 	if !ok {
@@ -43,6 +44,14 @@ func verifyProblem(err error) error {
 			Cause:      err,
 		}
 	}
+	if errors.Is(err, ErrRevocationsUnavailable) {
+		return &problem.Error{
+			Status:     http.StatusServiceUnavailable,
+			Detail:     "token revocations cannot be checked; retry later",
+			RetryAfter: 1,
+			Cause:      err,
+		}
+	}
 	if !errors.Is(err, ErrInvalidToken) {
 		return fmt.Errorf("verify token: %w", err) // answered 500
 	}
@@ -50,6 +59,8 @@ func verifyProblem(err error) error {
 	switch {
 	case errors.Is(err, ErrTokenExpired):
 		detail = "token expired"
+	case errors.Is(err, ErrTokenRevoked):
+		detail = "token revoked"
 	case errors.Is(err, ErrTokenNotYetValid):
 		detail = "token not yet valid"
 	case errors.Is(err, ErrInvalidSignature):

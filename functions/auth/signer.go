@@ -90,15 +90,34 @@ func (s *Signer) KeyID() string { return s.active.kid }
 // active one first. The caller may modify the returned slice.
 func (s *Signer) JWKS() []byte { return bytes.Clone(s.jwks) }
 
+// tokenClaims are the claims of a kmep token: the registered ones and the
+// revocation generation.
+type tokenClaims struct {
+	jwt.RegisteredClaims
+	// Generation is the store's token generation when the token was issued
+	// (see store.RevocationRetention); absent in a token issued with 0.
+	Generation int64 `json:"gen,omitempty"`
+}
+
 // Issue signs a token for sub (an appInstanceId) valid from now for the
-// configured TTL. expiresIn is the TTL in seconds, as an OAuth 2.0 token
-// response reports it.
+// configured TTL, with generation 0. expiresIn is the TTL in seconds, as an
+// OAuth 2.0 token response reports it.
 func (s *Signer) Issue(sub string, now time.Time) (token string, expiresIn int, err error) {
+	return s.IssueGeneration(sub, 0, now)
+}
+
+// IssueGeneration is Issue for a token of generation gen (the "gen" claim):
+// the store's token generation read with the credential that authenticated
+// sub, so that a later revocation of sub's tokens refuses it.
+func (s *Signer) IssueGeneration(sub string, gen int64, now time.Time) (token string, expiresIn int, err error) {
 	if sub == "" {
 		return "", 0, fmt.Errorf("issue token: %w", ErrEmptySubject)
 	}
+	if gen < 0 {
+		return "", 0, fmt.Errorf("issue token for %s: negative generation %d", sub, gen)
+	}
 	now = now.Truncate(time.Second)
-	claims := jwt.RegisteredClaims{
+	claims := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    s.issuer,
 		Subject:   sub,
 		Audience:  jwt.ClaimStrings{s.audience},
@@ -106,7 +125,7 @@ func (s *Signer) Issue(sub string, now time.Time) (token string, expiresIn int, 
 		NotBefore: jwt.NewNumericDate(now),
 		IssuedAt:  jwt.NewNumericDate(now),
 		ID:        rand.Text(),
-	}
+	}, Generation: gen}
 	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
 	t.Header["kid"] = s.active.kid
 	token, err = t.SignedString(s.active.priv)

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -56,9 +57,18 @@ var (
 	// sub, ...).
 	ErrInvalidClaims = fmt.Errorf("%w: invalid claims", ErrInvalidToken)
 
+	// ErrTokenRevoked reports a token issued to an app instance before its
+	// tokens were revoked (its credentials were deleted or given another
+	// AK, or it was terminated).
+	ErrTokenRevoked = fmt.Errorf("%w: revoked", ErrInvalidToken)
+
 	// ErrKeysUnavailable reports that the keys needed to verify a token
 	// could not be loaded from the KeySource (or were not a valid JWKS).
 	ErrKeysUnavailable = errors.New("token verification keys unavailable")
+	// ErrRevocationsUnavailable reports that a Verifier with a
+	// RevocationSource cannot tell whether a token was revoked: it has not
+	// followed the revocations within its RevocationMaxStaleness.
+	ErrRevocationsUnavailable = errors.New("token revocations unavailable")
 )
 
 // KeySource returns the JWKS document of the public keys tokens may be
@@ -89,6 +99,9 @@ type Claims struct {
 	ExpiresAt time.Time
 	// KeyID is the kid of the key that signed the token.
 	KeyID string
+	// Generation is the gen claim: the store's token generation when the
+	// token was issued; 0 if the token has none.
+	Generation int64
 }
 
 // VerifierOptions configures a Verifier.
@@ -118,6 +131,20 @@ type VerifierOptions struct {
 	KeyRefreshInterval time.Duration
 	// Now returns the current time. Zero value: time.Now.
 	Now func() time.Time
+
+	// Revocations, when set, makes the Verifier refuse the tokens of app
+	// instances whose tokens were revoked after they were issued, as Run
+	// learns from it; Run must then be running: while the revocations have
+	// not been followed within RevocationMaxStaleness, every token is
+	// refused with ErrRevocationsUnavailable (HTTP 503), never accepted
+	// unchecked. Zero value: tokens are never revoked.
+	Revocations RevocationSource
+	// RevocationMaxStaleness bounds how late a revocation may take effect
+	// here. Zero or negative: DefaultRevocationMaxStaleness (1 s).
+	RevocationMaxStaleness time.Duration
+	// Log receives Run's failures to follow the revocations. Zero value:
+	// slog.Default().
+	Log *slog.Logger
 }
 
 // keySet is one loaded JWKS. It is never modified once published.
@@ -154,6 +181,8 @@ type Verifier struct {
 
 	sigChecks atomic.Uint64
 	loads     atomic.Uint64
+
+	rev revocations
 }
 
 // NewVerifier returns a Verifier over the keys of src. Keys are loaded
@@ -170,6 +199,7 @@ func NewVerifier(src KeySource, opts VerifierOptions) *Verifier {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	v.rev.init(opts)
 	issuer, audience := opts.Issuer, opts.Audience
 	if issuer == "" {
 		issuer = DefaultIssuer
@@ -208,12 +238,13 @@ func positiveOr(d, def time.Duration) time.Duration {
 
 // Verify checks token and returns its claims. It accepts only EdDSA tokens
 // whose kid is a loaded key, signed by that key, with the expected iss and
-// aud, within exp and nbf (give or take the leeway) and with a non-empty sub.
-// A token that verified before is answered from the cache, re-checking only
-// its expiry.
+// aud, within exp and nbf (give or take the leeway), with a non-empty sub
+// and, with a RevocationSource, not revoked. A token that verified before
+// is answered from the cache, re-checking only its expiry and revocation.
 //
 // Refusals wrap ErrInvalidToken (and a more precise sentinel, e.g.
-// ErrTokenExpired); a failure to load keys wraps ErrKeysUnavailable.
+// ErrTokenExpired); a failure to load keys wraps ErrKeysUnavailable, and
+// revocations not followed lately ErrRevocationsUnavailable.
 func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 	if token == "" || len(token) > maxTokenLen {
 		return Claims{}, fmt.Errorf("%w: %d bytes", ErrMalformedToken, len(token))
@@ -227,12 +258,18 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 				v.cache.remove(token)
 				return Claims{}, fmt.Errorf("%w: at %s", ErrTokenExpired, cl.ExpiresAt.UTC().Format(time.RFC3339))
 			}
+			if err := v.rev.check(cl); err != nil {
+				return Claims{}, err
+			}
 			return cl, nil
 		}
 	}
 
 	cl, signer, err := v.verify(ctx, token, now)
 	if err != nil {
+		return Claims{}, err
+	}
+	if err := v.rev.check(cl); err != nil {
 		return Claims{}, err
 	}
 	if v.cache != nil {
@@ -250,12 +287,12 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Claims, error) {
 // It also returns the key that verified the signature.
 func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (Claims, ed25519.PublicKey, error) {
 	var (
-		rc     jwt.RegisteredClaims
+		tc     tokenClaims
 		kid    string
 		signer ed25519.PublicKey
 		keyErr error
 	)
-	_, err := v.parser.ParseWithClaims(token, &rc, func(t *jwt.Token) (any, error) {
+	_, err := v.parser.ParseWithClaims(token, &tc, func(t *jwt.Token) (any, error) {
 		kid, _ = t.Header["kid"].(string)
 		if kid == "" {
 			keyErr = fmt.Errorf("%w: no kid in header", ErrUnknownKey)
@@ -277,10 +314,14 @@ func (v *Verifier) verify(ctx context.Context, token string, now time.Time) (Cla
 		}
 		return Claims{}, nil, classify(err)
 	}
+	rc := tc.RegisteredClaims
 	if rc.Subject == "" {
 		return Claims{}, nil, fmt.Errorf("%w: empty sub", ErrInvalidClaims)
 	}
-	cl := Claims{Subject: rc.Subject, ID: rc.ID, ExpiresAt: rc.ExpiresAt.Time, KeyID: kid}
+	if tc.Generation < 0 {
+		return Claims{}, nil, fmt.Errorf("%w: negative gen", ErrInvalidClaims)
+	}
+	cl := Claims{Subject: rc.Subject, ID: rc.ID, ExpiresAt: rc.ExpiresAt.Time, KeyID: kid, Generation: tc.Generation}
 	if rc.IssuedAt != nil {
 		cl.IssuedAt = rc.IssuedAt.Time
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/auth"
@@ -21,6 +22,10 @@ const (
 	TokenPath = "/mep/token"
 	JWKSPath  = "/mep/token/jwks"
 	ConfsPath = "/mep/appMng/v1/applications/{appInstanceId}/confs"
+	// LockoutPath is the platform admin's view of an app instance's token
+	// throttle: GET lists the sources failing or locked out, DELETE
+	// unlocks them all.
+	LockoutPath = "/mep/appMng/v1/applications/{appInstanceId}/lockout"
 )
 
 // MaxBody is the largest request body accepted.
@@ -40,6 +45,10 @@ type Deps struct {
 	SkewWindow time.Duration
 	// Now is the clock. Zero value: time.Now.
 	Now func() time.Time
+	// TrustedProxies are the peers whose X-Forwarded-For names the client
+	// that token requests are throttled as (see ParseTrustedProxies). Zero
+	// value: none; the TCP peer is the client.
+	TrustedProxies []netip.Prefix
 }
 
 type handler struct {
@@ -64,6 +73,7 @@ func New(d Deps) http.Handler {
 	rt.Handle(JWKSPath, map[string]problem.HandlerFunc{"GET": h.jwks})
 	rt.Handle(ConfsPath, map[string]problem.HandlerFunc{
 		"PUT": h.admin(h.putConf), "GET": h.admin(h.getConf), "DELETE": h.admin(h.deleteConf)})
+	rt.Handle(LockoutPath, map[string]problem.HandlerFunc{"GET": h.admin(h.getLockout), "DELETE": h.admin(h.deleteLockout)})
 	return rt
 }
 
@@ -83,10 +93,22 @@ type Response struct {
 	ExpiresIn   int    `json:"expires_in"`
 }
 
+// locked is the answer to a source locked out of the AK it signs with.
+func locked(d time.Duration) error {
+	return &problem.Error{Status: http.StatusTooManyRequests,
+		Detail:     "too many bad signatures for this access key from this address",
+		RetryAfter: int((d + time.Second - 1) / time.Second)}
+}
+
 func unauthorized(detail string) error {
 	return &problem.Error{Status: http.StatusUnauthorized, Detail: detail,
 		Header: http.Header{"Www-Authenticate": {aksk.Algorithm}}}
 }
+
+// replayMargin is how much longer than the clock-skew window a used
+// signature is remembered: room for the clocks of token function instances
+// to differ.
+const replayMargin = time.Minute
 
 func (h *handler) token(w http.ResponseWriter, r *http.Request) error {
 	body, err := rest.ReadBody(w, r, MaxBody)
@@ -101,29 +123,52 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return unauthorized("missing or malformed x-sdk-date header")
 	}
-	if err := aksk.CheckSkew(date, h.Now(), h.SkewWindow); err != nil {
+	now := h.Now()
+	if err := aksk.CheckSkew(date, now, h.SkewWindow); err != nil {
 		return unauthorized("x-sdk-date is outside the allowed clock skew")
 	}
-	cred, err := h.Store.CredentialByAK(r.Context(), a.AccessKey)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("look up access key: %w", err)
+	src := source(r, h.TrustedProxies)
+	adm, err := h.Store.AdmitTokenRequest(r.Context(), a.AccessKey, src)
+	if errors.Is(err, store.ErrNotFound) {
+		// An unknown AK is answered as a bad signature, and leaves no state.
+		return unauthorized("signature does not match")
 	}
-	if cred.LockedFor > 0 {
-		return &problem.Error{Status: http.StatusTooManyRequests, Detail: "access key locked after repeated bad signatures",
-			RetryAfter: int((cred.LockedFor + time.Second - 1) / time.Second)}
+	if err != nil {
+		return fmt.Errorf("admit token request: %w", err)
 	}
-	// An unknown AK counts as a bad signature: no oracle of which AKs exist.
-	if cred.SecretKey == nil || aksk.Verify(r, body, cred.SecretKey, a) != nil {
-		locked, err := h.Store.RecordAuthFailure(r.Context(), a.AccessKey)
-		if err != nil {
+	if adm.LockedFor > 0 {
+		return locked(adm.LockedFor)
+	}
+	// The outcome is recorded in one atomic step with the check of the
+	// lock, so that concurrent guesses cannot outrun it: once the lock is
+	// set, the answer is 429 whatever the signature, a correct guess too.
+	if aksk.Verify(r, body, adm.SecretKey, a) != nil {
+		f, err := h.Store.RecordAuthFailure(r.Context(), a.AccessKey, src)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return fmt.Errorf("record auth failure: %w", err)
 		}
-		if locked > 0 {
-			h.Log.Warn("access key locked", "ak", a.AccessKey, "for", locked)
+		if f.Refused {
+			return locked(f.LockedFor)
+		}
+		if f.Locks {
+			h.Log.Warn("token requests locked out after bad signatures", "ak", a.AccessKey, "app", adm.AppInstanceID,
+				"source", src, "for", f.LockedFor)
 		}
 		return unauthorized("signature does not match")
 	}
-	tok, exp, err := h.Signer.Issue(cred.AppInstanceID, h.Now())
+	// Each signature is accepted once, for as long as its date is in the window.
+	ttl := date.Add(h.SkewWindow).Sub(now) + replayMargin
+	lockedFor, err := h.Store.AcceptSignature(r.Context(), a.AccessKey, src, a.Signature, ttl)
+	if errors.Is(err, store.ErrConflict) {
+		return unauthorized("this signed request was used before; sign each request afresh")
+	}
+	if err != nil {
+		return fmt.Errorf("accept signature: %w", err)
+	}
+	if lockedFor > 0 {
+		return locked(lockedFor)
+	}
+	tok, exp, err := h.Signer.IssueGeneration(adm.AppInstanceID, adm.Generation, now)
 	if err != nil {
 		return fmt.Errorf("issue token: %w", err)
 	}
@@ -229,6 +274,65 @@ func (h *handler) deleteConf(w http.ResponseWriter, r *http.Request) error {
 	if err := h.Store.DeleteAppConf(r.Context(), app); err != nil {
 		return err
 	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// Lockout is the Mm5 view of an app instance's token throttle (GET
+// LockoutPath).
+type Lockout struct {
+	AccessKeyID string `json:"accessKeyId"`
+	// MaxFailures bad signatures from one source within FailureWindow
+	// seconds lock that source out of the AK for LockDuration seconds.
+	MaxFailures   int `json:"maxFailures"`
+	FailureWindow int `json:"failureWindow"`
+	LockDuration  int `json:"lockDuration"`
+	// Sources with failures in their window, locked ones first.
+	Sources []LockoutSource `json:"sources"`
+}
+
+// LockoutSource is one source's throttle state.
+type LockoutSource struct {
+	// Source is an IPv4 address or an IPv6 /64 prefix.
+	Source      string    `json:"source"`
+	Failures    int       `json:"failures"`
+	WindowStart time.Time `json:"windowStart"`
+	Locked      bool      `json:"locked"`
+	// RetryAfter is how many seconds a locked source stays locked.
+	RetryAfter int `json:"retryAfter,omitempty"`
+}
+
+func (h *handler) getLockout(w http.ResponseWriter, r *http.Request) error {
+	app, err := appID(r)
+	if err != nil {
+		return err
+	}
+	l, err := h.Store.Lockout(r.Context(), app)
+	if err != nil {
+		return err
+	}
+	out := Lockout{AccessKeyID: l.AccessKeyID, MaxFailures: store.MaxFailures,
+		FailureWindow: int(store.FailureWindow / time.Second), LockDuration: int(store.LockDuration / time.Second),
+		Sources: make([]LockoutSource, 0, len(l.Sources))}
+	for _, s := range l.Sources {
+		out.Sources = append(out.Sources, LockoutSource{Source: s.Source, Failures: s.Failures, WindowStart: s.WindowStart.UTC(),
+			Locked: s.LockedFor > 0, RetryAfter: int((s.LockedFor + time.Second - 1) / time.Second)})
+	}
+	body, _ := json.Marshal(out)
+	w.Header().Set("Cache-Control", "no-store")
+	return rest.WriteJSON(w, http.StatusOK, body)
+}
+
+func (h *handler) deleteLockout(w http.ResponseWriter, r *http.Request) error {
+	app, err := appID(r)
+	if err != nil {
+		return err
+	}
+	l, err := h.Store.ClearLockout(r.Context(), app)
+	if err != nil {
+		return err
+	}
+	h.Log.Info("token lockout cleared by the platform admin", "app", app, "ak", l.AccessKeyID, "sources", len(l.Sources))
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

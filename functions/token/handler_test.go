@@ -72,6 +72,8 @@ func newEnv(t *testing.T, r *testenv.Redis) *env {
 
 func confsPath(app string) string { return "/mep/appMng/v1/applications/" + app + "/confs" }
 
+func lockoutPath(app string) string { return "/mep/appMng/v1/applications/" + app + "/lockout" }
+
 func confBody(ak, sk string) string {
 	return `{"authInfo":{"credentials":{"accessKeyId":"` + ak + `","secretKey":"` + sk + `"}},"appInfo":{"appName":"demo","requiredServices":["rni"]}}`
 }
@@ -183,10 +185,13 @@ func TestConfsAuth(t *testing.T) {
 		{"admin token in another scheme", "Basic " + adminToken},
 	}
 	for _, c := range credentials {
-		for _, m := range []struct{ method, body string }{{"PUT", confBody("ak-2", "another-secret")}, {"GET", ""}, {"DELETE", ""}} {
-			t.Run(c.name+" "+m.method, func(t *testing.T) {
-				rec := e.do(m.method, confsPath("app-1"), c.authorization, m.body)
-				problemtest.Want(t, rec, confsPath("app-1"), http.StatusUnauthorized, "")
+		for _, m := range []struct{ method, path, body string }{
+			{"PUT", confsPath("app-1"), confBody("ak-2", "another-secret")}, {"GET", confsPath("app-1"), ""}, {"DELETE", confsPath("app-1"), ""},
+			{"GET", lockoutPath("app-1"), ""}, {"DELETE", lockoutPath("app-1"), ""},
+		} {
+			t.Run(c.name+" "+m.method+" "+m.path, func(t *testing.T) {
+				rec := e.do(m.method, m.path, c.authorization, m.body)
+				problemtest.Want(t, rec, m.path, http.StatusUnauthorized, "")
 				if rec.Header().Get("WWW-Authenticate") == "" {
 					t.Error("401 without a challenge")
 				}
@@ -391,46 +396,81 @@ func TestToken(t *testing.T) {
 	}
 }
 
-// TestLockout: three bad signatures for one AK lock it; the fourth request,
-// even correctly signed, is refused with 429 and Retry-After. Other AKs
-// are not affected, and requests that never reach the signature check
-// (unsigned, outside the clock skew) do not count.
+// TestLockout: three bad signatures for one AK from one source lock that
+// source out of the AK: its fourth request, even correctly signed, is
+// refused unchecked with 429 and Retry-After. The same AK from another
+// source and other AKs are not affected, and requests that never reach the
+// signature check (unsigned, outside the clock skew) do not count.
 func TestLockout(t *testing.T) {
-	tests := []struct {
-		name string
-		ak   string
-	}{
-		{"known AK", "ak-1"},
-		{"unknown AK", "ak-unknown"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, nil)
-			e.putConf(t, "app-1", "ak-1", "secret-of-app-1")
-			e.putConf(t, "app-2", "ak-2", "secret-of-app-2")
+	e := newEnv(t, nil)
+	e.putConf(t, "app-1", "ak-1", "secret-of-app-1")
+	e.putConf(t, "app-2", "ak-2", "secret-of-app-2")
+	from := func(r *http.Request, addr string) *http.Request { r.RemoteAddr = addr; return r }
 
-			// Refusals before the signature check are not failures.
-			for range 5 {
-				problemtest.Want(t, e.serve(signed(t, tc.ak, "secret-of-app-1", now.Add(-time.Hour))), token.TokenPath, http.StatusUnauthorized, "")
-			}
-			for i := range 3 {
-				rec := e.serve(signed(t, tc.ak, "wrong-secret", now))
-				if rec.Code != http.StatusUnauthorized {
-					t.Fatalf("bad signature %d: %d %s", i+1, rec.Code, rec.Body)
-				}
-			}
-			rec := e.serve(signed(t, tc.ak, "secret-of-app-1", now))
-			problemtest.Want(t, rec, token.TokenPath, http.StatusTooManyRequests, "")
-			problemtest.Golden(t, "locked", rec.Body.Bytes())
-			if got, want := rec.Header().Get("Retry-After"), fmt.Sprint(int(store.LockDuration/time.Second)); got != want {
-				// The lock's TTL runs on Redis's clock: allow for a second passing.
-				if got != fmt.Sprint(int(store.LockDuration/time.Second)-1) {
-					t.Errorf("Retry-After = %q, want %s", got, want)
-				}
-			}
-			rec = e.serve(signed(t, "ak-2", "secret-of-app-2", now))
-			e.checkToken(t, rec.Code, rec.Header(), rec.Body.Bytes(), "app-2")
-		})
+	// Refusals before the signature check are not failures.
+	for range 5 {
+		problemtest.Want(t, e.serve(signed(t, "ak-1", "secret-of-app-1", now.Add(-time.Hour))), token.TokenPath, http.StatusUnauthorized, "")
+	}
+	for i := range store.MaxFailures {
+		rec := e.serve(signed(t, "ak-1", "wrong-secret", now.Add(time.Duration(i)*time.Second)))
+		problemtest.Want(t, rec, token.TokenPath, http.StatusUnauthorized, "")
+	}
+	rec := e.serve(signed(t, "ak-1", "secret-of-app-1", now))
+	problemtest.Want(t, rec, token.TokenPath, http.StatusTooManyRequests, "")
+	problemtest.Golden(t, "locked", rec.Body.Bytes())
+	if got, want := rec.Header().Get("Retry-After"), fmt.Sprint(int(store.LockDuration/time.Second)); got != want {
+		t.Errorf("Retry-After = %q, want %s", got, want)
+	}
+	// The app itself, elsewhere: IPv4 and IPv6 peers, each their own source.
+	for i, addr := range []string{"198.51.100.9:5555", "[2001:db8::7]:443"} {
+		rec = e.serve(from(signed(t, "ak-1", "secret-of-app-1", now.Add(time.Duration(i+1)*time.Second)), addr))
+		e.checkToken(t, rec.Code, rec.Header(), rec.Body.Bytes(), "app-1")
+	}
+	rec = e.serve(signed(t, "ak-2", "secret-of-app-2", now))
+	e.checkToken(t, rec.Code, rec.Header(), rec.Body.Bytes(), "app-2")
+}
+
+// TestLockoutIPv6Prefix: an IPv6 source is its /64, so a host cannot escape
+// the lock by changing the low bits of its address.
+func TestLockoutIPv6Prefix(t *testing.T) {
+	e := newEnv(t, nil)
+	e.putConf(t, "app-1", "ak-1", "secret-of-app-1")
+	for i := range store.MaxFailures {
+		r := signed(t, "ak-1", "wrong-secret", now)
+		r.RemoteAddr = fmt.Sprintf("[2001:db8:0:1::%x]:1000", i+1)
+		problemtest.Want(t, e.serve(r), token.TokenPath, http.StatusUnauthorized, "")
+	}
+	r := signed(t, "ak-1", "secret-of-app-1", now)
+	r.RemoteAddr = "[2001:db8:0:1:ffff::1]:1000"
+	problemtest.Want(t, e.serve(r), token.TokenPath, http.StatusTooManyRequests, "")
+	r = signed(t, "ak-1", "secret-of-app-1", now)
+	r.RemoteAddr = "[2001:db8:0:2::1]:1000"
+	if rec := e.serve(r); rec.Code != http.StatusOK {
+		t.Fatalf("another /64: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestUnknownAKLeavesNoState: bad signatures for AKs that do not exist are
+// 401s, never 429s, and write nothing to Redis.
+func TestUnknownAKLeavesNoState(t *testing.T) {
+	r := testenv.NewRedis(t, testenv.RedisOptions{})
+	e := newEnv(t, r)
+	e.putConf(t, "app-1", "ak-1", "secret-of-app-1")
+	c := r.Client(t)
+	before, err := c.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		rec := e.serve(signed(t, fmt.Sprintf("ak-unknown-%d", i%4), "wrong-secret", now))
+		problemtest.Want(t, rec, token.TokenPath, http.StatusUnauthorized, "")
+	}
+	after, err := c.Keys(context.Background(), "*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after) != len(before) {
+		t.Fatalf("unknown AKs left state: keys before %v, after %v", before, after)
 	}
 }
 
@@ -489,6 +529,7 @@ func TestMethodNotAllowed(t *testing.T) {
 		{"POST", token.JWKSPath, "GET", ""},
 		{"POST", confsPath("app-1"), "DELETE, GET, PUT", ""},
 		{"PATCH", confsPath("app-1"), "DELETE, GET, PUT", ""},
+		{"PUT", lockoutPath("app-1"), "DELETE, GET", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.method+" "+tc.path, func(t *testing.T) {
@@ -521,6 +562,8 @@ func TestStoreUnavailable(t *testing.T) {
 		{"PUT confs", withAuth(httptest.NewRequest("PUT", confsPath("app-1"), strings.NewReader(confBody("ak-1", "secret-of-app-1"))), admin)},
 		{"GET confs", withAuth(httptest.NewRequest("GET", confsPath("app-1"), nil), admin)},
 		{"DELETE confs", withAuth(httptest.NewRequest("DELETE", confsPath("app-1"), nil), admin)},
+		{"GET lockout", withAuth(httptest.NewRequest("GET", lockoutPath("app-1"), nil), admin)},
+		{"DELETE lockout", withAuth(httptest.NewRequest("DELETE", lockoutPath("app-1"), nil), admin)},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

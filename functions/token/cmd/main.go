@@ -5,7 +5,10 @@
 // KMEP_ENCRYPTION_KEY (32 bytes, base64 or hex; required),
 // KMEP_TOKEN_SIGNING_KEY (PEM of one or more Ed25519 PKCS#8 keys, the first
 // signs; or KMEP_TOKEN_SIGNING_KEY_FILE; required), KMEP_ADMIN_TOKEN
-// (required), KMEP_LOG_LEVEL (info).
+// (required), KMEP_TRUSTED_PROXIES (none: comma-separated addresses and CIDR
+// prefixes of the proxies whose X-Forwarded-For names the client that token
+// requests are throttled as; see token.ParseTrustedProxies), KMEP_LOG_LEVEL
+// (info).
 package main
 
 import (
@@ -45,12 +48,16 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
+	proxies, err := token.ParseTrustedProxies(server.Env("KMEP_TRUSTED_PROXIES", ""))
+	if err != nil {
+		return fmt.Errorf("KMEP_TRUSTED_PROXIES: %w", err)
+	}
 	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{EncryptionKey: key})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
 	go token.PublishKeys(ctx, log, st, signer.JWKS())
-	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log})
+	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log, TrustedProxies: proxies})
 	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }
