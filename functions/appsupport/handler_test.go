@@ -360,6 +360,18 @@ func TestInvalidRules(t *testing.T) {
 		{name: "ttl beyond 2^31-1", kind: "dns", body: set(dnsWWW, "ttl", `2147483648`), field: "ttl"},
 		{name: "DNS rule state", kind: "dns", body: set(dnsWWW, "state", `"UP"`), field: "state"},
 		{name: "DNS rule malformed", kind: "dns", body: `{"dnsRuleId":"www"`, field: "body"},
+
+		// What encoding/json would silently change or keep.
+		{name: "null body", kind: "traffic", body: `null`, field: "body"},
+		{name: "null in the wrapper", kind: "dns", body: `{"DnsRule":null}`, field: "body"},
+		{name: "null trafficFilter item", kind: "traffic", body: filter(`null`), field: "trafficFilter[0]"},
+		{name: "null srcAddress item", kind: "traffic", body: filter(`{"srcAddress":["10.0.0.0/8",null]}`), field: "trafficFilter[0].srcAddress[1]"},
+		{name: "null dstInterface item", kind: "traffic", body: set(dup, "dstInterface", `[{"interfaceType":"IP","dstIpAddress":"10.0.0.1"},null]`), field: "dstInterface[1]"},
+		{name: "invalid UTF-8 in serName", kind: "traffic", body: strings.Replace(tr, `"trafficRuleId":"zeta"`, "\"trafficRuleId\":\"zeta\",\"serName\":\"s\xffvc\"", 1), field: "serName"},
+		{name: "lone surrogate in a protocol", kind: "traffic", body: filter(`{"protocol":["TCP\ud800"]}`), field: "trafficFilter[0].protocol[0]"},
+		{name: "CR LF in serName", kind: "traffic", body: set(tr, "serName", `"a\r\nb"`), field: "serName"},
+		{name: "NUL in a protocol", kind: "traffic", body: filter(`{"protocol":["T\u0000CP"]}`), field: "trafficFilter[0].protocol[0]"},
+		{name: "invalid UTF-8 in an unknown member", kind: "dns", body: strings.Replace(dnsWWW, `"ttl":300`, "\"ttl\":300,\"x\":\"\xfe\"", 1), field: "x"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -389,7 +401,7 @@ func TestInvalidRules(t *testing.T) {
 func TestOtherAppInstance(t *testing.T) {
 	e := newEnv(t, envOptions{})
 	e.seed(t)
-	if rec := e.do(t, "POST", base+"/registrations", "app-b", `{"appName":"b","appInstanceId":"app-b"}`); rec.Code != http.StatusCreated {
+	if rec := e.do(t, "POST", base+"/registrations", "app-b", `{"appName":"b","appInstanceId":"app-b","isInsByMec":true}`); rec.Code != http.StatusCreated {
 		t.Fatalf("register app-b: %d %s", rec.Code, rec.Body)
 	}
 	if _, _, err := e.st.StartTermination(context.Background(), "app-b", time.Minute); err != nil {
@@ -407,10 +419,10 @@ func TestOtherAppInstance(t *testing.T) {
 		{name: "put a DNS rule", method: "PUT", path: rulePath("app-b", "dns_rules", "www"), body: set(dnsWWW, "state", `"INACTIVE"`)},
 		{name: "confirm ready", method: "POST", path: base + "/applications/app-b/confirm_ready", body: `{"indication":"READY"}`},
 		{name: "confirm termination", method: "POST", path: base + "/applications/app-b/confirm_termination", body: `{"operationAction":"TERMINATING"}`},
-		{name: "register another app", method: "POST", path: base + "/registrations", body: `{"appName":"b","appInstanceId":"app-b"}`},
+		{name: "register another app", method: "POST", path: base + "/registrations", body: `{"appName":"b","appInstanceId":"app-b","isInsByMec":true}`},
 		{name: "get a registration", method: "GET", path: base + "/registrations/app-b"},
-		{name: "put a registration", method: "PUT", path: base + "/registrations/app-b", body: `{"appName":"x","appInstanceId":"app-b"}`},
-		{name: "put a registration through the own path", method: "PUT", path: base + "/registrations/app-a", body: `{"appName":"x","appInstanceId":"app-b"}`},
+		{name: "put a registration", method: "PUT", path: base + "/registrations/app-b", body: `{"appName":"x","appInstanceId":"app-b","isInsByMec":true}`},
+		{name: "put a registration through the own path", method: "PUT", path: base + "/registrations/app-a", body: `{"appName":"x","appInstanceId":"app-b","isInsByMec":true}`},
 		{name: "delete a registration", method: "DELETE", path: base + "/registrations/app-b"},
 	}
 	for _, tc := range tests {
@@ -673,8 +685,8 @@ var bodyRoutes = []struct{ name, method, path, body string }{
 	{"put a DNS rule", "PUT", rulePath("app-a", "dns_rules", "www"), dnsWWW},
 	{"confirm ready", "POST", base + "/applications/app-a/confirm_ready", `{"indication":"READY"}`},
 	{"confirm termination", "POST", base + "/applications/app-a/confirm_termination", `{"operationAction":"TERMINATING"}`},
-	{"register", "POST", base + "/registrations", `{"appName":"a","appInstanceId":"app-a"}`},
-	{"update the registration", "PUT", base + "/registrations/app-a", `{"appName":"a","appInstanceId":"app-a"}`},
+	{"register", "POST", base + "/registrations", `{"appName":"a","appInstanceId":"app-a","isInsByMec":true}`},
+	{"update the registration", "PUT", base + "/registrations/app-a", `{"appName":"a","appInstanceId":"app-a","isInsByMec":true}`},
 }
 
 func TestBodyTooLarge(t *testing.T) {
@@ -730,4 +742,91 @@ func TestStoreUnavailable(t *testing.T) {
 	t.Run("timing", func(t *testing.T) {
 		want(t, e.do(t, "GET", base+"/timing/current_time", "app-a", ""), http.StatusOK, "")
 	})
+}
+
+// TestContentType: every call with a body answers 415 to a body declared
+// as anything but application/json, and changes nothing; application/json
+// with a UTF-8 charset is read.
+func TestContentType(t *testing.T) {
+	e := newEnv(t, envOptions{})
+	e.seed(t)
+	if _, _, err := e.st.StartTermination(context.Background(), "app-a", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	since := e.lastChange(t)
+	for _, r := range bodyRoutes {
+		for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "application/xml", "multipart/form-data; boundary=b"} {
+			t.Run(r.name+" as "+ct, func(t *testing.T) {
+				rec := e.do(t, r.method, r.path, "app-a", set(r.body, "state", `"INACTIVE"`), "Content-Type", ct)
+				problemtest.Want(t, rec, r.path, http.StatusUnsupportedMediaType, "Content-Type")
+				if rec.Header().Get("Accept") != "application/json" {
+					t.Errorf("Accept = %q", rec.Header().Get("Accept"))
+				}
+			})
+		}
+	}
+	if cs := e.changesSince(t, since); len(cs) != 0 {
+		t.Errorf("refused requests appended %+v", cs)
+	}
+	if _, err := e.st.GetRegistration(context.Background(), "app-a"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("a refused registration was stored: %v", err)
+	}
+	if term, err := e.st.GetTermination(context.Background(), "app-a"); err != nil || term.Confirmed {
+		t.Errorf("termination = %+v, %v; want unconfirmed", term, err)
+	}
+	rec := e.do(t, "POST", base+"/registrations", "app-a", bodyRoutes[4].body, "Content-Type", "application/json; charset=utf-8")
+	want(t, rec, http.StatusCreated, "")
+}
+
+// TestRegistrationEndpoint: MEC 011 v3 says endpoint "shall be present
+// when isInsByMec is FALSE" (its default when absent): without one the
+// registration is a 400 naming endpoint and nothing is stored.
+func TestRegistrationEndpoint(t *testing.T) {
+	coll := base + "/registrations"
+	ep := `"endpoint":{"uris":["http://10.0.0.9:8080/app"]}`
+	for _, tc := range []struct{ name, body, field string }{
+		{"isInsByMec false without endpoint", `{"appName":"x","appInstanceId":"app-a","isInsByMec":false}`, "endpoint"},
+		{"isInsByMec absent without endpoint", `{"appName":"x","appInstanceId":"app-a"}`, "endpoint"},
+		{"isInsByMec false with a null endpoint", `{"appName":"x","appInstanceId":"app-a","isInsByMec":false,"endpoint":null}`, "endpoint"},
+		{"isInsByMec false with an empty endpoint", `{"appName":"x","appInstanceId":"app-a","isInsByMec":false,"endpoint":{}}`, "endpoint"},
+		{"endpoint with an empty uri", `{"appName":"x","appInstanceId":"app-a","isInsByMec":false,"endpoint":{"uris":[""]}}`, "endpoint.uris[0]"},
+		{"endpoint with a bad port", `{"appName":"x","appInstanceId":"app-a","isInsByMec":true,"endpoint":{"addresses":[{"host":"10.0.0.9","port":0}]}}`, "endpoint.addresses[0].port"},
+		{"endpoint host with CR LF", `{"appName":"x","appInstanceId":"app-a","isInsByMec":false,"endpoint":{"addresses":[{"host":"10.0.0.9\r\n","port":80}]}}`, "endpoint.addresses[0].host"},
+		{"appName with NUL", `{"appName":"x\u0000y","appInstanceId":"app-a","isInsByMec":true}`, "appName"},
+		{"appName with CR LF", `{"appName":"x\r\ny","appInstanceId":"app-a","isInsByMec":true}`, "appName"},
+		{"appName invalid UTF-8", "{\"appName\":\"x\xc3\",\"appInstanceId\":\"app-a\",\"isInsByMec\":true}", "appName"},
+		{"appProvider with a control", `{"appName":"x","appProvider":"a\u001bb","appInstanceId":"app-a","isInsByMec":true}`, "appProvider"},
+		{"null dependency", `{"appName":"x","appInstanceId":"app-a","isInsByMec":true,"appServiceRequired":[null]}`, "appServiceRequired[0]"},
+		{"null in vendorExtension", `{"appName":"x","appInstanceId":"app-a","isInsByMec":true,"vendorExtension":{"v":[null]}}`, "vendorExtension.v[0]"},
+		{"null body", `null`, "body"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			since := e.lastChange(t)
+			problemtest.Want(t, e.do(t, "POST", coll, "app-a", tc.body), coll, http.StatusBadRequest, tc.field)
+			if _, err := e.st.GetRegistration(context.Background(), "app-a"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("a refused registration was stored: %v", err)
+			}
+			if cs := e.changesSince(t, since); len(cs) != 0 {
+				t.Errorf("refused registration appended %+v", cs)
+			}
+		})
+	}
+	for _, tc := range []struct{ name, body string }{
+		{"isInsByMec false with an endpoint", `{"appName":"x","appInstanceId":"app-a","isInsByMec":false,` + ep + `}`},
+		{"isInsByMec absent with an endpoint", `{"appName":"x","appInstanceId":"app-a",` + ep + `}`},
+		{"isInsByMec true without an endpoint", `{"appName":"x","appInstanceId":"app-a","isInsByMec":true}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, envOptions{})
+			want(t, e.do(t, "POST", coll, "app-a", tc.body), http.StatusCreated, tc.body)
+		})
+	}
+	// A PUT that drops the endpoint of an app not instantiated by MEC
+	// management is refused too, and the registration stays as it was.
+	e := newEnv(t, envOptions{})
+	body := `{"appName":"x","appInstanceId":"app-a","isInsByMec":false,` + ep + `}`
+	want(t, e.do(t, "POST", coll, "app-a", body), http.StatusCreated, body)
+	problemtest.Want(t, e.do(t, "PUT", coll+"/app-a", "app-a", `{"appName":"y","appInstanceId":"app-a","isInsByMec":false}`), coll+"/app-a", http.StatusBadRequest, "endpoint")
+	want(t, e.do(t, "GET", coll+"/app-a", "app-a", ""), http.StatusOK, body)
 }

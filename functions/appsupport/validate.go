@@ -23,16 +23,9 @@ func oneOf(field, v string, allowed []string) error {
 	return nil
 }
 
-// id checks a required identifier or name.
-func id(field, v string) error {
-	if strings.TrimSpace(v) == "" {
-		return fieldErr(field, "is required")
-	}
-	if len(v) > mec.MaxNameLen {
-		return fieldErr(field, "is longer than %d bytes", mec.MaxNameLen)
-	}
-	return nil
-}
+// id checks a required identifier or name: present, at most
+// mec.MaxNameLen bytes, no control characters (mec.CheckName).
+func id(field, v string) error { return mec.CheckName(field, v, true) }
 
 // appInfo types the AppInfo members kmep knows (MEC 011 3.1.1 clause
 // 7.1.2.6) so that a mistyped one is refused; the stored body keeps every
@@ -67,9 +60,14 @@ type featureDependency struct {
 
 // DecodeAppInfo reads and validates an AppInfo (MEC 011 3.1.1; the wrapper
 // object is tolerated). appName and appInstanceId are required (kmep's app
-// instances are all instantiated by MEC management); the members kmep knows
-// must have their types; every member is kept. It returns the
-// appInstanceId and the canonical JSON (members in name order).
+// instances are all instantiated by MEC management); endpoint is required
+// when isInsByMec is false or absent (MEC 011: "shall be present when
+// isInsByMec is FALSE", which is its default) and must then name uris,
+// fqdn, addresses or alternative; the names kmep knows (appName,
+// appProvider, appDId, appInstanceId, the dependencies' names and
+// versions) hold no control characters; the members kmep knows must have
+// their types; every member is kept. It returns the appInstanceId and the
+// canonical JSON (members in name order).
 func DecodeAppInfo(raw []byte) (string, []byte, error) {
 	var ai appInfo
 	if err := mec.DecodeBytes(raw, "AppInfo", &ai); err != nil {
@@ -84,6 +82,11 @@ func DecodeAppInfo(raw []byte) (string, []byte, error) {
 	}
 	if err := id("appInstanceId", ai.AppInstanceID); err != nil {
 		return "", nil, err
+	}
+	for _, f := range [][2]string{{"appProvider", ai.AppProvider}, {"appDId", ai.AppDID}} {
+		if err := mec.CheckName(f[0], f[1], false); err != nil {
+			return "", nil, err
+		}
 	}
 	for _, l := range []struct {
 		name string
@@ -109,6 +112,16 @@ func DecodeAppInfo(raw []byte) (string, []byte, error) {
 			if err := id(fmt.Sprintf("%s[%d].version", l.name, i), f.Version); err != nil {
 				return "", nil, err
 			}
+		}
+	}
+	if ai.IsInsByMec == nil || !*ai.IsInsByMec {
+		if ai.Endpoint == nil {
+			return "", nil, fieldErr("endpoint", "is required when isInsByMec is false or absent")
+		}
+	}
+	if ai.Endpoint != nil {
+		if err := mec.ValidateEndPoint("endpoint", ai.Endpoint); err != nil {
+			return "", nil, err
 		}
 	}
 	body, err := json.Marshal(members) // compacts each member

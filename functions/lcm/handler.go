@@ -82,7 +82,9 @@ func (h *handler) admit(r *http.Request) (string, error) {
 	return "", nil
 }
 
-// AppDConfig is the Mm5 appd_configuration body.
+// AppDConfig is the Mm5 appd_configuration body. In a request both rule
+// lists are required ([] for none): a PUT replaces both, so a body that
+// names neither (null, {}) must not silently remove the app's rules.
 type AppDConfig struct {
 	AppTrafficRule []mec.TrafficRule `json:"appTrafficRule"`
 	AppDNSRule     []mec.DNSRule     `json:"appDNSRule"`
@@ -100,15 +102,30 @@ func readAppD(w http.ResponseWriter, r *http.Request) (store.AppD, error) {
 }
 
 // ParseAppD decodes and validates an appd_configuration body (the Mm5
-// request, or an APPD's rules) into app's configuration. Bad input is a
+// request, or an APPD's rules) into app's configuration: appTrafficRule and
+// appDNSRule are required (each [] for none), at most 256 rules each;
+// appName is at most 256 bytes without control characters. Bad input is a
 // 400 *problem.Error naming the field.
 func ParseAppD(app string, raw []byte) (store.AppD, error) {
 	var c AppDConfig
 	if err := mec.DecodeBytes(raw, "", &c); err != nil {
 		return store.AppD{}, rest.BadField(err)
 	}
-	if len(c.AppName) > 256 {
-		return store.AppD{}, problem.BadRequest("appName", "appName is longer than 256 bytes")
+	var present struct {
+		AppTrafficRule json.RawMessage `json:"appTrafficRule"`
+		AppDNSRule     json.RawMessage `json:"appDNSRule"`
+	}
+	_ = json.Unmarshal(raw, &present) // decoded above
+	for _, m := range []struct {
+		name string
+		raw  json.RawMessage
+	}{{"appTrafficRule", present.AppTrafficRule}, {"appDNSRule", present.AppDNSRule}} {
+		if len(m.raw) == 0 || string(m.raw) == "null" {
+			return store.AppD{}, problem.BadRequest(m.name, m.name+" is required ([] for no rules): the configuration replaces the app's rules")
+		}
+	}
+	if err := mec.CheckName("appName", c.AppName, false); err != nil {
+		return store.AppD{}, rest.BadField(err)
 	}
 	if len(c.AppTrafficRule) > 256 || len(c.AppDNSRule) > 256 {
 		return store.AppD{}, problem.BadRequest("appTrafficRule", "at most 256 rules of each kind")
@@ -235,11 +252,12 @@ func (h *handler) terminate(w http.ResponseWriter, r *http.Request) error {
 			return rest.BadField(err)
 		}
 		if req.GracefulTimeout != nil {
-			g := time.Duration(*req.GracefulTimeout) * time.Second
-			if *req.GracefulTimeout < 0 || g > h.MaxGraceful {
-				return problem.BadRequest("gracefulTimeout", fmt.Sprintf("gracefulTimeout must be 0..%d seconds", int(h.MaxGraceful/time.Second)))
+			// Compared in seconds: a huge value would overflow a Duration.
+			maxSecs := int(h.MaxGraceful / time.Second)
+			if *req.GracefulTimeout < 0 || *req.GracefulTimeout > maxSecs {
+				return problem.BadRequest("gracefulTimeout", fmt.Sprintf("gracefulTimeout must be 0..%d seconds", maxSecs))
 			}
-			graceful = g
+			graceful = time.Duration(*req.GracefulTimeout) * time.Second
 		}
 	}
 	res, err := Terminate(r.Context(), h.Store, app, graceful)

@@ -31,9 +31,16 @@ func setup(t *testing.T) (*store.Store, http.Handler) {
 	return st, lcm.New(lcm.Deps{Store: st, Admin: a})
 }
 
-func call(h http.Handler, method, path, body string) *httptest.ResponseRecorder {
+// call sends one request as the admin; header holds name, value pairs.
+func call(h http.Handler, method, path, body string, header ...string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+admin)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
 	w := httptest.NewRecorder()
 	h.ServeHTTP(w, req)
 	return w
@@ -82,6 +89,21 @@ func TestAppDConfiguration(t *testing.T) {
 		{"bad domain", strings.Replace(goodAppD, "www.example.com", "bad domain", 1), "appDNSRule[0].domainName"},
 		{"duplicate id", strings.Replace(goodAppD, `"appDNSRule":[`, `"appDNSRule":[{"dnsRuleId":"d1","domainName":"a.example","ipAddressType":"IP_V4","ipAddress":"192.0.2.1"},`, 1), "appDNSRule[1].dnsRuleId"},
 		{"wrong type", strings.Replace(goodAppD, `"priority":1`, `"priority":"high"`, 1), "appTrafficRule.priority"},
+		// A configuration that names no rules would remove them all.
+		{"null", `null`, "body"},
+		{"empty object", `{}`, "appTrafficRule"},
+		{"only the name", `{"appName":"demo","appSupportMp1":true}`, "appTrafficRule"},
+		{"no DNS rules member", `{"appTrafficRule":[],"appName":"demo"}`, "appDNSRule"},
+		{"null DNS rules", `{"appTrafficRule":[],"appDNSRule":null}`, "appDNSRule"},
+		{"null rule", strings.Replace(goodAppD, `"appDNSRule":[`, `"appDNSRule":[null,`, 1), "appDNSRule[0]"},
+		{"null filter", strings.Replace(goodAppD, `"trafficFilter":[`, `"trafficFilter":[null,`, 1), "appTrafficRule[0].trafficFilter[0]"},
+		{"null port", strings.Replace(goodAppD, `"dstPort":[`, `"dstPort":[null,`, 1), "appTrafficRule[0].trafficFilter[0].dstPort[0]"},
+		// Text encoding/json would change or keep.
+		{"appName invalid UTF-8", strings.Replace(goodAppD, `"appName":"demo"`, "\"appName\":\"de\xffmo\"", 1), "appName"},
+		{"appName with NUL", strings.Replace(goodAppD, `"appName":"demo"`, `"appName":"de\u0000mo"`, 1), "appName"},
+		{"appName with CR LF", strings.Replace(goodAppD, `"appName":"demo"`, `"appName":"de\r\nmo"`, 1), "appName"},
+		{"appName too long", strings.Replace(goodAppD, `"appName":"demo"`, `"appName":"`+strings.Repeat("a", 257)+`"`, 1), "appName"},
+		{"dnsRuleId lone surrogate", strings.Replace(goodAppD, `"d1"`, `"d\udc001"`, 1), "appDNSRule[0].dnsRuleId"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before, _ := st.GetAppD(ctx, "app-1")
@@ -90,6 +112,26 @@ func TestAppDConfiguration(t *testing.T) {
 				t.Fatal("a refused PUT changed the configuration")
 			}
 		})
+	}
+	// A body that is not application/json: 415, nothing changes.
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin1"} {
+		t.Run("PUT as "+ct, func(t *testing.T) {
+			before, _ := st.GetAppD(ctx, "app-1")
+			problemtest.Want(t, call(h, "PUT", appdPath, goodAppD, "Content-Type", ct), appdPath, http.StatusUnsupportedMediaType, "Content-Type")
+			if after, _ := st.GetAppD(ctx, "app-1"); after.Rev != before.Rev {
+				t.Fatal("a refused PUT changed the configuration")
+			}
+		})
+	}
+	if w := call(h, "PUT", appdPath, replaced, "Content-Type", "application/json; charset=utf-8"); w.Code != 200 {
+		t.Fatalf("replace with a charset: %d %s", w.Code, w.Body)
+	}
+	// [] is how a configuration says "no rules".
+	if w := call(h, "PUT", appdPath, `{"appTrafficRule":[],"appDNSRule":[],"appName":"demo"}`); w.Code != 200 {
+		t.Fatalf("replace with no rules: %d %s", w.Code, w.Body)
+	}
+	if rules, _ := st.ListRules(ctx, store.RuleDNS, "app-1"); len(rules) != 0 {
+		t.Fatalf("an explicit empty configuration kept %+v", rules)
 	}
 	// Only the admin.
 	req := httptest.NewRequest("GET", appdPath, nil)
@@ -155,7 +197,13 @@ func TestTerminateFlow(t *testing.T) {
 			}
 		})
 	}
-	_, h := setup(t)
-	problemtest.Want(t, call(h, "POST", "/mepcfg/app_lcm/v1/applications/app-x/terminate", `{"gracefulTimeout":-1}`),
-		"/mepcfg/app_lcm/v1/applications/app-x/terminate", 400, "gracefulTimeout")
+	st, h := setup(t)
+	term := "/mepcfg/app_lcm/v1/applications/app-x/terminate"
+	problemtest.Want(t, call(h, "POST", term, `{"gracefulTimeout":-1}`), term, 400, "gracefulTimeout")
+	problemtest.Want(t, call(h, "POST", term, `{"gracefulTimeout":301}`), term, 400, "gracefulTimeout")
+	problemtest.Want(t, call(h, "POST", term, `{"gracefulTimeout":9223372036854775807}`), term, 400, "gracefulTimeout")
+	problemtest.Want(t, call(h, "POST", term, `{"gracefulTimeout":10}`, "Content-Type", "application/x-www-form-urlencoded"), term, http.StatusUnsupportedMediaType, "Content-Type")
+	if _, err := st.GetTermination(ctx, "app-x"); err == nil {
+		t.Fatal("a refused terminate started a termination")
+	}
 }

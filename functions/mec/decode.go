@@ -24,13 +24,28 @@ func fieldErr(field, format string, args ...any) *FieldError {
 	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...)}
 }
 
-// MaxNameLen bounds serName, version, ids and similar strings.
+// MaxNameLen bounds serName, version, ids, hosts and similar strings.
 const MaxNameLen = 256
+
+// MaxURILen bounds each URI of an EndPointInfo.
+const MaxURILen = 2048
+
+// MaxLivenessInterval is the largest livenessInterval a ServiceInfo may
+// propose, in seconds (one day): a larger one is refused, so that no
+// service escapes the reaper by proposing a heartbeat it never needs to
+// send.
+const MaxLivenessInterval = 86400
 
 // Decode reads one JSON value into v. Syntax errors, type mismatches and
 // trailing data become a *FieldError; a body over the reader's limit keeps
 // its *http.MaxBytesError. A body that is exactly {"<wrapper>": {...}} (how
 // MEC 011 v3.1.1 writes bodies) is unwrapped first.
+//
+// What encoding/json would accept but change is refused too, with a
+// *FieldError naming the member: a null body, a string that is not valid
+// UTF-8 (encoding/json would store U+FFFD instead), a control character
+// other than tab, line feed and carriage return in any string, and null as
+// an array item (it would become {} or "").
 func Decode(r io.Reader, wrapper string, v any) error {
 	raw, err := io.ReadAll(r)
 	if err != nil {
@@ -53,6 +68,9 @@ func DecodeBytes(raw []byte, wrapper string, v any) error {
 			}
 		}
 	}
+	if bytes.Equal(raw, []byte("null")) {
+		return fieldErr("body", "a JSON object is required, not null")
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	if err := dec.Decode(v); err != nil {
 		var te *json.UnmarshalTypeError
@@ -74,7 +92,7 @@ func DecodeBytes(raw []byte, wrapper string, v any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return fieldErr("body", "unexpected data after the JSON object")
 	}
-	return nil
+	return checkText(raw)
 }
 
 // emptyJSON reports whether m is absent, null or an empty object: what
@@ -130,6 +148,9 @@ func oneOf(field, v string, allowed []string) error {
 	return nil
 }
 
+// bounded checks a name-like string (a name, version, id, host, URI):
+// present when required, at most MaxNameLen bytes, and without control
+// characters (CR, LF and tab included: a name is one line).
 func bounded(field, v string, required bool) error {
 	if required && strings.TrimSpace(v) == "" {
 		return fieldErr(field, "is required")
@@ -137,8 +158,16 @@ func bounded(field, v string, required bool) error {
 	if len(v) > MaxNameLen {
 		return fieldErr(field, "is longer than %d bytes", MaxNameLen)
 	}
+	if hasControl(v) {
+		return fieldErr(field, "must not contain control characters")
+	}
 	return nil
 }
+
+// CheckName checks a name-like string member as the decoders do: present
+// when required, at most MaxNameLen bytes, no control characters (CR, LF
+// and tab included). Errors are *FieldError naming field.
+func CheckName(field, v string, required bool) error { return bounded(field, v, required) }
 
 // queryable refuses what would make a serName or category id impossible to
 // find with GET /services: path and query delimiters, NUL, the comma that
@@ -195,8 +224,8 @@ func DecodeServiceInfo(raw []byte, platformTransport func(id string) *TransportI
 			return si, err
 		}
 	}
-	if si.LivenessInterval < 0 {
-		return si, fieldErr("livenessInterval", "must not be negative")
+	if si.LivenessInterval < 0 || si.LivenessInterval > MaxLivenessInterval {
+		return si, fieldErr("livenessInterval", "must be 0..%d seconds, not %d", MaxLivenessInterval, si.LivenessInterval)
 	}
 	if c := si.SerCategory; c != nil {
 		for _, f := range []struct {
@@ -238,6 +267,49 @@ func DecodeServiceInfo(raw []byte, platformTransport func(id string) *TransportI
 	return si, nil
 }
 
+// ValidateEndPoint checks an EndPointInfo at field (its JSON path):
+// present, with uris, fqdn, addresses or alternative; each URI non-empty,
+// at most MaxURILen bytes and without control characters; each FQDN and
+// host a non-empty name (CheckName); each port 1..65535. A null or {}
+// alternative becomes absent. Errors are *FieldError naming the member.
+func ValidateEndPoint(field string, e *EndPointInfo) error {
+	if e == nil {
+		return fieldErr(field, "is required")
+	}
+	if emptyJSON(e.Alternative) {
+		e.Alternative = nil // "alternative": null or {} says nothing
+	}
+	if len(e.URIs) == 0 && len(e.FQDN) == 0 && len(e.Addresses) == 0 && len(e.Alternative) == 0 {
+		return fieldErr(field, "needs uris, fqdn, addresses or alternative")
+	}
+	for _, l := range []struct {
+		name string
+		vs   []string
+		max  int
+	}{{"uris", e.URIs, MaxURILen}, {"fqdn", e.FQDN, MaxNameLen}} {
+		for i, v := range l.vs {
+			name := fmt.Sprintf("%s.%s[%d]", field, l.name, i)
+			switch {
+			case strings.TrimSpace(v) == "":
+				return fieldErr(name, "must not be empty")
+			case len(v) > l.max:
+				return fieldErr(name, "is longer than %d bytes", l.max)
+			case hasControl(v):
+				return fieldErr(name, "must not contain control characters")
+			}
+		}
+	}
+	for i, a := range e.Addresses {
+		if err := bounded(fmt.Sprintf("%s.addresses[%d].host", field, i), a.Host, true); err != nil {
+			return err
+		}
+		if a.Port == 0 || a.Port > 65535 {
+			return fieldErr(fmt.Sprintf("%s.addresses[%d].port", field, i), "must be 1..65535")
+		}
+	}
+	return nil
+}
+
 func validateTransport(t *TransportInfo) error {
 	for _, f := range [][2]string{{"id", t.ID}, {"name", t.Name}, {"protocol", t.Protocol}, {"version", t.Version}} {
 		if err := bounded("transportInfo."+f[0], f[1], true); err != nil {
@@ -253,33 +325,8 @@ func validateTransport(t *TransportInfo) error {
 	if err := oneOf("transportInfo.type", t.Type, TransportTypes); err != nil {
 		return err
 	}
-	e := t.Endpoint
-	if e == nil {
-		return fieldErr("transportInfo.endpoint", "is required")
-	}
-	if emptyJSON(e.Alternative) {
-		e.Alternative = nil // "alternative": null or {} says nothing
-	}
-	if len(e.URIs) == 0 && len(e.FQDN) == 0 && len(e.Addresses) == 0 && len(e.Alternative) == 0 {
-		return fieldErr("transportInfo.endpoint", "needs uris, fqdn, addresses or alternative")
-	}
-	for _, l := range []struct {
-		name string
-		vs   []string
-	}{{"uris", e.URIs}, {"fqdn", e.FQDN}} {
-		for i, v := range l.vs {
-			if strings.TrimSpace(v) == "" {
-				return fieldErr(fmt.Sprintf("transportInfo.endpoint.%s[%d]", l.name, i), "must not be empty")
-			}
-		}
-	}
-	for i, a := range e.Addresses {
-		if strings.TrimSpace(a.Host) == "" || len(a.Host) > MaxNameLen {
-			return fieldErr(fmt.Sprintf("transportInfo.endpoint.addresses[%d].host", i), "is required")
-		}
-		if a.Port == 0 || a.Port > 65535 {
-			return fieldErr(fmt.Sprintf("transportInfo.endpoint.addresses[%d].port", i), "must be 1..65535")
-		}
+	if err := ValidateEndPoint("transportInfo.endpoint", t.Endpoint); err != nil {
+		return err
 	}
 	if emptyJSON(t.ImplSpecificInfo) {
 		t.ImplSpecificInfo = nil

@@ -192,8 +192,8 @@ func ValidateTrafficRule(r *TrafficRule, field string, defaultState bool) error 
 	if err := ValidateRuleID(f("trafficRuleId"), r.TrafficRuleID); err != nil {
 		return err
 	}
-	if len(r.SerName) > MaxNameLen {
-		return fieldErr(f("serName"), "is longer than %d bytes", MaxNameLen)
+	if err := bounded(f("serName"), r.SerName, false); err != nil {
+		return err
 	}
 	if err := enum(f("filterType"), r.FilterType, FilterTypes); err != nil {
 		return err

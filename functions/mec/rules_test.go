@@ -168,3 +168,38 @@ func TestValidateNestedRules(t *testing.T) {
 		t.Errorf("DecodeDNSRule without state: %v, want a state error", err)
 	}
 }
+
+// TestDecodeRulesRefuseAlteredText: a rule body is stored as sent or not at
+// all: what encoding/json would change (invalid UTF-8, [null] items) or
+// keep (control characters) is refused, naming the member.
+func TestDecodeRulesRefuseAlteredText(t *testing.T) {
+	const tr = `{"trafficRuleId":"t1","serName":"svc","filterType":"FLOW","priority":1,"trafficFilter":[{"srcAddress":["10.0.0.0/24"],"protocol":["TCP"]}],"action":"DROP","state":"ACTIVE"}`
+	const dr = `{"dnsRuleId":"d1","domainName":"www.example.com","ipAddressType":"IP_V4","ipAddress":"192.0.2.10","ttl":30,"state":"ACTIVE"}`
+	tests := []struct {
+		name, kind, from, to, field string
+	}{
+		{"invalid UTF-8 in trafficRuleId", "traffic", `"t1"`, "\"t\xff1\"", "trafficRuleId"},
+		{"CR LF in serName", "traffic", `"svc"`, `"s\r\nvc"`, "serName"},
+		{"NUL in serName", "traffic", `"svc"`, `"s\u0000vc"`, "serName"},
+		{"null filter", "traffic", `[{"srcAddress":["10.0.0.0/24"],"protocol":["TCP"]}]`, `[null]`, "trafficFilter[0]"},
+		{"null protocol", "traffic", `["TCP"]`, `["TCP",null]`, "trafficFilter[0].protocol[1]"},
+		{"tab in a protocol", "traffic", `"TCP"`, `"T\tCP"`, "trafficFilter[0].protocol[0]"},
+		{"lone surrogate in dnsRuleId", "dns", `"d1"`, `"d\udbff"`, "dnsRuleId"},
+		{"ttl over the bound", "dns", `"ttl":30`, `"ttl":2147483648`, "ttl"},
+		{"null body", "dns", dr, `null`, "body"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var err error
+			if tc.kind == "traffic" {
+				_, _, err = mec.DecodeTrafficRule([]byte(strings.Replace(tr, tc.from, tc.to, 1)))
+			} else {
+				_, _, err = mec.DecodeDNSRule([]byte(strings.Replace(dr, tc.from, tc.to, 1)))
+			}
+			var fe *mec.FieldError
+			if !errors.As(err, &fe) || fe.Field != tc.field {
+				t.Fatalf("err = %v, want a *mec.FieldError for %s", err, tc.field)
+			}
+		})
+	}
+}

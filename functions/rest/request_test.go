@@ -3,9 +3,11 @@ package rest_test
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strings"
 	"testing"
@@ -15,11 +17,17 @@ import (
 	"github.com/kmep-io/kmep/functions/rest"
 )
 
-// failingReader fails after its data.
-type failingReader struct{ data string }
+// failingReader fails after its data, with err (nil: io.ErrUnexpectedEOF).
+type failingReader struct {
+	data string
+	err  error
+}
 
 func (f *failingReader) Read(p []byte) (int, error) {
 	if f.data == "" {
+		if f.err != nil {
+			return 0, f.err
+		}
 		return 0, io.ErrUnexpectedEOF
 	}
 	n := copy(p, f.data)
@@ -40,6 +48,7 @@ func TestReadBody(t *testing.T) {
 		{name: "at the limit", body: strings.NewReader("0123456789"), want: "0123456789"},
 		{name: "over the limit", body: strings.NewReader("0123456789x"), status: http.StatusRequestEntityTooLarge},
 		{name: "broken body", body: &failingReader{data: "ab"}, status: http.StatusBadRequest, field: "body"},
+		{name: "body past its read deadline", body: &failingReader{data: "ab", err: fmt.Errorf("read tcp: %w", os.ErrDeadlineExceeded)}, status: http.StatusRequestTimeout, field: "body"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,8 +71,73 @@ func TestReadBody(t *testing.T) {
 			if tooLarge := errors.As(err, &mbe); tooLarge != (tc.status == http.StatusRequestEntityTooLarge) {
 				t.Errorf("*http.MaxBytesError = %v for status %d", tooLarge, tc.status)
 			}
+			if tc.status == http.StatusRequestTimeout && pe.Header.Get("Connection") != "close" {
+				t.Errorf("408 without Connection: close")
+			}
 		})
 	}
+}
+
+// TestReadBodyContentType: a JSON endpoint reads application/json (with
+// parameters, a UTF-8 charset) and a body without Content-Type; any other
+// declared type is a 415 naming Content-Type, before the body is read.
+func TestReadBodyContentType(t *testing.T) {
+	tests := []struct {
+		name, ct string
+		body     string
+		status   int // 0: read
+	}{
+		{name: "application/json", ct: "application/json", body: "{}"},
+		{name: "with charset", ct: "application/json; charset=utf-8", body: "{}"},
+		{name: "upper-case charset", ct: "application/json;charset=UTF-8", body: "{}"},
+		{name: "upper-case type", ct: "Application/JSON", body: "{}"},
+		{name: "other parameter", ct: "application/json; profile=mec", body: "{}"},
+		{name: "absent", body: "{}"},
+		{name: "empty body of another type", ct: "text/plain", body: ""},
+		{name: "text/plain", ct: "text/plain", body: "{}", status: 415},
+		{name: "form", ct: "application/x-www-form-urlencoded", body: "{}", status: 415},
+		{name: "multipart", ct: "multipart/form-data; boundary=x", body: "{}", status: 415},
+		{name: "xml", ct: "application/xml", body: "{}", status: 415},
+		{name: "problem+json", ct: "application/problem+json", body: "{}", status: 415},
+		{name: "json prefix", ct: "application/jsonx", body: "{}", status: 415},
+		{name: "latin-1 charset", ct: "application/json; charset=iso-8859-1", body: "{}", status: 415},
+		{name: "malformed", ct: "application/json; =", body: "{}", status: 415},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			body := &countingReader{r: strings.NewReader(tc.body)}
+			r := httptest.NewRequest("POST", "/", body)
+			r.ContentLength = int64(len(tc.body))
+			if tc.ct != "" {
+				r.Header.Set("Content-Type", tc.ct)
+			}
+			got, err := rest.ReadBody(httptest.NewRecorder(), r, 100)
+			if tc.status == 0 {
+				if err != nil || string(got) != tc.body {
+					t.Fatalf("ReadBody = %q, %v; want %q", got, err, tc.body)
+				}
+				return
+			}
+			pe := problem.From(err)
+			if pe.Status != tc.status || pe.Field != "Content-Type" || pe.Header.Get("Accept") != "application/json" {
+				t.Fatalf("answered %d field %q Accept %q (%v), want %d naming Content-Type", pe.Status, pe.Field, pe.Header.Get("Accept"), err, tc.status)
+			}
+			if body.n != 0 {
+				t.Errorf("read %d bytes of a refused body", body.n)
+			}
+		})
+	}
+}
+
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
 }
 
 func TestIfMatch(t *testing.T) {
