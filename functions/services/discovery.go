@@ -128,8 +128,14 @@ func (q *query) keep(info []byte) bool {
 }
 
 // discover answers GET /services and GET /applications/{id}/services.
-// Discovery is open to every authenticated app.
+// Discovery (GET /services) is open to every authenticated app; the list of
+// an app instance's own services only to that app instance (403).
 func (h *handler) discover(w http.ResponseWriter, r *http.Request) error {
+	if app := r.PathValue("appInstanceId"); app != "" {
+		if err := rest.CheckCaller(r, app); err != nil {
+			return err
+		}
+	}
 	pq, err := parseQuery(r)
 	if err != nil {
 		return err

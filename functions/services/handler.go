@@ -199,11 +199,15 @@ func (h *handler) getAny(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) getOwn(w http.ResponseWriter, r *http.Request) error {
+	app, err := rest.Own(r)
+	if err != nil {
+		return err
+	}
 	rec, body, err := h.lookup(r.Context(), r.PathValue("serviceId"))
 	if err != nil {
 		return err
 	}
-	if rec.AppInstanceID != r.PathValue("appInstanceId") {
+	if rec.AppInstanceID != app {
 		return problem.NotFound("no such service of this app instance")
 	}
 	w.Header().Set("ETag", rest.ETag(rec.Rev))
@@ -211,7 +215,10 @@ func (h *handler) getOwn(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (h *handler) liveness(w http.ResponseWriter, r *http.Request) error {
-	app := r.PathValue("appInstanceId")
+	app, err := rest.Own(r)
+	if err != nil {
+		return err
+	}
 	rec, err := h.Store.GetService(r.Context(), r.PathValue("serviceId"))
 	if err != nil {
 		return err

@@ -328,6 +328,10 @@ func TestDiscovery(t *testing.T) {
 				path  string
 				want  []string // service keys; nil with field set: a 400
 				field string
+				// caller is the app asking; "": app-c, which has no services.
+				caller string
+				// forbidden: a 403.
+				forbidden bool
 			}{
 				{name: "all", path: "/services", want: []string{"rni-a", "loc-a", "rni-b", "wai-b"}},
 				{name: "by name", path: "/services?ser_name=rni", want: []string{"rni-a", "rni-b"}},
@@ -347,10 +351,13 @@ func TestDiscovery(t *testing.T) {
 				{name: "scope ZONE", path: "/services?scope_of_locality=ZONE", want: []string{"rni-b"}},
 				{name: "scope and remote", path: "/services?scope_of_locality=MEC_SYSTEM&consumed_local_only=false", want: []string{"loc-a"}},
 				{name: "name and locality", path: "/services?ser_name=rni&consumed_local_only=false", want: []string{"rni-b"}},
-				{name: "one app's services", path: "/applications/app-b/services", want: []string{"rni-b", "wai-b"}},
-				{name: "one app's services by name", path: "/applications/app-b/services?ser_name=rni", want: []string{"rni-b"}},
-				{name: "one app's services by another app's id", path: "/applications/app-b/services?ser_instance_id={rni-a}", want: []string{}},
+				{name: "one app's services", path: "/applications/app-b/services", caller: "app-b", want: []string{"rni-b", "wai-b"}},
+				{name: "one app's services by name", path: "/applications/app-b/services?ser_name=rni", caller: "app-b", want: []string{"rni-b"}},
+				{name: "one app's services by another app's id", path: "/applications/app-b/services?ser_instance_id={rni-a}", caller: "app-b", want: []string{}},
 				{name: "app without services", path: "/applications/app-c/services", want: []string{}},
+				{name: "another app's services", path: "/applications/app-b/services", forbidden: true},
+				{name: "another app's services by name", path: "/applications/app-b/services?ser_name=rni", forbidden: true},
+				{name: "another app's services with a bad query", path: "/applications/app-b/services?ser_names=rni", forbidden: true},
 
 				{name: "name and instance id", path: "/services?ser_name=rni&ser_instance_id={rni-a}", field: "ser_instance_id"},
 				{name: "name and category", path: "/services?ser_name=rni&ser_category_id=cat-rni", field: "ser_instance_id"},
@@ -370,7 +377,18 @@ func TestDiscovery(t *testing.T) {
 					for k, id := range ids {
 						path = strings.ReplaceAll(path, "{"+k+"}", id)
 					}
-					rec := e.do(t, "GET", path, "app-c", "")
+					caller := tc.caller
+					if caller == "" {
+						caller = "app-c"
+					}
+					rec := e.do(t, "GET", path, caller, "")
+					if tc.forbidden {
+						d := problemtest.Want(t, rec, path, http.StatusForbidden, "")
+						if !strings.Contains(d.Detail, `"app-b"`) {
+							t.Errorf("detail %q does not name the appInstanceId", d.Detail)
+						}
+						return
+					}
 					if tc.field != "" {
 						problemtest.Want(t, rec, path, http.StatusBadRequest, tc.field)
 						return
@@ -582,8 +600,8 @@ func TestDelete(t *testing.T) {
 	}
 }
 
-// TestOtherAppInstance: an app changes nothing under another app's
-// appInstanceId, whatever the method.
+// TestOtherAppInstance: an app reads and changes nothing under another
+// app's appInstanceId, whatever the method: a 403 (issue 13, item 10).
 func TestOtherAppInstance(t *testing.T) {
 	e := newEnv(t, modeStore, envOptions{})
 	id := e.register(t, "app-b", info("theirs", liveness(10)))
@@ -595,6 +613,10 @@ func TestOtherAppInstance(t *testing.T) {
 		{"DELETE", "DELETE", servicePath("app-b", id), ""},
 		{"heartbeat PATCH", "PATCH", livenessPath("app-b", id), `{"state":"ACTIVE"}`},
 		{"heartbeat PUT", "PUT", livenessPath("app-b", id), `{"state":"ACTIVE"}`},
+		{"GET services", "GET", servicesPath("app-b"), ""},
+		{"GET service", "GET", servicePath("app-b", id), ""},
+		{"GET unknown service", "GET", servicePath("app-b", "nope"), ""},
+		{"GET liveness", "GET", livenessPath("app-b", id), ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -676,7 +698,7 @@ func TestHeartbeat(t *testing.T) {
 				{name: "unknown service by PUT", method: "PUT", path: livenessPath("app-a", "nope"), body: `{"state":"ACTIVE"}`, status: http.StatusNotFound},
 				{name: "GET liveness of a service without it", method: "GET", path: livenessPath("app-a", still), status: http.StatusNotFound},
 				{name: "GET liveness of an unknown service", method: "GET", path: livenessPath("app-a", "nope"), status: http.StatusNotFound},
-				{name: "GET liveness under another app", method: "GET", path: livenessPath("app-b", id), status: http.StatusNotFound},
+				{name: "GET liveness under another app", method: "GET", path: livenessPath("app-b", id), status: http.StatusForbidden},
 			}
 			for _, tc := range refused {
 				t.Run(tc.name, func(t *testing.T) {

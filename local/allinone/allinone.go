@@ -168,7 +168,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
+	verifier := auth.NewVerifier(st, auth.VerifierOptions{Revocations: st, Log: log.With("component", "verifier")})
+	go verifier.Run(bg)
 	tokenH := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log.With("function", "token")})
 	servicesH := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
 		Log: log.With("function", "services"), MinLivenessInterval: cfg.MinLivenessInterval})

@@ -32,7 +32,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
+	// The verifier follows token revocations until run returns (past the drain).
+	verifier := auth.NewVerifier(st, auth.VerifierOptions{Revocations: st, Log: log})
+	vctx, stopVerifier := context.WithCancel(context.Background())
+	defer stopVerifier()
+	go verifier.Run(vctx)
 	h := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log, TimeTraceable: traceable})
 	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }

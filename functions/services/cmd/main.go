@@ -38,7 +38,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	cctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go cache.Run(cctx)
-	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
+	verifier := auth.NewVerifier(st, auth.VerifierOptions{Revocations: st, Log: log})
+	go verifier.Run(cctx)
 	h := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
 		Log: log, MinLivenessInterval: minLive})
 	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})

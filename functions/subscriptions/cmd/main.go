@@ -37,7 +37,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	verifier := auth.NewVerifier(st, auth.VerifierOptions{})
+	// The verifier follows token revocations until run returns (past the drain).
+	verifier := auth.NewVerifier(st, auth.VerifierOptions{Revocations: st, Log: log})
+	vctx, stopVerifier := context.WithCancel(context.Background())
+	defer stopVerifier()
+	go verifier.Run(vctx)
 	h := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance, Log: log})
 	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }
