@@ -1,7 +1,9 @@
 // Package server serves a function's handler under the Knative runtime
 // contract: it listens on the given address (the binary passes ":$PORT"),
-// answers GET /healthz, and on shutdown stops accepting connections and
-// drains in-flight requests within a grace period. Main, NewLogger and the
+// answers GET /healthz, bounds the time a client may take to send request
+// headers (10 s) and bodies (Options.BodyTimeout, BodyMinRate), and on
+// shutdown stops accepting connections and drains in-flight requests
+// within a grace period. Main, NewLogger and the
 // Env helpers are the rest of what every kmep binary's main does; RunAgent
 // and HealthAddr run a long-running agent with its /healthz port.
 package server
@@ -30,6 +32,15 @@ type Options struct {
 	// DrainTimeout bounds the graceful shutdown. Zero value: 25 s (inside
 	// Knative's default 30 s termination grace period).
 	DrainTimeout time.Duration
+	// BodyTimeout bounds the time a client may take to send a request body
+	// beyond what BodyMinRate allows for its size, counted from the
+	// handler's first read; a slower body fails the handler's read (408)
+	// and closes the connection. Zero value: DefaultBodyTimeout (10 s).
+	BodyTimeout time.Duration
+	// BodyMinRate is the slowest average rate, in bytes per second, at
+	// which a body may keep arriving after BodyTimeout. Zero value:
+	// DefaultBodyMinRate (16 KiB/s).
+	BodyMinRate int64
 }
 
 // Health answers GET /healthz with 200 "ok" as soon as the process serves:
@@ -55,6 +66,12 @@ func Run(ctx context.Context, o Options) error {
 	if o.DrainTimeout == 0 {
 		o.DrainTimeout = 25 * time.Second
 	}
+	if o.BodyTimeout == 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
+	if o.BodyMinRate == 0 {
+		o.BodyMinRate = DefaultBodyMinRate
+	}
 	ln := o.Listener
 	if ln == nil {
 		var err error
@@ -63,7 +80,7 @@ func Run(ctx context.Context, o Options) error {
 		}
 	}
 	srv := &http.Server{
-		Handler:           Health(o.Handler),
+		Handler:           boundBodies(Health(o.Handler), o.BodyTimeout, o.BodyMinRate),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
