@@ -146,7 +146,7 @@ func (e *revocationEnv) verify(tok string) error {
 func TestRevocations(t *testing.T) {
 	src := newFakeRevocations(revocation("app-a", 5),
 		store.Revocation{AppInstanceID: "app-old", Generation: 9, Until: time.Now().Add(-time.Second)})
-	e := newRevocationEnv(t, src, 0)
+	e := newRevocationEnv(t, src, 10*time.Second) // staleness is not what this test is about
 	before, after, other, old := e.token(t, "app-a", 4), e.token(t, "app-a", 5), e.token(t, "app-b", 0), e.token(t, "app-old", 1)
 	if err := e.verify(before); !errors.Is(err, auth.ErrRevocationsUnavailable) {
 		t.Fatalf("before Run: %v, want ErrRevocationsUnavailable", err)
@@ -206,7 +206,7 @@ func TestRevocationsStale(t *testing.T) {
 // TestRevokedAnswer: a revoked token is a 401 saying so, with the
 // invalid_token challenge.
 func TestRevokedAnswer(t *testing.T) {
-	e := newRevocationEnv(t, newFakeRevocations(revocation("app-a", 1)), 0)
+	e := newRevocationEnv(t, newFakeRevocations(revocation("app-a", 1)), 10*time.Second)
 	run(t, e.v)
 	tok := e.token(t, "app-a", 0)
 	req := httptest.NewRequest("GET", "/x", nil)
