@@ -179,6 +179,11 @@ build_serving() {
 build_eventing() {
   local dir
   dir=$(knative_src knative.dev/eventing)
+  # The two ConfigMaps its repository links from third_party/ (the
+  # controller reads their keys).
+  for f in eventing-integrations-images eventing-transformations-images; do
+    cp "$dir/third_party/eventing-integrations-latest/$f.yaml" "$dir/config/core/configmaps/$f.yaml"
+  done
   # ko resolve as Knative's release does (hack/generate-yamls.sh): core,
   # then the channel and the broker, one YAML.
   (cd "$dir" && for f in config/core/ config/channels/in-memory-channel/ config/brokers/mt-channel-broker/; do

@@ -17,8 +17,9 @@ REGISTRY=127.0.0.1:$REGISTRY_PORT
 CNI_BIN_DIR=${CNI_BIN_DIR:-/usr/lib/cni}
 export PATH="$BIN:$PATH"
 
-# The node's own address: a dummy interface the cluster owns (made by
-# up.sh, removed by down.sh), so nothing depends on the host's network.
+# The node's own address: on an interface of the cluster's own (a bridge
+# without ports, made by up.sh, removed by down.sh), so nothing depends on
+# the host's network.
 NODE_IF=kmep0
 NODE_IP=10.213.0.1
 POD_CIDR=10.244.0.0/24
@@ -43,7 +44,7 @@ step() {
   start=$(date +%s)
   printf 'cluster: %-44s ' "$name ..."
   set +e
-  ("$@") >"$log" 2>&1
+  (set -e; "$@") >"$log" 2>&1
   rc=$?
   set -e
   if [ $rc -eq 0 ]; then

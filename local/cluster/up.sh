@@ -104,7 +104,9 @@ component() {
 
 network() {
   if ! ip link show "$NODE_IF" >/dev/null 2>&1; then
-    ip link add "$NODE_IF" type dummy
+    # A bridge with no ports stands in for a dummy interface (these
+    # kernels have no dummy module).
+    ip link add "$NODE_IF" type bridge
     ip addr add "$NODE_IP/32" dev "$NODE_IF"
     ip link set "$NODE_IF" up
   fi
@@ -181,20 +183,29 @@ fill() {
   printf '%s\n' "$s"
 }
 
+# put FILE: standard input into FILE, unless FILE holds it already
+# (kube-proxy exits when its configuration file changes).
+put() {
+  local tmp
+  tmp=$(mktemp "$1.XXXX")
+  cat >"$tmp"
+  if cmp -s "$tmp" "$1"; then rm -f "$tmp"; else mv "$tmp" "$1"; fi
+}
+
 node_config() {
   mkdir -p "$STATE/containerd/certs.d" "$STATE/cni/net.d" "$CACHE/containerd"
   PAUSE_IMAGE=$(cat "$CACHE/images/pause.ref")
-  fill "$here/node/containerd.toml" >"$STATE/containerd/config.toml"
+  fill "$here/node/containerd.toml" | put "$STATE/containerd/config.toml"
   # Pulls from the loopback registry, and of the public names manifests/
   # uses for Redis and MinIO from it too (images.sh pushes them there).
   for reg in "$REGISTRY" docker.io quay.io; do
     mkdir -p "$STATE/containerd/certs.d/$reg"
     printf 'server = "http://%s"\n\n[host."http://%s"]\n  capabilities = ["pull", "resolve"]\n' \
-      "$REGISTRY" "$REGISTRY" >"$STATE/containerd/certs.d/$reg/hosts.toml"
+      "$REGISTRY" "$REGISTRY" | put "$STATE/containerd/certs.d/$reg/hosts.toml"
   done
-  fill "$here/node/cni.conflist" >"$STATE/cni/net.d/10-kmep.conflist"
-  fill "$here/node/kubelet.yaml" >"$STATE/kubelet.yaml"
-  fill "$here/node/kube-proxy.yaml" >"$STATE/kube-proxy.yaml"
+  fill "$here/node/cni.conflist" | put "$STATE/cni/net.d/10-kmep.conflist"
+  fill "$here/node/kubelet.yaml" | put "$STATE/kubelet.yaml"
+  fill "$here/node/kube-proxy.yaml" | put "$STATE/kube-proxy.yaml"
 }
 
 # --- readiness checks -------------------------------------------------------
@@ -249,11 +260,27 @@ traefik() {
   K rollout status deployment/traefik -n traefik --timeout=180s
 }
 
+# crds FILE: FILE's CustomResourceDefinitions (applied first: kubectl
+# cannot map the custom resources of the same file until they exist).
+crds() {
+  awk 'BEGIN { RS = "\n---[^\n]*\n" } /(^|\n)kind: CustomResourceDefinition\n/ { print $0; print "---" }' "$1"
+}
+
+# small_requests NAMESPACE: Knative's components ask for 100-300m of CPU
+# each, more than two cores hold beside kmep; on this cluster they ask
+# for 25m (they use less than that idle), which changes nothing on a
+# second run.
+small_requests() {
+  K set resources deployment --all -n "$1" --requests=cpu=25m
+  K set resources statefulset --all -n "$1" --requests=cpu=25m
+}
+
 serving() {
   local y=$CACHE/images/serving-core.yaml
-  K apply -l knative.dev/crd-install=true -f "$y"
+  crds "$y" | K apply -f -
   K wait --for=condition=Established crd -l knative.dev/crd-install=true --timeout=60s
   K apply -f "$y"
+  small_requests knative-serving
   K rollout status deployment -n knative-serving --timeout=300s
   # Traefik is the networking layer; ksvcs answer as NAME.NAMESPACE.localhost
   # (curl and browsers resolve *.localhost to loopback: with the base URL's
@@ -271,9 +298,10 @@ serving_ready() {
 
 eventing() {
   local y=$CACHE/images/eventing.yaml
-  K apply -l knative.dev/crd-install=true -f "$y"
+  crds "$y" | K apply -f -
   K wait --for=condition=Established crd -l knative.dev/crd-install=true --timeout=60s
   K apply -f "$y"
+  small_requests knative-eventing
   K wait --for=condition=Available deployment --all -n knative-eventing --timeout=300s
 }
 
@@ -284,13 +312,14 @@ eventing() {
 main() {
   problems=0
   preflight
-  if ! running kube-apiserver; then
-    port_free t "$NODE_IP" "$APISERVER_PORT" kube-apiserver
-    port_free t 127.0.0.1 "$ETCD_PORT" etcd
-    port_free t 127.0.0.1 "$REGISTRY_PORT" "the image registry" "free it or set KMEP_REGISTRY_PORT"
+  # The ports of what is not running yet (what runs is reused).
+  running kube-apiserver || port_free t "$NODE_IP" "$APISERVER_PORT" kube-apiserver
+  running etcd || port_free t 127.0.0.1 "$ETCD_PORT" etcd
+  running registry || port_free t 127.0.0.1 "$REGISTRY_PORT" "the image registry" "free it or set KMEP_REGISTRY_PORT"
+  running kubelet || port_free t "$NODE_IP" 10250 kubelet
+  if ! running kubelet; then # Traefik is a pod on the node's network
     port_free t 127.0.0.1 "$PORT" "the base URL" "free it or set KMEP_CLUSTER_PORT"
     port_free t "$NODE_IP" 8081 "the ingress's internal entrypoint"
-    port_free t "$NODE_IP" 10250 kubelet
   fi
   [ "$problems" = 0 ] || exit 1
   if [ "${1:-}" = --preflight ]; then
@@ -306,7 +335,7 @@ main() {
   step "build tools and kube (cached)" "$here/build.sh" tools kube
   step "node network ($NODE_IF $NODE_IP)" network
   mkdir -p "$STATE/registry"
-  fill "$here/node/registry.yaml" >"$STATE/registry/config.yml"
+  fill "$here/node/registry.yaml" | put "$STATE/registry/config.yml"
   component registry registry_ready 30 registry serve "$STATE/registry/config.yml"
   "$here/images.sh"
   node_config
