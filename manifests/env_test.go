@@ -218,8 +218,8 @@ func callee(c *ast.CallExpr) string {
 // with what unset means (each main package's doc comment says so too).
 var optional = map[string]map[string]string{
 	"token":         {"KMEP_TOKEN_SIGNING_KEY_FILE": "the key is in KMEP_TOKEN_SIGNING_KEY"},
-	"subscriptions": {"KMEP_CALLBACK_ALLOW": "default callback rules"},
-	"notify":        {"KMEP_CALLBACK_ALLOW": "default callback rules"},
+	"subscriptions": {"KMEP_CALLBACK_ALLOW": "default callback rules", "KMEP_CALLBACK_DENY": "default callback rules"},
+	"notify":        {"KMEP_CALLBACK_ALLOW": "default callback rules", "KMEP_CALLBACK_DENY": "default callback rules"},
 	"instantiate":   {"KMEP_MEP_URL": "no mep-agent platform URL in the app's values"},
 	"reaper":        {"KMEP_HEALTH_ADDR": "no health port", "PORT": "no health port"},
 	"upfagent": {"KMEP_HEALTH_ADDR": "no health port", "PORT": "no health port", "KMEP_UPF_AGENT_ID": "host-pid-random",

@@ -68,6 +68,36 @@ func ParseAllowList(s string) (AllowList, error) {
 	return a, nil
 }
 
+// ParseDenyList parses the KMEP_CALLBACK_DENY syntax: entries separated by
+// commas and/or white space, each a CIDR prefix ("10.0.0.0/8",
+// "fd00::/8") or a single IP address. IPv4-mapped IPv6 entries are stored
+// as the IPv4 prefix they cover. Host names are not accepted (what they
+// resolve to can change; deny the addresses). The empty string gives no
+// prefixes. The first malformed entry is an error naming it.
+func ParseDenyList(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	entries := strings.FieldsFunc(s, func(r rune) bool {
+		return r == ',' || r == ' ' || r == '\t' || r == '\n' || r == '\r'
+	})
+	for _, e := range entries {
+		if strings.Contains(e, "/") {
+			p, err := netip.ParsePrefix(e)
+			if err != nil {
+				return nil, fmt.Errorf("callback denylist entry %q: %w", e, err)
+			}
+			out = append(out, canonicalPrefix(p))
+			continue
+		}
+		ip, err := netip.ParseAddr(e)
+		if err != nil || ip.Zone() != "" {
+			return nil, fmt.Errorf("callback denylist entry %q: not a CIDR or an IP address", e)
+		}
+		ip = ip.Unmap()
+		out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
+	}
+	return out, nil
+}
+
 // String returns the list in ParseAllowList syntax, comma-separated.
 func (a AllowList) String() string {
 	var parts []string

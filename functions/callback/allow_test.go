@@ -106,3 +106,40 @@ func TestAllowListMatching(t *testing.T) {
 		})
 	}
 }
+
+func TestParseDenyList(t *testing.T) {
+	good := []struct {
+		in   string
+		want []string
+	}{
+		{"", nil},
+		{" , ,\t\n", nil},
+		{"10.0.0.0/8", []string{"10.0.0.0/8"}},
+		{"10.1.2.3/8", []string{"10.0.0.0/8"}},
+		{"192.168.1.1", []string{"192.168.1.1/32"}},
+		{"fd00::/8, ::ffff:172.16.0.0/108 2001:db8::1", []string{"fd00::/8", "172.16.0.0/12", "2001:db8::1/128"}},
+	}
+	for _, tc := range good {
+		t.Run("good/"+tc.in, func(t *testing.T) {
+			got, err := callback.ParseDenyList(tc.in)
+			if err != nil {
+				t.Fatalf("ParseDenyList(%q): %v", tc.in, err)
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("ParseDenyList(%q) = %v, want %v", tc.in, got, tc.want)
+			}
+			for i := range got {
+				if got[i].String() != tc.want[i] {
+					t.Errorf("ParseDenyList(%q)[%d] = %v, want %s", tc.in, i, got[i], tc.want[i])
+				}
+			}
+		})
+	}
+	for _, in := range []string{"10.0.0.0/33", "10.0.0.0/x", "fe80::1%eth0", "300.1.1.1", "internal.example", "*.svc", "10.1", "10.0.0.0/8, localhost"} {
+		t.Run("bad/"+in, func(t *testing.T) {
+			if got, err := callback.ParseDenyList(in); err == nil {
+				t.Fatalf("ParseDenyList(%q) = %v, want error", in, got)
+			}
+		})
+	}
+}

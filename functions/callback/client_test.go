@@ -129,11 +129,29 @@ func TestClientDial(t *testing.T) {
 	tests := []struct {
 		name  string
 		allow string
+		deny  string
 		hosts map[string][]netip.Addr
 		url   string
 		want  error // nil: delivered
 	}{
 		{name: "loopback literal refused", url: s.URL, want: callback.ErrForbiddenAddress},
+		// IPv6 forms of loopback: refused by the policy before any connect
+		// (the error is the policy's, not the network's).
+		{name: "IPv4-compatible loopback literal refused", url: "http://[::127.0.0.1]:" + port + "/", want: callback.ErrForbiddenAddress},
+		{name: "NAT64 loopback literal refused", url: "http://[64:ff9b::127.0.0.1]:" + port + "/", want: callback.ErrForbiddenAddress},
+		{name: "6to4 loopback literal refused", url: "http://[2002:7f00:1::1]:" + port + "/", want: callback.ErrForbiddenAddress},
+		{name: "name to NAT64 local-use loopback refused",
+			hosts: map[string][]netip.Addr{"cb.test": addrs("64:ff9b:1::7f00:1")},
+			url:   "http://cb.test:" + port + "/", want: callback.ErrForbiddenAddress},
+		// KMEP_CALLBACK_DENY at the address actually dialled.
+		{name: "denied literal refused although allowed", allow: "127.0.0.0/8", deny: "127.0.0.1", url: s.URL, want: callback.ErrForbiddenAddress},
+		{name: "name to a denied address refused although allowed by name", allow: "cb.test", deny: "127.0.0.0/8",
+			hosts: map[string][]netip.Addr{"cb.test": addrs("127.0.0.1")},
+			url:   "http://cb.test:" + port + "/", want: callback.ErrForbiddenAddress},
+		{name: "denied address skipped, next one dialled", allow: "127.0.0.0/8", deny: "127.0.0.2",
+			hosts: map[string][]netip.Addr{"cb.test": addrs("127.0.0.2 127.0.0.1")},
+			url:   "http://cb.test:" + port + "/"},
+		{name: "outside the deny list delivered", allow: "127.0.0.0/8", deny: "10.0.0.0/8", url: s.URL},
 		{name: "loopback literal allowed by cidr", allow: "127.0.0.0/8", url: s.URL},
 		{name: "mapped loopback literal refused", url: "http://[::ffff:127.0.0.1]:" + port + "/", want: callback.ErrForbiddenAddress},
 		{name: "name to loopback refused",
@@ -163,7 +181,18 @@ func TestClientDial(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			p := newPolicy(t, tc.allow, &fakeResolver{hosts: tc.hosts})
+			allow, err := callback.ParseAllowList(tc.allow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			deny, err := callback.ParseDenyList(tc.deny)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := callback.New(callback.Options{Allow: allow, Deny: deny, Resolver: &fakeResolver{hosts: tc.hosts}})
+			if err != nil {
+				t.Fatal(err)
+			}
 			before := s.hits.Load()
 			resp, err := post(context.Background(), p.Client(), tc.url)
 			delivered := s.hits.Load() - before

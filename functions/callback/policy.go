@@ -23,6 +23,10 @@ type Options struct {
 	// Allow opens addresses and host names the default rules refuse.
 	// Zero value: nothing extra is allowed.
 	Allow AllowList
+	// Deny refuses addresses the default rules permit (KMEP_CALLBACK_DENY,
+	// see ParseDenyList), e.g. the cluster's private ranges. It wins over
+	// Allow, names included. Zero value: nothing extra is refused.
+	Deny []netip.Prefix
 	// OwnAddrs are the platform's own addresses (or ranges), refused as
 	// callback targets. Zero value: none.
 	OwnAddrs []netip.Prefix
@@ -55,15 +59,16 @@ const (
 // immutable after New and safe for concurrent use.
 type Policy struct {
 	allow    AllowList
+	deny     []netip.Prefix
 	own      []netip.Prefix
 	resolver Resolver
 	timeout  time.Duration
 	client   *http.Client
 }
 
-// New builds a Policy from o. It fails on an invalid OwnAddrs prefix, a
-// negative Timeout, or when IncludeInterfaceAddrs is set and the interface
-// addresses cannot be read.
+// New builds a Policy from o. It fails on an invalid OwnAddrs or Deny
+// prefix, a negative Timeout, or when IncludeInterfaceAddrs is set and the
+// interface addresses cannot be read.
 func New(o Options) (*Policy, error) {
 	if o.Timeout < 0 {
 		return nil, fmt.Errorf("callback policy: negative timeout %v", o.Timeout)
@@ -80,6 +85,12 @@ func New(o Options) (*Policy, error) {
 			return nil, fmt.Errorf("callback policy: invalid own address prefix %v", pfx)
 		}
 		p.own = append(p.own, canonicalPrefix(pfx))
+	}
+	for _, pfx := range o.Deny {
+		if !pfx.IsValid() {
+			return nil, fmt.Errorf("callback policy: invalid denied prefix %v", pfx)
+		}
+		p.deny = append(p.deny, canonicalPrefix(pfx))
 	}
 	if o.IncludeInterfaceAddrs {
 		addrs, err := net.InterfaceAddrs()
@@ -118,21 +129,35 @@ func interfaceAddr(a net.Addr) (netip.Addr, bool) {
 }
 
 // Permitted reports whether a callback may connect to ip, reached through the
-// host name host ("" when the URL holds an IP literal). In order:
+// host name host ("" when the URL holds an IP literal). ip is judged without
+// its IPv6 zone, and an IPv6 address that carries an IPv4 address
+// (IPv4-mapped or -compatible, SIIT, NAT64 well-known and local-use, 6to4,
+// Teredo: see embeddedIPv4) is judged as itself and as every IPv4 address it
+// may carry, each of which must be permitted. In order:
 //
-//  1. a host name in the allow list is permitted, whatever ip is;
-//  2. a host name refused by name (the cloud metadata names) is refused: only
+//  1. an address in a denied prefix (Options.Deny) is refused, whatever the
+//     rest says;
+//  2. a host name in the allow list is permitted, whatever ip is;
+//  3. a host name refused by name (the cloud metadata names) is refused: only
 //     naming it in the allow list opens it;
-//  3. an address in an allowed prefix is permitted;
-//  4. the refused address ranges and the platform's own addresses are
+//  4. an address in an allowed prefix is permitted;
+//  5. the refused address ranges and the platform's own addresses are
 //     refused;
-//  5. everything else, private ranges included, is permitted.
+//  6. everything else, private ranges included, is permitted.
 //
-// ip is judged without its IPv6 zone and, if IPv4-mapped, as the IPv4
-// address it carries. The invalid netip.Addr is refused (unless rule 1
-// applies).
+// The invalid netip.Addr is refused (unless rule 2 applies).
 func (p *Policy) Permitted(ip netip.Addr, host string) bool {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	var judged []netip.Addr
+	if ip.IsValid() {
+		ip = ip.Unmap().WithZone("")
+		judged = append([]netip.Addr{ip}, embeddedIPv4(ip)...)
+	}
+	for _, a := range judged {
+		if p.denied(a) {
+			return false
+		}
+	}
 	if p.allow.allowsHost(host) {
 		return true
 	}
@@ -142,7 +167,16 @@ func (p *Policy) Permitted(ip netip.Addr, host string) bool {
 	if !ip.IsValid() {
 		return false
 	}
-	ip = ip.Unmap().WithZone("")
+	for _, a := range judged {
+		if !p.addrPermitted(a) {
+			return false
+		}
+	}
+	return true
+}
+
+// addrPermitted judges one address (unmapped, zoneless) by rules 4-6.
+func (p *Policy) addrPermitted(ip netip.Addr) bool {
 	if p.allow.containsAddr(ip) {
 		return true
 	}
@@ -155,6 +189,16 @@ func (p *Policy) Permitted(ip netip.Addr, host string) bool {
 		}
 	}
 	return true
+}
+
+// denied reports whether ip (unmapped, zoneless) is in a denied prefix.
+func (p *Policy) denied(ip netip.Addr) bool {
+	for _, pfx := range p.deny {
+		if pfx.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // refusedNames are cloud metadata names, refused whatever they resolve to.

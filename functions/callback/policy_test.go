@@ -17,6 +17,7 @@ func TestPermitted(t *testing.T) {
 		ip    string // "" for the invalid netip.Addr
 		host  string
 		allow string
+		deny  string
 		own   string
 		want  bool
 	}{
@@ -74,6 +75,47 @@ func TestPermitted(t *testing.T) {
 		{name: "allowed name opens loopback", ip: "::1", host: "LocalHost", allow: "localhost", want: true},
 		{name: "allowed name, other host", ip: "::1", host: "localhost2", allow: "localhost", want: false},
 		{name: "allowed name, invalid addr", ip: "", host: "localhost", allow: "localhost", want: true},
+
+		// IPv6 forms that carry an IPv4 address are judged as that address too.
+		{name: "IPv4-compatible loopback", ip: "::127.0.0.1", want: false},
+		{name: "IPv4-compatible metadata", ip: "::169.254.169.254", want: false},
+		{name: "IPv4-compatible public", ip: "::93.184.215.14", want: true},
+		{name: "SIIT loopback", ip: "::ffff:0:127.0.0.1", want: false},
+		{name: "NAT64 loopback", ip: "64:ff9b::127.0.0.1", want: false},
+		{name: "NAT64 loopback in hex", ip: "64:ff9b::7f00:1", want: false},
+		{name: "NAT64 metadata", ip: "64:ff9b::a9fe:a9fe", want: false},
+		{name: "NAT64 this network", ip: "64:ff9b::1", want: false},
+		{name: "NAT64 broadcast", ip: "64:ff9b::ffff:ffff", want: false},
+		{name: "NAT64 public", ip: "64:ff9b::93.184.215.14", want: true},
+		{name: "NAT64 private", ip: "64:ff9b::10.1.2.3", want: true},
+		{name: "NAT64 local-use /96 loopback", ip: "64:ff9b:1::7f00:1", want: false},
+		{name: "NAT64 local-use /64 loopback", ip: "64:ff9b:1:0:7f:0:100:0", want: false},
+		{name: "NAT64 local-use /56 loopback", ip: "64:ff9b:1:7f:0:1::", want: false},
+		{name: "NAT64 local-use /48 loopback", ip: "64:ff9b:1:7f00:0:100::", want: false},
+		{name: "NAT64 local-use public", ip: "64:ff9b:1:5db8:d7:e00:5db8:d70e", want: true},
+		{name: "6to4 loopback", ip: "2002:7f00:1::1", want: false},
+		{name: "6to4 metadata", ip: "2002:a9fe:a9fe::1", want: false},
+		{name: "6to4 public", ip: "2002:5db8:d70e::1", want: true},
+		{name: "Teredo client loopback", ip: "2001:0:4136:e378:8000:63bf:80ff:fffe", want: false},
+		{name: "Teredo server loopback", ip: "2001:0:7f00:1::1", want: false},
+		{name: "Teredo public", ip: "2001:0:4136:e378:8000:63bf:a247:f1f1", want: true},
+		{name: "documentation prefix is not Teredo", ip: "2001:db8:7f00:1::1", want: true},
+		{name: "own address through NAT64", ip: "64:ff9b::a00:5", own: "10.0.0.5/32", want: false},
+		{name: "allowed loopback through NAT64", ip: "64:ff9b::127.0.0.1", allow: "127.0.0.0/8", want: true},
+		{name: "allowed NAT64 prefix keeps the IPv4 policy", ip: "64:ff9b::127.0.0.1", allow: "64:ff9b::/96", want: false},
+
+		// KMEP_CALLBACK_DENY refuses what the default permits, and wins.
+		{name: "denied private range", ip: "10.1.2.3", deny: "10.0.0.0/8", want: false},
+		{name: "next to a denied range", ip: "11.1.2.3", deny: "10.0.0.0/8", want: true},
+		{name: "denied single address", ip: "192.168.1.1", deny: "192.168.1.1", want: false},
+		{name: "denied through a mapped address", ip: "::ffff:10.1.2.3", deny: "10.0.0.0/8", want: false},
+		{name: "denied through NAT64", ip: "64:ff9b::10.1.2.3", deny: "10.0.0.0/8", want: false},
+		{name: "denied through 6to4", ip: "2002:a01:203::1", deny: "10.0.0.0/8", want: false},
+		{name: "denied mapped entry", ip: "10.1.2.3", deny: "::ffff:10.0.0.0/104", want: false},
+		{name: "denied v6 range", ip: "fd12::7", deny: "fd00::/8", want: false},
+		{name: "deny wins over an allowed cidr", ip: "127.0.0.1", allow: "127.0.0.0/8", deny: "127.0.0.1", want: false},
+		{name: "deny wins over an allowed name", ip: "10.1.2.3", host: "app.svc", allow: "app.svc", deny: "10.0.0.0/8", want: false},
+		{name: "allowed name outside the deny list", ip: "10.1.2.3", host: "app.svc", allow: "app.svc", deny: "192.168.0.0/16", want: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -81,7 +123,11 @@ func TestPermitted(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			p, err := callback.New(callback.Options{Allow: allow, OwnAddrs: prefixes(tc.own)})
+			deny, err := callback.ParseDenyList(tc.deny)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, err := callback.New(callback.Options{Allow: allow, Deny: deny, OwnAddrs: prefixes(tc.own)})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,6 +149,7 @@ func TestNewRejectsBadOptions(t *testing.T) {
 	}{
 		{"negative timeout", callback.Options{Timeout: -time.Second}},
 		{"invalid own prefix", callback.Options{OwnAddrs: []netip.Prefix{{}}}},
+		{"invalid denied prefix", callback.Options{Deny: []netip.Prefix{{}}}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -58,7 +58,8 @@ func invalid(reason string, cause error) *Error {
 // IP literal must be permitted (see Permitted) and carry no IPv6 zone. A
 // host name must be a valid DNS name; unless the allow list names it, it
 // must not be refused by name and every address it resolves to must be
-// permitted. Names allowed by the allow list are accepted without a lookup.
+// permitted. Names allowed by the allow list are accepted without a lookup,
+// unless a deny list is set: then their addresses must not be denied.
 //
 // Every error is an *Error. Its Err wraps ErrInvalidURL, ErrForbiddenAddress
 // or ErrUnresolvable (a failed lookup, or one that found no address; the
@@ -106,10 +107,11 @@ func (p *Policy) Validate(ctx context.Context, rawURL string) error {
 	if !ok || looksLikeIPv4(name) {
 		return invalid("has an invalid host name", nil)
 	}
-	if p.allow.allowsHost(name) {
+	allowedName := p.allow.allowsHost(name)
+	if allowedName && len(p.deny) == 0 {
 		return nil
 	}
-	if refusedName(name) {
+	if !allowedName && refusedName(name) {
 		return &Error{
 			Reason: fmt.Sprintf("host %q is not permitted", name),
 			Err:    fmt.Errorf("%w: name %s", ErrForbiddenAddress, name),

@@ -30,6 +30,9 @@ func testResolver() *fakeResolver {
 		"metadata":                  addrs("93.184.215.14"),
 		"instance-data":             addrs("93.184.215.14"),
 		"empty.example":             {},
+		"nat64loop.example":         addrs("64:ff9b::7f00:1"),
+		"sixtofour.example":         addrs("93.184.215.14 2002:7f00:1::1"),
+		"nat64private.example":      addrs("64:ff9b::a01:203"),
 	}}
 }
 
@@ -39,6 +42,7 @@ func TestValidate(t *testing.T) {
 		name  string
 		url   string
 		allow string
+		deny  string
 		own   string
 		want  error // nil, or the sentinel the *Error must wrap
 	}{
@@ -147,6 +151,31 @@ func TestValidate(t *testing.T) {
 		{name: "allowed metadata by name", url: "http://metadata/", allow: "metadata"},
 		{name: "allowed metadata address", url: "http://169.254.169.254/", allow: "169.254.169.254"},
 		{name: "allowed own address", url: "http://10.1.2.3/", allow: "10.1.2.3", own: "10.0.0.0/8"},
+
+		// IPv6 forms that reach an IPv4 address are judged as that address.
+		{name: "IPv4-compatible loopback", url: "http://[::127.0.0.1]/", want: callback.ErrForbiddenAddress},
+		{name: "IPv4-compatible loopback in hex", url: "http://[::7f00:1]:8080/", want: callback.ErrForbiddenAddress},
+		{name: "SIIT loopback", url: "http://[::ffff:0:7f00:1]/", want: callback.ErrForbiddenAddress},
+		{name: "NAT64 loopback", url: "http://[64:ff9b::127.0.0.1]/", want: callback.ErrForbiddenAddress},
+		{name: "NAT64 metadata", url: "http://[64:ff9b::169.254.169.254]/latest/meta-data/", want: callback.ErrForbiddenAddress},
+		{name: "NAT64 local-use loopback", url: "http://[64:ff9b:1::7f00:1]/", want: callback.ErrForbiddenAddress},
+		{name: "6to4 loopback", url: "http://[2002:7f00:1::1]/", want: callback.ErrForbiddenAddress},
+		{name: "Teredo loopback client", url: "http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/", want: callback.ErrForbiddenAddress},
+		{name: "name to NAT64 loopback", url: "http://nat64loop.example/cb", want: callback.ErrForbiddenAddress},
+		{name: "name to 6to4 loopback beside a public address", url: "http://sixtofour.example/cb", want: callback.ErrForbiddenAddress},
+		{name: "NAT64 public", url: "http://[64:ff9b::93.184.215.14]/"},
+		{name: "NAT64 loopback opened with the IPv4 range", url: "http://[64:ff9b::127.0.0.1]/", allow: "127.0.0.0/8"},
+
+		// KMEP_CALLBACK_DENY.
+		{name: "denied private literal", url: "http://10.1.2.3/cb", deny: "10.0.0.0/8", want: callback.ErrForbiddenAddress},
+		{name: "denied private name", url: "http://private.example/cb", deny: "10.0.0.0/8", want: callback.ErrForbiddenAddress},
+		{name: "denied through NAT64", url: "http://nat64private.example/cb", deny: "10.0.0.0/8", want: callback.ErrForbiddenAddress},
+		{name: "denied v6 name", url: "http://ula.example/cb", deny: "fd00::/8", want: callback.ErrForbiddenAddress},
+		{name: "outside the deny list", url: "http://app.mec.svc.cluster.local:8080/cb", deny: "10.0.0.0/16"},
+		{name: "deny wins over an allowed cidr", url: "http://127.0.0.1/cb", allow: "127.0.0.0/8", deny: "127.0.0.1", want: callback.ErrForbiddenAddress},
+		{name: "deny wins over an allowed name", url: "http://localhost/cb", allow: "localhost", deny: "127.0.0.0/8", want: callback.ErrForbiddenAddress},
+		{name: "allowed name checked against the deny list", url: "http://localhost/cb", allow: "localhost", deny: "10.0.0.0/8"},
+		{name: "allowed name must resolve with a deny list", url: "http://api.dev.test/cb", allow: "*.dev.test", deny: "10.0.0.0/8", want: callback.ErrUnresolvable},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -154,8 +183,13 @@ func TestValidate(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			deny, err := callback.ParseDenyList(tc.deny)
+			if err != nil {
+				t.Fatal(err)
+			}
 			p, err := callback.New(callback.Options{
 				Allow:    allow,
+				Deny:     deny,
 				OwnAddrs: prefixes(tc.own),
 				Resolver: testResolver(),
 			})

@@ -93,6 +93,10 @@ type Config struct {
 	// platform's own. Zero value: none (e.g. "127.0.0.0/8,::1,localhost"
 	// lets a laptop's apps receive notifications).
 	CallbackAllow string
+	// CallbackDeny is KMEP_CALLBACK_DENY: CIDRs that callbacks may not
+	// use although the default rules permit them (private ranges), even
+	// when CallbackAllow names them. Zero value: none.
+	CallbackDeny string
 	// S3 is the bucket of app packages (S3_* settings). Zero Endpoint: an
 	// embedded S3-protocol server on disk under DataDir/s3.
 	S3 blob.Config
@@ -164,7 +168,11 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
 	}
-	policy, err := callback.New(callback.Options{Allow: allow, IncludeInterfaceAddrs: true})
+	deny, err := callback.ParseDenyList(cfg.CallbackDeny)
+	if err != nil {
+		return fmt.Errorf("KMEP_CALLBACK_DENY: %w", err)
+	}
+	policy, err := callback.New(callback.Options{Allow: allow, Deny: deny, IncludeInterfaceAddrs: true})
 	if err != nil {
 		return err
 	}

@@ -74,6 +74,7 @@ kn service apply subscriptions -n kmep \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_CALLBACK_ALLOW=cm:kmep-config:KMEP_CALLBACK_ALLOW \
+  --env-value-from KMEP_CALLBACK_DENY=cm:kmep-config:KMEP_CALLBACK_DENY \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=128Mi
@@ -165,6 +166,7 @@ kn service apply notify -n kmep \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_CALLBACK_ALLOW=cm:kmep-config:KMEP_CALLBACK_ALLOW \
+  --env-value-from KMEP_CALLBACK_DENY=cm:kmep-config:KMEP_CALLBACK_DENY \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=256Mi

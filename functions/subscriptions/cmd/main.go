@@ -5,7 +5,9 @@
 // Environment: PORT (8080), REDIS_URL (redis://127.0.0.1:6379/0),
 // KMEP_CALLBACK_ALLOW (none: callback URLs to loopback, link-local, metadata
 // and this host's own addresses are refused; see callback.ParseAllowList),
-// KMEP_LOG_LEVEL (info).
+// KMEP_CALLBACK_DENY (none: private ranges are allowed; CIDRs refused on
+// top of the default rules, see callback.ParseDenyList), KMEP_LOG_LEVEL
+// (info).
 package main
 
 import (
@@ -28,7 +30,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
 	}
-	policy, err := callback.New(callback.Options{Allow: allow, IncludeInterfaceAddrs: true})
+	deny, err := callback.ParseDenyList(os.Getenv("KMEP_CALLBACK_DENY"))
+	if err != nil {
+		return fmt.Errorf("KMEP_CALLBACK_DENY: %w", err)
+	}
+	policy, err := callback.New(callback.Options{Allow: allow, Deny: deny, IncludeInterfaceAddrs: true})
 	if err != nil {
 		return err
 	}

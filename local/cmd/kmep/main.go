@@ -6,8 +6,9 @@
 // KMEP_ADMIN_TOKEN (unset: .kmep/admin-token), KMEP_ENCRYPTION_KEY (unset:
 // .kmep/encryption-key), KMEP_TOKEN_SIGNING_KEY (unset:
 // .kmep/signing-key.pem), KMEP_MIN_LIVENESS_INTERVAL (1s),
-// KMEP_CALLBACK_ALLOW (none), S3_ENDPOINT (unset: an embedded S3 server
-// under .kmep/s3), S3_BUCKET (kmep-packages), S3_ACCESS_KEY, S3_SECRET_KEY,
+// KMEP_CALLBACK_ALLOW (none), KMEP_CALLBACK_DENY (none), S3_ENDPOINT
+// (unset: an embedded S3 server under .kmep/s3), S3_BUCKET
+// (kmep-packages), S3_ACCESS_KEY, S3_SECRET_KEY,
 // S3_REGION (us-east-1), KMEP_APP_NAMESPACE (mec-apps), KMEP_DNS_ADDR
 // (127.0.0.1:5353: the mesh DNS server), KMEP_LOG_LEVEL
 // (info).
@@ -35,6 +36,7 @@ func main() {
 		RedisURL:      os.Getenv("REDIS_URL"),
 		AdminToken:    os.Getenv("KMEP_ADMIN_TOKEN"),
 		CallbackAllow: os.Getenv("KMEP_CALLBACK_ALLOW"),
+		CallbackDeny:  os.Getenv("KMEP_CALLBACK_DENY"),
 		SigningKeyPEM: []byte(os.Getenv("KMEP_TOKEN_SIGNING_KEY")),
 		S3: blob.Config{Endpoint: os.Getenv("S3_ENDPOINT"), Bucket: os.Getenv("S3_BUCKET"), AccessKey: os.Getenv("S3_ACCESS_KEY"),
 			SecretKey: os.Getenv("S3_SECRET_KEY"), Region: os.Getenv("S3_REGION")},

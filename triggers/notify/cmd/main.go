@@ -4,6 +4,8 @@
 //
 // Environment: PORT (8080), REDIS_URL (redis://127.0.0.1:6379/0),
 // KMEP_CALLBACK_ALLOW (empty: only the default callback rules),
+// KMEP_CALLBACK_DENY (empty: private ranges are allowed; CIDRs refused on
+// top of the default rules),
 // KMEP_NOTIFY_CONCURRENCY (64), KMEP_NOTIFY_TIMEOUT (5s), KMEP_LOG_LEVEL (info).
 package main
 
@@ -11,6 +13,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"time"
 
@@ -27,6 +30,7 @@ type config struct {
 	addr        string
 	redisURL    string
 	allow       callback.AllowList
+	deny        []netip.Prefix
 	concurrency int
 	timeout     time.Duration
 }
@@ -36,6 +40,9 @@ func readConfig() (config, error) {
 	var err error
 	if c.allow, err = callback.ParseAllowList(os.Getenv("KMEP_CALLBACK_ALLOW")); err != nil {
 		return c, fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
+	}
+	if c.deny, err = callback.ParseDenyList(os.Getenv("KMEP_CALLBACK_DENY")); err != nil {
+		return c, fmt.Errorf("KMEP_CALLBACK_DENY: %w", err)
 	}
 	if c.concurrency, err = server.EnvInt("KMEP_NOTIFY_CONCURRENCY", notify.DefaultConcurrency); err != nil {
 		return c, err
@@ -56,7 +63,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	policy, err := callback.New(callback.Options{Allow: cfg.allow, IncludeInterfaceAddrs: true, Timeout: cfg.timeout})
+	policy, err := callback.New(callback.Options{Allow: cfg.allow, Deny: cfg.deny, IncludeInterfaceAddrs: true, Timeout: cfg.timeout})
 	if err != nil {
 		return err
 	}
