@@ -211,8 +211,12 @@ func (h *handler) putConf(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	body, err := rest.ReadBody(w, r, MaxBody)
+	if err != nil {
+		return err
+	}
 	var c AppConf
-	if err := mec.Decode(http.MaxBytesReader(w, r.Body, MaxBody), "", &c); err != nil {
+	if err := mec.DecodeBytes(body, "", &c); err != nil {
 		return rest.BadField(err)
 	}
 	cr := c.AuthInfo.Credentials
@@ -221,8 +225,8 @@ func (h *handler) putConf(w http.ResponseWriter, r *http.Request) error {
 		return problem.BadRequest("authInfo.credentials.accessKeyId", "accessKeyId must be 1-128 letters, digits, '.', '_' or '-'")
 	case len(cr.SecretKey) < 8 || len(cr.SecretKey) > 256:
 		return problem.BadRequest("authInfo.credentials.secretKey", "secretKey must be 8 to 256 bytes")
-	case len(c.AppInfo.AppName) > 256:
-		return problem.BadRequest("appInfo.appName", "appName is longer than 256 bytes")
+	case mec.CheckName("appInfo.appName", c.AppInfo.AppName, false) != nil:
+		return problem.BadRequest("appInfo.appName", "appName must be at most 256 bytes without control characters")
 	case len(c.AppInfo.RequiredServices) > 100:
 		return problem.BadRequest("appInfo.requiredServices", "at most 100 required services")
 	}
