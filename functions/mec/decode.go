@@ -36,25 +36,16 @@ const MaxURILen = 2048
 // send.
 const MaxLivenessInterval = 86400
 
-// Decode reads one JSON value into v. Syntax errors, type mismatches and
-// trailing data become a *FieldError; a body over the reader's limit keeps
-// its *http.MaxBytesError. A body that is exactly {"<wrapper>": {...}} (how
-// MEC 011 v3.1.1 writes bodies) is unwrapped first.
+// DecodeBytes reads one JSON value from raw into v. Syntax errors, type
+// mismatches and trailing data become a *FieldError. A body that is exactly
+// {"<wrapper>": {...}} (how MEC 011 v3.1.1 writes bodies) is unwrapped
+// first.
 //
 // What encoding/json would accept but change is refused too, with a
 // *FieldError naming the member: a null body, a string that is not valid
 // UTF-8 (encoding/json would store U+FFFD instead), a control character
 // other than tab, line feed and carriage return in any string, and null as
 // an array item (it would become {} or "").
-func Decode(r io.Reader, wrapper string, v any) error {
-	raw, err := io.ReadAll(r)
-	if err != nil {
-		return err
-	}
-	return DecodeBytes(raw, wrapper, v)
-}
-
-// DecodeBytes is Decode over a byte slice.
 func DecodeBytes(raw []byte, wrapper string, v any) error {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 {
