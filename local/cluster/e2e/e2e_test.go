@@ -220,7 +220,12 @@ func waitZero(t *testing.T, e env, ksvc string, limit time.Duration) {
 			"-o", "jsonpath={.items[*].spec.replicas}")
 		ready := e.kTry("get", "pods", "-n", "kmep", "-l", "serving.knative.dev/service="+ksvc,
 			"-o", `jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}`)
-		if strings.TrimSpace(replicas) == "0" && !strings.Contains(ready, "True") {
+		// Every revision's Deployment (old ones stay, scaled to zero).
+		zero := replicas != ""
+		for _, r := range strings.Fields(replicas) {
+			zero = zero && r == "0"
+		}
+		if zero && !strings.Contains(ready, "True") {
 			return
 		}
 		time.Sleep(250 * time.Millisecond)
