@@ -43,6 +43,7 @@ kn service apply token -n kmep \
   --env-value-from KMEP_ENCRYPTION_KEY=secret:kmep-secrets:KMEP_ENCRYPTION_KEY \
   --env-value-from KMEP_TOKEN_SIGNING_KEY=secret:kmep-secrets:KMEP_TOKEN_SIGNING_KEY \
   --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
+  --env-value-from KMEP_TRUSTED_PROXIES=cm:kmep-config:KMEP_TRUSTED_PROXIES \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=128Mi
