@@ -13,7 +13,7 @@ kind-deploy: ## Build the images with ko into the kind cluster and apply manifes
 	sh local/kind/deploy.sh
 
 kind-smoke: ## The README walkthrough against the kind cluster's function URLs.
-	./local/cluster/smoke.sh
+	KMEP_SMOKE_KSVC_URLS=1 ./local/cluster/smoke.sh
 
 kind-down: ## Delete the kind cluster.
 	kind delete cluster --name $(KIND_CLUSTER_NAME)

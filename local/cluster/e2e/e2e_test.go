@@ -116,8 +116,9 @@ func scaleToZero(t *testing.T, e env, say func(string, ...any)) {
 		}
 		t.Logf("wake %d: %s from zero", i+1, d)
 	}
+	ms := func(d time.Duration) time.Duration { return d.Round(100 * time.Microsecond) }
 	say("scale to zero (lcm, %d wakes through the activator): cold start p50 %s, max %s; warm pod p50 %s, max %s",
-		wakes, pct(cold, 50), slices.Max(cold), pct(warm, 50), slices.Max(warm))
+		wakes, ms(pct(cold, 50)), ms(slices.Max(cold)), ms(pct(warm, 50)), ms(slices.Max(warm)))
 }
 
 // podKill deletes one of services' two pods (min-scale 2) while 8 clients
