@@ -33,7 +33,13 @@
 // state is never dropped. A rule the driver cannot express
 // (dataplane.ErrUnsupported) is recorded FAILED with Permanent set and is
 // not retried until it changes. Statuses are also logged (failures at
-// warning level) and counted (Stats).
+// warning level) and counted (Stats), once the store holds them.
+//
+// When the active period ends (shutdown or lease loss) in the middle of a
+// batch, no new data-plane call is made, and the calls that completed are
+// still recorded (fenced by the lease), so the records do not fall behind
+// the data plane; a call cut short is left to the next resync, which redoes
+// it.
 //
 // High availability: any number of agents may run for one UPF; the one
 // holding the lease "upfagent:<UPF>" is active, the others wait. The

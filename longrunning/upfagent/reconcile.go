@@ -138,11 +138,32 @@ func (a *Agent) execute(ctx context.Context, steps []step, force bool) error {
 		}
 	}
 	a.runDriver(ctx, steps, force)
-	if ctx.Err() != nil {
-		return context.Cause(ctx) // the lease ended mid-batch: record nothing more
+	if ctx.Err() == nil {
+		return a.record(ctx, steps)
 	}
-	return a.record(ctx, steps)
+	// The active period ended mid-batch (shutdown or lease loss) after the
+	// driver ran: what the data plane did is still recorded, or the next
+	// agent would find the data plane ahead of the records (rules applied
+	// or removed without a status). The record is fenced by the lease, so
+	// a lost lease refuses it; steps cut short by the ending are left
+	// unrecorded, for the next resync to redo.
+	done := steps[:0:0]
+	for _, s := range steps {
+		if !errors.Is(s.err, context.Canceled) && !errors.Is(s.err, context.DeadlineExceeded) {
+			done = append(done, s)
+		}
+	}
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), recordTimeout)
+	defer cancel()
+	if err := a.record(rctx, done); err != nil {
+		return err
+	}
+	return context.Cause(ctx)
 }
+
+// recordTimeout bounds the record of a batch whose active period ended
+// after its data-plane calls.
+const recordTimeout = 2 * time.Second
 
 // runDriver makes the data-plane calls of steps, Workers at a time.
 func (a *Agent) runDriver(ctx context.Context, steps []step, force bool) {
@@ -165,6 +186,12 @@ func (a *Agent) runDriver(ctx context.Context, steps []step, force bool) {
 }
 
 func (a *Agent) drive(ctx context.Context, s *step, force bool) {
+	if err := ctx.Err(); err != nil {
+		// The active period ended: no new data-plane call (govpp would
+		// still send it), for the next active agent's resync to make.
+		s.err = err
+		return
+	}
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 	defer cancel()
 	ap := s.applied
@@ -202,13 +229,17 @@ func applied(k store.RuleKey, ap *store.RuleStatus) dataplane.Applied {
 }
 
 // record writes the outcome of steps (one fenced store call), frees the
-// indexes of rules that left the data plane, schedules retries, logs and
-// counts.
+// indexes of rules that left the data plane, schedules retries, then logs
+// and counts: Stats count only outcomes the store holds.
 func (a *Agent) record(ctx context.Context, steps []step) error {
 	now := time.Now()
 	var put []store.RuleStatus
 	var del []store.RuleKey
 	var release []store.RuleKey
+	var logs []func()
+	var nApplied, nRemoved, nFailed, nUnsupported uint64
+	retries := map[store.RuleKey]retryState{}
+	var settled []store.RuleKey
 	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for i := range steps {
 		s := &steps[i]
@@ -222,9 +253,11 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 		case s.err == nil && s.act == actApply:
 			st.State, st.Index, st.Handle = store.RuleApplied, s.index, s.handle
 			put = append(put, st)
-			delete(a.retry, s.key)
-			a.applied.Add(1)
-			a.log.Debug("traffic rule applied", "app", s.key.AppInstanceID, "rule", s.key.ID, "rev", st.Rev, "index", s.index)
+			settled = append(settled, s.key)
+			nApplied++
+			logs = append(logs, func() {
+				a.log.Debug("traffic rule applied", "app", s.key.AppInstanceID, "rule", s.key.ID, "rev", st.Rev, "index", s.index)
+			})
 		case s.err == nil: // removed or forgotten
 			if gone {
 				del = append(del, s.key)
@@ -233,23 +266,25 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 				put = append(put, st)
 			}
 			release = append(release, s.key)
-			delete(a.retry, s.key)
+			settled = append(settled, s.key)
 			if s.act == actRemove {
-				a.removed.Add(1)
-				a.log.Debug("traffic rule removed", "app", s.key.AppInstanceID, "rule", s.key.ID)
+				nRemoved++
+				logs = append(logs, func() { a.log.Debug("traffic rule removed", "app", s.key.AppInstanceID, "rule", s.key.ID) })
 			}
 		case s.unsupported:
 			st.State, st.Reason, st.Permanent = store.RuleFailed, s.err.Error(), true
 			put = append(put, st)
 			release = append(release, s.key)
-			delete(a.retry, s.key)
-			a.failed.Add(1)
-			a.unsupported.Add(1)
-			a.log.Warn("traffic rule cannot be applied", "app", s.key.AppInstanceID, "rule", s.key.ID, "rev", st.Rev, "err", s.err)
+			settled = append(settled, s.key)
+			nFailed++
+			nUnsupported++
+			logs = append(logs, func() {
+				a.log.Warn("traffic rule cannot be applied", "app", s.key.AppInstanceID, "rule", s.key.ID, "rev", st.Rev, "err", s.err)
+			})
 		default: // transient: keep what the data plane may hold, retry later
 			r := a.retry[s.key]
 			d := backoff.Delay(r.attempts)
-			a.retry[s.key] = retryState{at: now.Add(d), attempts: r.attempts + 1}
+			retries[s.key] = retryState{at: now.Add(d), attempts: r.attempts + 1}
 			st.State, st.Reason, st.Attempts = store.RuleFailed, s.err.Error(), r.attempts+1
 			st.Index, st.Handle = s.index, s.handle
 			if s.applied != nil && s.index == 0 {
@@ -259,10 +294,15 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 				st.Digest, st.Rev = s.applied.Digest, s.applied.Rev // still the applied version
 			}
 			put = append(put, st)
-			a.failed.Add(1)
-			a.log.Warn("traffic rule failed: will retry", "app", s.key.AppInstanceID, "rule", s.key.ID,
-				"attempt", st.Attempts, "retry_in", d.String(), "err", s.err)
+			nFailed++
+			logs = append(logs, func() {
+				a.log.Warn("traffic rule failed: will retry", "app", s.key.AppInstanceID, "rule", s.key.ID,
+					"attempt", st.Attempts, "retry_in", d.String(), "err", s.err)
+			})
 		}
+	}
+	if len(put) == 0 && len(del) == 0 {
+		return nil
 	}
 	err := a.st.PutRuleStatuses(ctx, a.cfg.UPF, a.lease, a.cfg.AgentID, put, del)
 	if errors.Is(err, store.ErrForbidden) {
@@ -270,6 +310,19 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 	}
 	if err != nil {
 		return err
+	}
+	for _, k := range settled {
+		delete(a.retry, k)
+	}
+	for k, r := range retries {
+		a.retry[k] = r
+	}
+	a.applied.Add(nApplied)
+	a.removed.Add(nRemoved)
+	a.failed.Add(nFailed)
+	a.unsupported.Add(nUnsupported)
+	for _, l := range logs {
+		l()
 	}
 	for _, k := range release {
 		if _, err := a.st.Release(ctx, a.space, k.String()); err != nil {
