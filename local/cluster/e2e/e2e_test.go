@@ -63,7 +63,7 @@ func TestLocalCluster(t *testing.T) {
 			run(t, root, "./local/cluster/down.sh")
 			say("cluster-down: %s", since(start))
 			run(t, root, "./local/cluster/down.sh") // safe twice
-			e := clusterEnvAfterDown(root)
+			e := clusterEnvAfterDown(t, root)
 			for _, left := range leftovers(e) {
 				t.Errorf("left behind by cluster-down: %s", left)
 			}
@@ -328,9 +328,15 @@ func clusterEnv(t *testing.T, root string) env {
 
 // clusterEnvAfterDown is the paths env.sh would print (it refuses to
 // when no cluster is up): lib.sh's, through bash.
-func clusterEnvAfterDown(root string) env {
-	out, _ := exec.Command("bash", "-c", ". local/cluster/lib.sh && echo \"export KMEP_CLUSTER_STATE=$STATE\" && echo \"export KMEP_CLUSTER_CACHE=$CACHE\"").Output()
-	return parseEnv(root, string(out))
+func clusterEnvAfterDown(t *testing.T, root string) env {
+	cmd := exec.Command("bash", "-c", ". local/cluster/lib.sh && echo \"export KMEP_CLUSTER_STATE=$STATE\" && echo \"export KMEP_CLUSTER_CACHE=$CACHE\"")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	e := parseEnv(root, string(out))
+	if err != nil || e.state == "" || e.cache == "" {
+		t.Fatalf("lib.sh's paths: %v: %q", err, out)
+	}
+	return e
 }
 
 func parseEnv(root, out string) env {
