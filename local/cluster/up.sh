@@ -332,7 +332,7 @@ main() {
     rm -rf "$LOGS" && mkdir -p "$LOGS"
   fi
   touch "$STATE/.cluster"
-  step "build tools and kube (cached)" "$here/build.sh" tools kube
+  step "build tools and kube (once per machine)" "$here/build.sh" tools kube
   step "node network ($NODE_IF $NODE_IP)" network
   mkdir -p "$STATE/registry"
   fill "$here/node/registry.yaml" | put "$STATE/registry/config.yml"
