@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -66,17 +67,8 @@ func runCmd(args ...string) error {
 // (not root, no ip/iptables); CI runs as root.
 func NewNATNet(t testing.TB) *NATNet {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: network namespaces need root (CI runs as root)")
-	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("skipping: %s is missing (apt-get install -y iproute2 iptables)", tool)
-		}
-	}
-	seq := netSeq.Add(1)
-	id := fmt.Sprintf("k%d%d", os.Getpid()%10000, seq)
-	o := 200 + int(os.Getpid()+int(seq))%50 // second octet: 10.200-249.x.x
+	RequireNetNS(t, "iptables")
+	id, o := newNetID()
 	n := &NATNet{
 		Relay: id + "-relay", NATA: id + "-nata", NATB: id + "-natb", NodeA: id + "-a", NodeB: id + "-b",
 		RelayIP: fmt.Sprintf("10.%d.0.1", o), RelayIPA: fmt.Sprintf("11.%d.1.1", o), RelayIPB: fmt.Sprintf("11.%d.2.1", o),
@@ -88,15 +80,43 @@ func NewNATNet(t testing.TB) *NATNet {
 	t.Cleanup(n.Close)
 	if err := n.build(o); err != nil {
 		if strings.Contains(err.Error(), "ip netns add") {
-			t.Skipf("skipping: cannot create network namespaces: %v", err)
+			t.Skipf("SKIPPED: cannot create network namespaces: %v", err)
 		}
 		t.Fatal(err)
 	}
 	return n
 }
 
-func (n *NATNet) build(o int) error {
-	for _, ns := range []string{n.Relay, n.NATA, n.NATB, n.NodeA, n.NodeB} {
+// RequireNetNS skips the test, saying why ("SKIPPED: ..."), unless it
+// runs as root with ip and the other tools named (nft, iptables, tc...)
+// on the PATH: what building network namespaces needs. CI runs as root.
+func RequireNetNS(t testing.TB, tools ...string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("SKIPPED: network namespaces need root (CI runs as root)")
+	}
+	for _, tool := range append([]string{"ip"}, tools...) {
+		if _, err := exec.LookPath(tool); err != nil {
+			pkg := map[string]string{"ip": "iproute2", "tc": "iproute2", "nft": "nftables"}[tool]
+			if pkg == "" {
+				pkg = tool
+			}
+			t.Skipf("SKIPPED: %s is missing (apt-get install -y %s)", tool, pkg)
+		}
+	}
+}
+
+// newNetID returns a namespace name prefix no other test of this machine
+// uses ("k" + pid + a sequence number) and a second address octet
+// (200..249) for the topology's private addresses.
+func newNetID() (id string, octet int) {
+	seq := netSeq.Add(1)
+	return fmt.Sprintf("k%d%d", os.Getpid()%10000, seq), 200 + int(os.Getpid()+int(seq))%50
+}
+
+// addNamespaces creates the namespaces with their loopback up.
+func addNamespaces(names ...string) error {
+	for _, ns := range names {
 		if err := runCmd("ip", "netns", "add", ns); err != nil {
 			return err
 		}
@@ -104,29 +124,53 @@ func (n *NATNet) build(o int) error {
 			return err
 		}
 	}
-	// link creates a veth pair between two namespaces ("" = root) with addresses.
-	link := func(ns1, if1, ip1, ns2, if2, ip2 string) error {
-		cmd := []string{"ip", "link", "add", "name", if1}
-		if ns1 != "" {
-			cmd = append(cmd, "netns", ns1)
+	return nil
+}
+
+// veth creates a veth pair between namespaces ns1 ("" = root) and ns2,
+// named if1 and if2, with the addresses given (prefixes such as
+// "10.0.0.1/24"; IPv6 ones are added without duplicate address detection),
+// and sets both ends up.
+func veth(ns1, if1 string, addrs1 []string, ns2, if2 string, addrs2 []string) error {
+	cmd := []string{"ip", "link", "add", "name", if1}
+	if ns1 != "" {
+		cmd = append(cmd, "netns", ns1)
+	}
+	cmd = append(cmd, "type", "veth", "peer", "name", if2, "netns", ns2)
+	if err := runCmd(cmd...); err != nil {
+		return err
+	}
+	for _, e := range []struct {
+		ns, dev string
+		addrs   []string
+	}{{ns1, if1, addrs1}, {ns2, if2, addrs2}} {
+		pre := []string{"ip"}
+		if e.ns != "" {
+			pre = append(pre, "-n", e.ns)
 		}
-		cmd = append(cmd, "type", "veth", "peer", "name", if2, "netns", ns2)
-		if err := runCmd(cmd...); err != nil {
+		for _, a := range e.addrs {
+			args := append(slices.Clone(pre), "addr", "add", a, "dev", e.dev)
+			if strings.Contains(a, ":") {
+				args = append(args, "nodad")
+			}
+			if err := runCmd(args...); err != nil {
+				return err
+			}
+		}
+		if err := runCmd(append(pre, "link", "set", e.dev, "up")...); err != nil {
 			return err
 		}
-		for _, e := range [][3]string{{ns1, if1, ip1}, {ns2, if2, ip2}} {
-			pre := []string{"ip"}
-			if e[0] != "" {
-				pre = append(pre, "-n", e[0])
-			}
-			if err := runCmd(append(pre, "addr", "add", e[2]+"/24", "dev", e[1])...); err != nil {
-				return err
-			}
-			if err := runCmd(append(pre, "link", "set", e[1], "up")...); err != nil {
-				return err
-			}
-		}
-		return nil
+	}
+	return nil
+}
+
+func (n *NATNet) build(o int) error {
+	if err := addNamespaces(n.Relay, n.NATA, n.NATB, n.NodeA, n.NodeB); err != nil {
+		return err
+	}
+	// link creates a veth pair between two namespaces ("" = root) with /24 addresses.
+	link := func(ns1, if1, ip1, ns2, if2, ip2 string) error {
+		return veth(ns1, if1, []string{ip1 + "/24"}, ns2, if2, []string{ip2 + "/24"})
 	}
 	steps := []func() error{
 		func() error { return link("", n.hostIf, fmt.Sprintf("10.%d.0.2", o), n.Relay, "uplink", n.RelayIP) },
@@ -211,15 +255,21 @@ func (n *NATNet) Shape(bitsPerSecond int64) error {
 	return nil
 }
 
-// inNamespace runs fn on an OS thread switched into namespace ns: sockets
-// fn creates belong to ns and keep working from any goroutine. The thread
-// is discarded afterwards (its goroutine ends locked), so no other
+// NetNSPath is the file of the named network namespace ns (what
+// setns(2) and netlink's NetNS option take an fd of).
+func NetNSPath(ns string) string { return filepath.Join("/var/run/netns", ns) }
+
+// InNamespace runs fn on an OS thread switched into network namespace ns:
+// sockets fn creates belong to ns and keep working from any goroutine. The
+// thread is discarded afterwards (its goroutine ends locked), so no other
 // goroutine ever runs in ns.
+func InNamespace(ns string, fn func()) error { return inNamespace(ns, fn) }
+
 func inNamespace(ns string, fn func()) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
-		f, err := os.Open(filepath.Join("/var/run/netns", ns))
+		f, err := os.Open(NetNSPath(ns))
 		if err != nil {
 			errc <- err
 			return
@@ -236,27 +286,53 @@ func inNamespace(ns string, fn func()) error {
 }
 
 // Listen listens on a TCP address inside namespace ns.
-func (n *NATNet) Listen(ns, addr string) (net.Listener, error) {
+func (n *NATNet) Listen(ns, addr string) (net.Listener, error) { return ListenIn(ns, "tcp", addr) }
+
+// Dial connects to a TCP address from inside namespace ns.
+func (n *NATNet) Dial(ns, addr string, timeout time.Duration) (net.Conn, error) {
+	return DialIn(ns, "tcp", addr, timeout)
+}
+
+// Command returns a command that runs name in namespace ns.
+func (n *NATNet) Command(ns, name string, args ...string) *exec.Cmd {
+	return CommandIn(ns, name, args...)
+}
+
+// ListenIn listens on a stream address ("tcp", "tcp4", "tcp6") inside
+// namespace ns.
+func ListenIn(ns, network, addr string) (net.Listener, error) {
 	var ln net.Listener
 	var lerr error
-	if err := inNamespace(ns, func() { ln, lerr = net.Listen("tcp", addr) }); err != nil {
+	if err := inNamespace(ns, func() { ln, lerr = net.Listen(network, addr) }); err != nil {
 		return nil, err
 	}
 	return ln, lerr
 }
 
-// Dial connects to a TCP address from inside namespace ns.
-func (n *NATNet) Dial(ns, addr string, timeout time.Duration) (net.Conn, error) {
+// ListenPacketIn listens on a datagram address ("udp", "udp4", "udp6")
+// inside namespace ns.
+func ListenPacketIn(ns, network, addr string) (net.PacketConn, error) {
+	var pc net.PacketConn
+	var lerr error
+	if err := inNamespace(ns, func() { pc, lerr = net.ListenPacket(network, addr) }); err != nil {
+		return nil, err
+	}
+	return pc, lerr
+}
+
+// DialIn connects (TCP) or binds and connects (UDP) to addr from inside
+// namespace ns.
+func DialIn(ns, network, addr string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
 	var derr error
-	if err := inNamespace(ns, func() { c, derr = net.DialTimeout("tcp", addr, timeout) }); err != nil {
+	if err := inNamespace(ns, func() { c, derr = net.DialTimeout(network, addr, timeout) }); err != nil {
 		return nil, err
 	}
 	return c, derr
 }
 
-// Command returns a command that runs name in namespace ns.
-func (n *NATNet) Command(ns, name string, args ...string) *exec.Cmd {
+// CommandIn returns a command that runs name in namespace ns.
+func CommandIn(ns, name string, args ...string) *exec.Cmd {
 	return exec.Command("ip", append([]string{"netns", "exec", ns, name}, args...)...)
 }
 

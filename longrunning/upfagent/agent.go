@@ -44,6 +44,23 @@ type Sweeper interface {
 	Sweep(ctx context.Context, held []dataplane.Applied) (removed int, err error)
 }
 
+// Batcher is a Driver that makes many changes in one data-plane
+// transaction: the agent hands it each reconcile batch in one call (Workers
+// does not apply) instead of calling Apply and Remove per rule. Batch
+// returns one Result per Op, in order; an Op that fails fails alone (the
+// others of the batch still take effect or not on their own).
+type Batcher interface {
+	Batch(ctx context.Context, ops []dataplane.Op) []dataplane.Result
+}
+
+// Auditor is a Driver that can read which rules the data plane holds: at
+// every resync, after Forget, the agent asks it which of the rules recorded
+// as applied the data plane lacks (or holds damaged, e.g. out of order),
+// and applies those again although their records say they are in place.
+type Auditor interface {
+	Missing(ctx context.Context, held []dataplane.Applied) ([]dataplane.Applied, error)
+}
+
 // Store is what the agent needs of the store.
 type Store interface {
 	RuleApps(ctx context.Context, kind string) ([]string, error)
@@ -402,6 +419,9 @@ func (a *Agent) resync(ctx context.Context, force bool) error {
 	for i := range sts {
 		applied[sts[i].Key()] = &sts[i]
 	}
+	if err := a.audit(ctx, sts); err != nil {
+		return err
+	}
 	items := make([]item, 0, len(desired)+len(applied))
 	for k, r := range desired {
 		items = append(items, item{key: k, desired: r, applied: applied[k]})
@@ -433,6 +453,48 @@ func (a *Agent) resync(ctx context.Context, force bool) error {
 	a.resyncs.Add(1)
 	a.log.Info("upf agent resynchronised", "rules", len(desired), "records", len(applied), "force", force,
 		"took", time.Since(began).Round(time.Millisecond).String())
+	return nil
+}
+
+// audit asks an Auditor driver which of the rules recorded as applied the
+// data plane lacks, and turns their records (in sts, not in the store)
+// into transient failures, so that the resync applies them again. A
+// data-plane failure is logged (the rules are audited again at the next
+// resync); the context's end is returned.
+func (a *Agent) audit(ctx context.Context, sts []store.RuleStatus) error {
+	au, ok := a.driver.(Auditor)
+	if !ok {
+		return nil
+	}
+	var held []dataplane.Applied
+	at := map[store.RuleKey]int{}
+	for i := range sts {
+		if sts[i].State == store.RuleApplied {
+			at[sts[i].Key()] = i
+			held = append(held, applied(sts[i].Key(), &sts[i]))
+		}
+	}
+	if len(held) == 0 {
+		return nil
+	}
+	missing, err := au.Missing(ctx, held)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		a.log.Warn("data-plane audit failed: the records are trusted until the next resync", "err", err)
+		return nil
+	}
+	for _, m := range missing {
+		i, ok := at[store.RuleKey{AppInstanceID: m.AppInstanceID, ID: m.ID}]
+		if !ok {
+			continue
+		}
+		sts[i].State, sts[i].Reason, sts[i].Permanent = store.RuleFailed, "missing from the data plane", false
+	}
+	if len(missing) > 0 {
+		a.log.Warn("rules recorded as applied are missing from the data plane: applying them again", "rules", len(missing))
+	}
 	return nil
 }
 

@@ -24,9 +24,13 @@
 // allocating and recording).
 //
 // A driver that keeps its own view of the data plane (Forgetter) is told
-// to read it again at every resync; a driver that can find what it created
-// (Sweeper) removes, at the end of every resync, what it holds for rules
-// the agent's records do not say the data plane may hold.
+// to read it again at every resync; a driver that can tell what the data
+// plane lacks (Auditor) is asked, at every resync, which rules recorded as
+// applied are missing, and those are applied again; a driver that can find
+// what it created (Sweeper) removes, at the end of every resync, what it
+// holds for rules the agent's records do not say the data plane may hold.
+// A driver that makes many changes in one transaction (Batcher) gets each
+// reconcile batch in one call instead of a call per rule.
 //
 // Data-plane errors are retried per rule with capped exponential backoff;
 // the status records FAILED with the reason meanwhile, and the desired

@@ -165,8 +165,13 @@ func (a *Agent) execute(ctx context.Context, steps []step, force bool) error {
 // after its data-plane calls.
 const recordTimeout = 2 * time.Second
 
-// runDriver makes the data-plane calls of steps, Workers at a time.
+// runDriver makes the data-plane calls of steps, Workers at a time, or
+// in one Batch call for a Batcher.
 func (a *Agent) runDriver(ctx context.Context, steps []step, force bool) {
+	if b, ok := a.driver.(Batcher); ok {
+		a.runBatch(ctx, b, steps, force)
+		return
+	}
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range min(a.cfg.Workers, len(steps)) {
@@ -194,33 +199,117 @@ func (a *Agent) drive(ctx context.Context, s *step, force bool) {
 	}
 	cctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
 	defer cancel()
-	ap := s.applied
 	switch s.act {
 	case actApply:
-		var prev dataplane.Handle
-		if ap != nil && !force && mayHold(ap) {
-			prev = ap.Handle
-		}
-		s.handle, s.err = a.driver.Apply(cctx, s.rule, prev)
-		if errors.Is(s.err, dataplane.ErrUnsupported) {
-			s.unsupported = true
-			if ap != nil && mayHold(ap) {
-				// The new version cannot be expressed: the old one must not stay.
-				if err := a.driver.Remove(cctx, applied(s.key, ap)); err != nil {
-					s.err = fmt.Errorf("%w; removing the version applied before failed: %w", s.err, err)
-					s.unsupported = false
-					s.handle = ap.Handle
-				}
-			}
-		} else if s.err != nil && ap != nil {
-			s.handle = ap.Handle // what the data plane may still hold
+		s.applyDone(a.driver.Apply(cctx, s.rule, s.prev(force)))
+		if s.keepsOld() {
+			s.oldRemoved(a.driver.Remove(cctx, applied(s.key, s.applied)))
 		}
 	case actRemove:
-		s.err = a.driver.Remove(cctx, applied(s.key, ap))
-		var rv *dataplane.RetvalError
-		if s.orphan && errors.As(s.err, &rv) {
-			s.err = nil // best effort: the data plane most likely never had it
+		s.removeDone(a.driver.Remove(cctx, applied(s.key, s.applied)))
+	}
+}
+
+// runBatch makes the data-plane calls of steps in one Batch (and a second
+// one for the versions to take out because their successor cannot be
+// expressed).
+func (a *Agent) runBatch(ctx context.Context, b Batcher, steps []step, force bool) {
+	var at []int
+	var ops []dataplane.Op
+	for i := range steps {
+		s := &steps[i]
+		if s.err != nil || s.act == actForget || s.act == actNone {
+			continue
 		}
+		if err := ctx.Err(); err != nil {
+			s.err = err // as drive: no new data-plane call once the active period ended
+			continue
+		}
+		at = append(at, i)
+		if s.act == actApply {
+			ops = append(ops, dataplane.Op{Apply: &s.rule, Prev: s.prev(force)})
+		} else {
+			ap := applied(s.key, s.applied)
+			ops = append(ops, dataplane.Op{Remove: &ap})
+		}
+	}
+	if len(ops) == 0 {
+		return
+	}
+	cctx, cancel := context.WithTimeout(ctx, a.cfg.ApplyTimeout)
+	defer cancel()
+	res := b.Batch(cctx, ops)
+	var olds []dataplane.Op
+	var oldAt []int
+	for j, i := range at {
+		s := &steps[i]
+		r := dataplane.Result{Err: errors.New("upfagent: the driver returned no result for this rule")}
+		if j < len(res) {
+			r = res[j]
+		}
+		if s.act == actRemove {
+			s.removeDone(r.Err)
+			continue
+		}
+		s.applyDone(r.Handle, r.Err)
+		if s.keepsOld() {
+			ap := applied(s.key, s.applied)
+			olds = append(olds, dataplane.Op{Remove: &ap})
+			oldAt = append(oldAt, i)
+		}
+	}
+	if len(olds) == 0 {
+		return
+	}
+	res = b.Batch(cctx, olds)
+	for j, i := range oldAt {
+		var err error = errors.New("upfagent: the driver returned no result for this rule")
+		if j < len(res) {
+			err = res[j].Err
+		}
+		steps[i].oldRemoved(err)
+	}
+}
+
+// prev is the handle to give Apply: what the data plane may hold of the
+// rule, unless a forced resync reapplies everything.
+func (s *step) prev(force bool) dataplane.Handle {
+	if s.applied != nil && !force && mayHold(s.applied) {
+		return s.applied.Handle
+	}
+	return nil
+}
+
+// applyDone records Apply's outcome.
+func (s *step) applyDone(h dataplane.Handle, err error) {
+	s.handle, s.err = h, err
+	switch {
+	case errors.Is(err, dataplane.ErrUnsupported):
+		s.unsupported = true
+	case err != nil && s.applied != nil:
+		s.handle = s.applied.Handle // what the data plane may still hold
+	}
+}
+
+// keepsOld reports whether the new version cannot be expressed while the
+// data plane may hold an old one, which must not stay.
+func (s *step) keepsOld() bool { return s.unsupported && s.applied != nil && mayHold(s.applied) }
+
+// oldRemoved records the outcome of taking the old version out.
+func (s *step) oldRemoved(err error) {
+	if err != nil {
+		s.err = fmt.Errorf("%w; removing the version applied before failed: %w", s.err, err)
+		s.unsupported = false
+		s.handle = s.applied.Handle
+	}
+}
+
+// removeDone records Remove's outcome.
+func (s *step) removeDone(err error) {
+	s.err = err
+	var rv *dataplane.RetvalError
+	if s.orphan && errors.As(err, &rv) {
+		s.err = nil // best effort: the data plane most likely never had it
 	}
 }
 

@@ -3,7 +3,8 @@
 //
 // Environment: REDIS_URL (redis://127.0.0.1:6379/0); KMEP_UPF_NAME (upf);
 // KMEP_UPF_DRIVER (none: log only; mp2upf: the MP2 UPF message over VPP's
-// binary API; vpp: a stock VPP's acl and abf plugins);
+// binary API; vpp: a stock VPP's acl and abf plugins; nftables: the Linux
+// kernel's nftables, over netlink);
 // KMEP_VPP_API_SOCKET (/run/vpp/api.sock; govpp's socket client, which
 // keeps retrying while the socket is missing or VPP is away);
 // KMEP_UPF_LEASE_TTL (5s); KMEP_UPF_INDEX_SPACE (65535);
@@ -21,6 +22,15 @@
 // the FIB table next hops are resolved in); KMEP_VPP_ABF_POLICY_BASE (0:
 // a rule's ABF policy id is this plus its index); KMEP_VPP_ACL_TAG_PREFIX
 // (kmep: the tag prefix of the ACLs the agent owns).
+//
+// The nftables driver also reads: KMEP_NFT_TABLE (kmep: the name of its
+// tables, families ip and ip6); KMEP_NFT_INTERFACES (none: the rules act
+// on packets coming in on every interface; else the comma-separated names
+// of the UE-side interfaces, a trailing '*' matching a prefix);
+// KMEP_NFT_NETNS (none: the agent's own network namespace; else the file
+// of the namespace to program, e.g. /var/run/netns/upf). It needs
+// CAP_NET_ADMIN in that namespace and fails at start on a kernel without
+// nf_tables.
 package main
 
 import (
@@ -38,6 +48,7 @@ import (
 	"github.com/kmep-io/kmep/longrunning/upfagent"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/longrunning/upfagent/mp2upf"
+	"github.com/kmep-io/kmep/longrunning/upfagent/nft"
 	"github.com/kmep-io/kmep/longrunning/upfagent/vpp"
 	"github.com/kmep-io/kmep/longrunning/upfagent/vppconn"
 	"github.com/kmep-io/kmep/store"
@@ -87,8 +98,29 @@ func run(ctx context.Context, log *slog.Logger) error {
 		if deps.Driver, err = vpp.New(conn, vcfg); err != nil {
 			return err
 		}
+	case "nftables":
+		ncfg := nft.Config{Table: server.Env("KMEP_NFT_TABLE", "kmep"), Log: log}
+		for _, i := range strings.Split(server.Env("KMEP_NFT_INTERFACES", ""), ",") {
+			if i = strings.TrimSpace(i); i != "" {
+				ncfg.Interfaces = append(ncfg.Interfaces, i)
+			}
+		}
+		if p := server.Env("KMEP_NFT_NETNS", ""); p != "" {
+			f, err := os.Open(p)
+			if err != nil {
+				return fmt.Errorf("KMEP_NFT_NETNS: %w", err)
+			}
+			defer f.Close()
+			ncfg.NetNS = int(f.Fd())
+		}
+		drv, err := nft.New(ctx, ncfg)
+		if err != nil {
+			return err
+		}
+		defer drv.Close()
+		deps.Driver = drv
 	default:
-		return fmt.Errorf("KMEP_UPF_DRIVER %q: want none, mp2upf or vpp", d)
+		return fmt.Errorf("KMEP_UPF_DRIVER %q: want none, mp2upf, vpp or nftables", d)
 	}
 	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {

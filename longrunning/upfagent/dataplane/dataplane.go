@@ -1,7 +1,9 @@
 // Package dataplane holds what the UPF agent and its data-plane drivers
-// share: the rule a driver is asked to apply, the handle it returns, its
-// typed errors, the normalisation of MEC 011 traffic filters into concrete
-// matches (protocol numbers, prefixes, port ranges), and the "none" driver.
+// share: the rule a driver is asked to apply, the handle it returns, the
+// ops and results of a batch, its typed errors, the normalisation of MEC
+// 011 traffic filters into concrete matches (protocol numbers, prefixes,
+// port ranges, and DSCP and TC for drivers that match them), and the
+// "none" driver.
 package dataplane
 
 import (
@@ -34,6 +36,26 @@ type Applied struct {
 	AppInstanceID string
 	ID            string
 	Handle        Handle
+}
+
+// Op is one change of a batch (a driver that applies many changes in one
+// data-plane transaction): Apply a rule, replacing the version recorded
+// with Prev, or Remove what was applied.
+type Op struct {
+	// Apply is the rule to apply; nil for a removal.
+	Apply *Rule
+	// Prev is the handle recorded for the version Apply replaces, nil when
+	// there is none.
+	Prev Handle
+	// Remove is the rule to take out; nil for an apply.
+	Remove *Applied
+}
+
+// Result is the outcome of an Op: the handle of what Apply created, and
+// the error (a *UnsupportedError when the rule cannot be expressed).
+type Result struct {
+	Handle Handle
+	Err    error
 }
 
 // ErrUnsupported marks a rule the driver cannot express: retrying does not

@@ -36,6 +36,18 @@ type Match struct {
 	AnyProto bool
 	// SrcPorts and DstPorts are alternatives; empty means any port.
 	SrcPorts, DstPorts []PortRange
+	// DSCP and TC are the filter's dSCP and tC when Expand was told the
+	// driver matches them (Allow); nil means any.
+	DSCP, TC *uint8
+}
+
+// Allow names the traffic filter members a driver matches beyond
+// addresses, ports and protocols.
+type Allow struct {
+	// DSCP: dSCP (MEC 011: IPv4 packets with that DSCP).
+	DSCP bool
+	// TC: tC (MEC 011: IPv6 packets with that Traffic Class).
+	TC bool
 }
 
 // ProtoName is the protocol as IPFilterRule (RFC 6733) writes it: "ip" for
@@ -85,14 +97,34 @@ func ParseProtocol(s string) (proto uint8, anyProto bool, ok bool) {
 // protocol names, and filters whose source and destination addresses have
 // no pair of one family. Address ranges "a-b" become the fewest prefixes
 // covering them.
-func Matches(driver string, f mec.TrafficFilter) ([]Match, error) {
+func Matches(driver string, f mec.TrafficFilter) ([]Match, error) { return Expand(driver, f, Allow{}) }
+
+// Expand is Matches for a driver that also matches what allow names: those
+// members are carried in every Match instead of being refused. A dSCP
+// outside 0..63 or a tC outside 0..255 is unsupported.
+func Expand(driver string, f mec.TrafficFilter, allow Allow) ([]Match, error) {
 	switch {
 	case len(f.Token) > 0 || len(f.Tag) > 0:
 		return nil, Unsupported(driver, "traffic filter tokens/tags are not supported")
 	case len(f.SrcTunnelAddress) > 0 || len(f.TgtTunnelAddress) > 0 || len(f.SrcTunnelPort) > 0 || len(f.DstTunnelPort) > 0:
 		return nil, Unsupported(driver, "tunnel addresses and ports in a traffic filter are not supported")
-	case f.QCI != nil || f.DSCP != nil || f.TC != nil:
+	case f.QCI != nil:
+		return nil, Unsupported(driver, "qCI in a traffic filter is not supported (a bearer's QoS class is not in the IP packet)")
+	case f.DSCP != nil && !allow.DSCP, f.TC != nil && !allow.TC:
 		return nil, Unsupported(driver, "qCI, dSCP and tC in a traffic filter are not supported")
+	case f.DSCP != nil && (*f.DSCP < 0 || *f.DSCP > 63):
+		return nil, Unsupported(driver, "dSCP %d is not 0..63", *f.DSCP)
+	case f.TC != nil && (*f.TC < 0 || *f.TC > 255):
+		return nil, Unsupported(driver, "tC %d is not 0..255", *f.TC)
+	}
+	var dscp, tc *uint8
+	if f.DSCP != nil {
+		v := uint8(*f.DSCP)
+		dscp = &v
+	}
+	if f.TC != nil {
+		v := uint8(*f.TC)
+		tc = &v
 	}
 	srcs, err := prefixes(driver, "srcAddress", f.SrcAddress)
 	if err != nil {
@@ -138,7 +170,8 @@ func Matches(driver string, f mec.TrafficFilter) ([]Match, error) {
 				if len(out) == MaxMatches {
 					return nil, Unsupported(driver, "a traffic filter expands to more than %d matches", MaxMatches)
 				}
-				out = append(out, Match{Family: fam, Src: s, Dst: d, Proto: p.n, AnyProto: p.any, SrcPorts: sports, DstPorts: dports})
+				out = append(out, Match{Family: fam, Src: s, Dst: d, Proto: p.n, AnyProto: p.any, SrcPorts: sports, DstPorts: dports,
+					DSCP: dscp, TC: tc})
 			}
 		}
 	}
