@@ -19,8 +19,15 @@
 //
 // Errors at the boundary are typed: ErrNotFound, ErrConflict,
 // ErrPrecondition, ErrForbidden, ErrInvalid, ErrFull (a bounded index space
-// is exhausted) and ErrUnavailable (Redis could not be reached; nothing was
-// written). redis.Nil never leaks out.
+// is exhausted) and ErrUnavailable (Redis could not be reached, or its
+// answer was lost: the write happened once or not at all; ErrReplicas is
+// one, a write the required replicas did not acknowledge). redis.Nil never
+// leaks out.
+//
+// Dial opens the client every binary uses: one Redis primary or a primary
+// found through Redis Sentinel (redis+sentinel://), never retrying a
+// command (a retried write could apply twice), and with min_replicas making
+// each write wait (WAIT) until that many replicas have it.
 //
 // The scripts touch keys they compute from the prefix, so the store needs a
 // single Redis primary (or Sentinel), not Redis Cluster.

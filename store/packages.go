@@ -130,14 +130,27 @@ func (s *Store) CreatePackage(ctx context.Context, p Package) error {
 		return err
 	}
 	b, _ := json.Marshal(p)
-	ok, err := s.rdb.SetNX(ctx, s.pkgKey(p.TenantID, p.ID), b, 0).Result()
+	return s.createIndexed(ctx, "create package "+p.ID, s.pkgKey(p.TenantID, p.ID), b, s.key("pkgs", p.TenantID), p.ID)
+}
+
+// createIndexed stores a new record and its index entry in one atomic
+// step (MULTI/EXEC), so no failure leaves a record its list does not show.
+// The index entry of a record that exists is there already. ErrConflict
+// when the record exists.
+func (s *Store) createIndexed(ctx context.Context, op, key string, rec []byte, index, member string) error {
+	var created *redis.BoolCmd
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		created = p.SetNX(ctx, key, rec, 0)
+		p.SAdd(ctx, index, member)
+		return nil
+	})
 	if err != nil {
-		return wrap("create package "+p.ID, err)
+		return wrap(op, err)
 	}
-	if !ok {
-		return fmt.Errorf("create package %s: %w", p.ID, ErrConflict)
+	if !created.Val() {
+		return fmt.Errorf("%s: %w", op, ErrConflict)
 	}
-	return wrap("index package "+p.ID, s.rdb.SAdd(ctx, s.key("pkgs", p.TenantID), p.ID).Err())
+	return nil
 }
 
 // GetPackage returns a tenant's package. ErrNotFound.
@@ -328,14 +341,7 @@ func (s *Store) CreateInstance(ctx context.Context, in Instance) error {
 		return err
 	}
 	b, _ := json.Marshal(in)
-	ok, err := s.rdb.SetNX(ctx, s.instKey(in.AppInstanceID), b, 0).Result()
-	if err != nil {
-		return wrap("create instance "+in.AppInstanceID, err)
-	}
-	if !ok {
-		return fmt.Errorf("create instance %s: %w", in.AppInstanceID, ErrConflict)
-	}
-	return wrap("index instance", s.rdb.SAdd(ctx, s.key("insts"), in.AppInstanceID).Err())
+	return s.createIndexed(ctx, "create instance "+in.AppInstanceID, s.instKey(in.AppInstanceID), b, s.key("insts"), in.AppInstanceID)
 }
 
 // UpdateInstance overwrites an existing instance record. ErrNotFound when it

@@ -58,33 +58,6 @@ func New(opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Dial parses a redis:// URL (REDIS_URL) into a client with kmep's timeouts:
-// short dial/read/write timeouts so a dead Redis turns into a quick 503
-// instead of a hung request.
-func Dial(url string) (*redis.Client, error) {
-	o, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("parse REDIS_URL: %w", err)
-	}
-	if o.DialTimeout == 0 {
-		o.DialTimeout = 2 * time.Second
-	}
-	if o.ReadTimeout == 0 {
-		o.ReadTimeout = 2 * time.Second
-	}
-	if o.WriteTimeout == 0 {
-		o.WriteTimeout = 2 * time.Second
-	}
-	o.MaxRetries = 1
-	if o.DialerRetries == 0 {
-		o.DialerRetries = 1 // a dead Redis is a quick 503, not five dial attempts per request
-	}
-	if o.Protocol == 0 {
-		o.Protocol = 2 // kmep uses no RESP3 push messages; RESP2 skips their per-command check
-	}
-	return redis.NewClient(o), nil
-}
-
 // Ping reports whether Redis answers.
 func (s *Store) Ping(ctx context.Context) error {
 	return wrap("ping", s.rdb.Ping(ctx).Err())

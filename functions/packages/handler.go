@@ -195,7 +195,8 @@ func (h *handler) upload(w http.ResponseWriter, r *http.Request) error {
 }
 
 // store streams one CSAR to the bucket, checks it there and records it;
-// whatever fails, the object is removed again.
+// whatever fails, the object is removed again, unless the record may have
+// been written (the store unavailable while recording it).
 func (h *handler) store(w http.ResponseWriter, r *http.Request, tenant, id string, body io.Reader) (err error) {
 	ctx := r.Context()
 	if _, err := h.Store.GetPackage(ctx, tenant, id); err == nil {
@@ -205,8 +206,9 @@ func (h *handler) store(w http.ResponseWriter, r *http.Request, tenant, id strin
 	}
 	key := ObjectKey(tenant, id)
 	m := &meter{r: body, limit: h.MaxPackageBytes, sum: sha256.New()}
+	recorded := false // the record may exist: its object stays
 	defer func() {
-		if err != nil {
+		if err != nil && !recorded {
 			// A fresh context: the request's may be what failed.
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			defer cancel()
@@ -244,6 +246,11 @@ func (h *handler) store(w http.ResponseWriter, r *http.Request, tenant, id strin
 		if errors.Is(err, store.ErrConflict) {
 			return problem.New(http.StatusConflict, "package "+id+" exists")
 		}
+		// Unavailable: the record may have been written all the same (a
+		// stalled Redis applies it later), so the object it names stays; a
+		// retry with the same packageId finds the package (409), and an
+		// object left without a record is only unused space.
+		recorded = errors.Is(err, store.ErrUnavailable)
 		return err
 	}
 	h.Log.Info("package uploaded", "tenant", tenant, "package", id, "bytes", m.n, "sha256", rec.SHA256)

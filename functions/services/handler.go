@@ -1,6 +1,7 @@
 package services
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -92,21 +93,61 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return rest.BadField(err)
 	}
+	key, err := rest.IdempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	id := rest.NewID()
+	if key != "" {
+		id = rest.KeyedID("service\x00"+app, key)
+	}
 	si.LivenessInterval = h.grant(si.LivenessInterval)
 	rec := store.ServiceRecord{ID: id, AppInstanceID: app, Name: si.SerName, State: si.State,
 		LivenessInterval: si.LivenessInterval, Info: stored(si, app, id)}
 	if si.SerCategory != nil {
 		rec.CategoryID = si.SerCategory.ID
 	}
-	rec, sid, err := h.Store.CreateService(r.Context(), rec)
+	created, sid, err := h.Store.CreateService(r.Context(), rec)
+	if key != "" && errors.Is(err, store.ErrConflict) {
+		return h.replay(w, r, rec)
+	}
 	if err != nil {
 		return fmt.Errorf("register service: %w", err)
 	}
 	h.wait(r.Context(), sid)
 	w.Header().Set("Location", rest.Absolute(r, servicePath(app, id)))
-	w.Header().Set("ETag", rest.ETag(rec.Rev))
-	return rest.WriteJSON(w, http.StatusCreated, render(rec))
+	w.Header().Set("ETag", rest.ETag(created.Rev))
+	return rest.WriteJSON(w, http.StatusCreated, render(created))
+}
+
+// replay answers a registration whose Idempotency-Key names a service that
+// exists: a retry of the request that created it gets that request's 201
+// with the service as it is now. A different request under the same key is
+// a 422, as far as the service still shows what its first request created
+// (Rev 1); once changed, any request with the key gets the service.
+func (h *handler) replay(w http.ResponseWriter, r *http.Request, want store.ServiceRecord) error {
+	cur, err := h.Store.GetService(r.Context(), want.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return problem.New(http.StatusConflict, "the service this Idempotency-Key registered was deregistered meanwhile")
+	}
+	if err != nil {
+		return fmt.Errorf("register service: %w", err)
+	}
+	same := cur.Name == want.Name && cur.CategoryID == want.CategoryID && cur.State == want.State &&
+		cur.LivenessInterval == want.LivenessInterval && bytes.Equal(cur.Info, want.Info)
+	if cur.AppInstanceID != want.AppInstanceID || cur.Rev == 1 && !same {
+		return rest.IdempotencyMismatch()
+	}
+	// What the first request stored may not have reached the replicas the
+	// store requires yet (its answer may have been that 503): make sure
+	// before answering it as stored.
+	if err := h.Store.Sync(r.Context()); err != nil {
+		return fmt.Errorf("register service: %w", err)
+	}
+	rest.MarkReplayed(w)
+	w.Header().Set("Location", rest.Absolute(r, servicePath(want.AppInstanceID, want.ID)))
+	w.Header().Set("ETag", rest.ETag(cur.Rev))
+	return rest.WriteJSON(w, http.StatusCreated, render(cur))
 }
 
 func (h *handler) update(w http.ResponseWriter, r *http.Request) error {

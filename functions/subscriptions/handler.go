@@ -1,6 +1,7 @@
 package subscriptions
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -161,22 +162,57 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request, k kind) error {
 	if err != nil {
 		return rest.BadField(err)
 	}
+	key, err := rest.IdempotencyKey(r)
+	if err != nil {
+		return err
+	}
 	if err := h.Callbacks.Validate(r.Context(), req.callbackReference); err != nil {
 		return callbackRefused(err)
 	}
 	id := rest.NewID()
+	if key != "" {
+		id = rest.KeyedID("subscription\x00"+k.typ+"\x00"+app, key)
+	}
 	self := subscriptionPath(k, app, id)
 	out, err := json.Marshal(req.render(self))
 	if err != nil {
 		return fmt.Errorf("render subscription: %w", err)
 	}
-	_, _, err = h.Store.CreateSubscription(r.Context(), store.Subscription{ID: id, AppInstanceID: app, Type: k.typ,
-		CallbackReference: req.callbackReference, Filter: req.filter, Body: out})
+	sub := store.Subscription{ID: id, AppInstanceID: app, Type: k.typ,
+		CallbackReference: req.callbackReference, Filter: req.filter, Body: out}
+	_, _, err = h.Store.CreateSubscription(r.Context(), sub)
+	if key != "" && errors.Is(err, store.ErrConflict) {
+		return h.replay(w, r, k, sub)
+	}
 	if err != nil {
 		return fmt.Errorf("create subscription: %w", err)
 	}
 	w.Header().Set("Location", rest.Absolute(r, self))
 	return rest.WriteJSON(w, http.StatusCreated, out)
+}
+
+// replay answers a create whose Idempotency-Key names a subscription that
+// exists: the 201 its first request got when this is that request again
+// (subscriptions do not change), else a 422.
+func (h *handler) replay(w http.ResponseWriter, r *http.Request, k kind, want store.Subscription) error {
+	cur, err := h.Store.GetSubscription(r.Context(), want.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		return problem.New(http.StatusConflict, "the subscription this Idempotency-Key created was deleted meanwhile")
+	}
+	if err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	if cur.AppInstanceID != want.AppInstanceID || cur.Type != want.Type || !bytes.Equal(cur.Body, want.Body) {
+		return rest.IdempotencyMismatch()
+	}
+	// The first request's write may not have reached the replicas the
+	// store requires (its answer may have been a 503): make sure first.
+	if err := h.Store.Sync(r.Context()); err != nil {
+		return fmt.Errorf("create subscription: %w", err)
+	}
+	rest.MarkReplayed(w)
+	w.Header().Set("Location", rest.Absolute(r, subscriptionPath(k, want.AppInstanceID, want.ID)))
+	return rest.WriteJSON(w, http.StatusCreated, cur.Body)
 }
 
 // subscriptionLinkList is MecServiceMgmtApiSubscriptionLinkList and

@@ -1,5 +1,6 @@
 // Package rediserver runs a redis-server child process on a loopback port:
-// the private store of the all-in-one platform and of the test harness.
+// the private store of the all-in-one platform and of the test harness,
+// which also runs replicas and Redis Sentinels with it.
 package rediserver
 
 import (
@@ -29,6 +30,30 @@ type Options struct {
 	Port int
 	// Binary is the redis-server path. Zero value: looked up on PATH.
 	Binary string
+	// ReplicaOf ("host:port") starts the server as a replica of that
+	// primary. Zero value: a primary.
+	ReplicaOf string
+	// Sentinel, when set, runs a Redis Sentinel (redis-server --sentinel)
+	// instead of a data server; AOF and ReplicaOf do not apply to it.
+	Sentinel *SentinelConfig
+}
+
+// SentinelConfig is what a Sentinel watches. Sentinel keeps its state in
+// sentinel.conf under Dir (it rewrites the file), so a restarted Sentinel
+// remembers what it learnt.
+type SentinelConfig struct {
+	// Master is the name clients ask for. Required.
+	Master string
+	// Primary is the primary's host:port at start. Required.
+	Primary string
+	// Quorum is how many Sentinels must agree the primary is down. Zero
+	// value: 2.
+	Quorum int
+	// DownAfter is how long the primary may not answer before a Sentinel
+	// deems it down. Zero value: 1 s.
+	DownAfter time.Duration
+	// FailoverTimeout is Sentinel's failover-timeout. Zero value: 5 s.
+	FailoverTimeout time.Duration
 }
 
 // Server is a running redis-server child.
@@ -70,12 +95,26 @@ func Start(opts Options) (*Server, error) {
 
 func (s *Server) start() error {
 	args := []string{"--port", strconv.Itoa(s.opts.Port), "--bind", "127.0.0.1", "--dir", s.opts.Dir,
-		"--save", "", "--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
+		"--daemonize", "no", "--protected-mode", "yes", "--loglevel", "warning",
 		"--logfile", filepath.Join(s.opts.Dir, "redis.log")}
-	if s.opts.AOF {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "everysec")
-	} else {
-		args = append(args, "--appendonly", "no")
+	switch {
+	case s.opts.Sentinel != nil:
+		conf, err := s.sentinelConf()
+		if err != nil {
+			return err
+		}
+		args = append([]string{conf, "--sentinel"}, args...)
+	case s.opts.AOF:
+		args = append(args, "--save", "", "--appendonly", "yes", "--appendfsync", "everysec")
+	default:
+		args = append(args, "--save", "", "--appendonly", "no")
+	}
+	if s.opts.ReplicaOf != "" && s.opts.Sentinel == nil {
+		host, port, err := net.SplitHostPort(s.opts.ReplicaOf)
+		if err != nil {
+			return fmt.Errorf("ReplicaOf %q: %w", s.opts.ReplicaOf, err)
+		}
+		args = append(args, "--replicaof", host, port)
 	}
 	s.cmd = exec.Command(s.opts.Binary, args...)
 	s.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -98,6 +137,41 @@ func (s *Server) start() error {
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
+}
+
+// sentinelConf writes sentinel.conf on the first start (a restart keeps
+// what Sentinel rewrote into it) and returns its path.
+func (s *Server) sentinelConf() (string, error) {
+	p := filepath.Join(s.opts.Dir, "sentinel.conf")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	c := *s.opts.Sentinel
+	if c.Master == "" || c.Primary == "" {
+		return "", fmt.Errorf("sentinel: Master and Primary are required")
+	}
+	host, port, err := net.SplitHostPort(c.Primary)
+	if err != nil {
+		return "", fmt.Errorf("sentinel primary %q: %w", c.Primary, err)
+	}
+	if c.Quorum == 0 {
+		c.Quorum = 2
+	}
+	if c.DownAfter == 0 {
+		c.DownAfter = time.Second
+	}
+	if c.FailoverTimeout == 0 {
+		c.FailoverTimeout = 5 * time.Second
+	}
+	conf := fmt.Sprintf("sentinel monitor %s %s %s %d\n"+
+		"sentinel down-after-milliseconds %s %d\n"+
+		"sentinel failover-timeout %s %d\n"+
+		"sentinel parallel-syncs %s 1\n",
+		c.Master, host, port, c.Quorum,
+		c.Master, c.DownAfter.Milliseconds(),
+		c.Master, c.FailoverTimeout.Milliseconds(),
+		c.Master)
+	return p, os.WriteFile(p, []byte(conf), 0o600)
 }
 
 func (s *Server) logTail() string {
@@ -145,6 +219,26 @@ func (s *Server) Stop() {
 		<-done
 	}
 	s.cmd = nil
+}
+
+// Stopped reports whether the server was killed or stopped (and not
+// restarted since).
+func (s *Server) Stopped() bool { return s.cmd == nil }
+
+// Pause stops the server process (SIGSTOP) without closing its sockets:
+// clients connect and send, and nothing answers until Resume, as in a stall
+// (a long fork, a swapped-out host, a frozen VM).
+func (s *Server) Pause() error { return s.signal(syscall.SIGSTOP) }
+
+// Resume continues a paused server (SIGCONT); it then serves what was sent
+// to it meanwhile.
+func (s *Server) Resume() error { return s.signal(syscall.SIGCONT) }
+
+func (s *Server) signal(sig syscall.Signal) error {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return fmt.Errorf("redis-server on %s is not running", s.Addr)
+	}
+	return syscall.Kill(s.cmd.Process.Pid, sig)
 }
 
 // Restart kills the server and starts it again on the same port and data.

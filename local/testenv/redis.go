@@ -8,7 +8,6 @@ import (
 	"os"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -53,6 +52,12 @@ func (r *Redis) URL() string { return r.srv.URL() }
 // Stop kills the server (SIGKILL: like a crash).
 func (r *Redis) Stop() { r.srv.Kill() }
 
+// Pause freezes the server (SIGSTOP): a stall, not a crash. Resume ends it.
+func (r *Redis) Pause() error { return r.srv.Pause() }
+
+// Resume continues a paused server (SIGCONT).
+func (r *Redis) Resume() error { return r.srv.Resume() }
+
 // Restart stops the server and starts it again on the same port and data.
 func (r *Redis) Restart() error { return r.srv.Restart() }
 
@@ -75,9 +80,13 @@ func NewRedis(t testing.TB, opts RedisOptions) *Redis {
 	return r
 }
 
-// Client returns a go-redis client for r, closed at cleanup.
+// Client returns a go-redis client for r with the options every kmep
+// binary uses (store.Dial: no retries, short timeouts), closed at cleanup.
 func (r *Redis) Client(t testing.TB) *redis.Client {
-	c := redis.NewClient(&redis.Options{Addr: r.Addr, DialTimeout: time.Second, ReadTimeout: 2 * time.Second, MaxRetries: 1, DialerRetries: 1, Protocol: 2})
+	c, err := store.Dial(r.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
