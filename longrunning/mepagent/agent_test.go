@@ -125,6 +125,11 @@ func TestRetries(t *testing.T) {
 					t.Fatalf("registers %d (want %d), tokens %d (want >= %d), services %d",
 						f.registers, tc.registers, f.tokensIssued, tc.minTokens, len(f.services))
 				}
+				// Every attempt of the one registration carries its one key,
+				// so a retry finds what an attempt whose answer was lost made.
+				if keys := slices.Compact(slices.Clone(f.keys)); len(keys) != 1 || keys[0] == "" {
+					t.Fatalf("Idempotency-Keys of the attempts: %q, want one key for all", f.keys)
+				}
 			})
 			if !strings.Contains(ag.logs.String(), tc.log) {
 				t.Fatalf("logs lack %q", tc.log)

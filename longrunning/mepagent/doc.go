@@ -25,6 +25,9 @@
 // Every step is retried with capped exponential backoff and jitter while the
 // platform is unreachable or answers 5xx, 429 or 401, and never given up; a
 // refusal that no retry can mend (another 4xx, e.g. a 400 on a
-// registration) is logged and that step stops. The secret key is kept only
+// registration) is logged and that step stops. Every attempt of one
+// registration or subscription sends the same Idempotency-Key, so a retry
+// after a 503 or a lost answer finds what an earlier attempt created on
+// kmep instead of creating it twice. The secret key is kept only
 // in memory and wiped when Run returns.
 package mepagent

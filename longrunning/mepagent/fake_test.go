@@ -44,6 +44,7 @@ type fakePlatform struct {
 	valid         map[string]bool // tokens the platform accepts
 	registers     int
 	registered    [][]byte          // bodies of every registration request
+	keys          []string          // Idempotency-Key of every registration request
 	services      map[string][]byte // id → ServiceInfo answered
 	heartbeats    map[string]int
 	deleted       []string
@@ -132,6 +133,7 @@ func (f *fakePlatform) register(w http.ResponseWriter, r *http.Request) {
 	f.registers++
 	body, _ := io.ReadAll(r.Body)
 	f.registered = append(f.registered, body)
+	f.keys = append(f.keys, r.Header.Get("Idempotency-Key"))
 	if f.registerFn != nil {
 		if st := f.registerFn(f.registers); st != 0 {
 			writeProblem(w, st)

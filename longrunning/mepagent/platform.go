@@ -3,6 +3,8 @@ package mepagent
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -69,6 +71,14 @@ func isPermanent(err error) bool {
 // call sends one request to the platform with the bearer token (none when
 // empty) and returns the answer of a 2xx, or a *StatusError.
 func (a *Agent) call(ctx context.Context, method, url, bearer string, body []byte) (*http.Response, []byte, error) {
+	return a.callWithKey(ctx, method, url, bearer, "", body)
+}
+
+// callWithKey is call with an Idempotency-Key (none when empty): every attempt
+// of one create sends the same key, so a retry after a 503 or a lost
+// answer finds what an earlier attempt created instead of creating it
+// twice.
+func (a *Agent) callWithKey(ctx context.Context, method, url, bearer, key string, body []byte) (*http.Response, []byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.RequestTimeout)
 	defer cancel()
 	var rd io.Reader
@@ -86,7 +96,17 @@ func (a *Agent) call(ctx context.Context, method, url, bearer string, body []byt
 	if bearer != "" {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	}
+	if key != "" {
+		req.Header.Set("Idempotency-Key", key)
+	}
 	return a.do(req)
+}
+
+// newKey returns a fresh Idempotency-Key: 128 random bits in hex.
+func newKey() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 // do sends req and reads the answer.

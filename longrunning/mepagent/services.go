@@ -70,8 +70,9 @@ func (a *Agent) runService(ctx context.Context, s *service) {
 // ctx ends.
 func (a *Agent) register(ctx context.Context, s *service) error {
 	var reg registration
+	key := newKey()
 	err := a.retry(ctx, "register "+s.name, func(ctx context.Context, token string) error {
-		res, body, err := a.call(ctx, http.MethodPost, a.url(a.servicesPath()), token, s.body)
+		res, body, err := a.callWithKey(ctx, http.MethodPost, a.url(a.servicesPath()), token, key, s.body)
 		if err != nil {
 			return err
 		}

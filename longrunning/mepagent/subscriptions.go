@@ -41,8 +41,9 @@ func (a *Agent) runSubscriptions(ctx context.Context) {
 			existing = slices.Delete(existing, j, j+1)
 			continue
 		}
+		key := newKey()
 		err := a.retry(ctx, "subscribe", func(ctx context.Context, token string) error {
-			res, body, err := a.call(ctx, http.MethodPost, a.url(a.subscriptionsPath()), token, s.body)
+			res, body, err := a.callWithKey(ctx, http.MethodPost, a.url(a.subscriptionsPath()), token, key, s.body)
 			if err != nil {
 				return err
 			}
