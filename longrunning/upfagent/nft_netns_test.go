@@ -449,8 +449,9 @@ func TestNftablesTrafficRules(t *testing.T) {
 	})
 }
 
-// A kernel ruleset emptied behind the agent's back (nft flush) is found at
-// the next resync: the rules recorded as applied go back in.
+// A table emptied behind the agent's back (nft flush table) is found at
+// the next resync: its chains are set up again and the rules recorded as
+// applied go back in.
 func TestNftablesRulesRestoredAfterFlush(t *testing.T) {
 	testenv.RequireNetNS(t, "nft")
 	e := newEdge(t)
@@ -461,8 +462,7 @@ func TestNftablesRulesRestoredAfterFlush(t *testing.T) {
 	e.waitRules("mecapp", map[string]string{"fwd": store.RuleApplied})
 	e.expect("FORWARD", n.RemoteIP, 7002, "app")
 	a.stop()
-	e.nft("flush", "chain", "ip", "kmep", "rules")
-	e.nft("flush", "chain", "ip", "kmep", "nat")
+	e.nft("flush", "table", "ip", "kmep")
 	e.expect("flushed", n.RemoteIP, 7002, "remote")
 	b := e.start("B")
 	if s := b.a.Stats(); s.Applied != 1 {

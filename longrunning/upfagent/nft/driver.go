@@ -1,7 +1,6 @@
 package nft
 
 import (
-	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -72,30 +71,11 @@ type Driver struct {
 	mu sync.Mutex
 	c  *conn // nil: to be dialled
 	v  *view // nil: to be read from the kernel
-}
-
-// view is what the driver made in its tables, as far as it knows.
-type view struct {
-	rules map[string]*ruleState // by ident
-	// order holds, per chain, the intact rules that have parts there, in
-	// the chain's order: by priority, then ident.
-	order [numChains][]*ruleState
-}
-
-// ruleState is one traffic rule in the kernel.
-type ruleState struct {
-	ident string
-	prio  int
-	// handles are the rule's parts per chain, in part order; a 0 is a part
-	// being added (its handle comes with the kernel's echo).
-	handles [numChains][]uint64
-	// broken: parts missing, repeated or out of order; the rule is applied
-	// again (Missing) or removed (Sweep).
-	broken bool
-}
-
-func (r *ruleState) less(prio int, ident string) int {
-	return cmp.Or(cmp.Compare(r.prio, prio), strings.Compare(r.ident, ident))
+	// gen is the ruleset generation the view was read at, while no commit
+	// of the driver's came after (0: unknown); stale asks the next call to
+	// read the view again unless the generation is still gen.
+	gen   uint32
+	stale bool
 }
 
 // New checks cfg, makes sure the kernel has nf_tables, and creates the
@@ -126,14 +106,6 @@ func New(ctx context.Context, cfg Config) (*Driver, error) {
 	d := &Driver{cfg: cfg, log: cfg.Log.With("driver", Name)}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	c, err := d.conn()
-	if err != nil {
-		return nil, err
-	}
-	if _, err := c.generation(ctx); err != nil {
-		d.drop()
-		return nil, err
-	}
 	if err := d.load(ctx); err != nil {
 		d.drop()
 		return nil, err
@@ -173,7 +145,7 @@ func (d *Driver) drop() {
 		_ = d.c.close()
 		d.c = nil
 	}
-	d.v = nil
+	d.v, d.gen = nil, 0
 }
 
 // Generation is the kernel's ruleset generation: every commit to any table
@@ -193,9 +165,13 @@ func (d *Driver) Generation(ctx context.Context) (uint32, error) {
 }
 
 // Forget drops the driver's view: the next call reads the kernel again.
+//
+// A view read since the last change anywhere in the namespace's ruleset
+// (the kernel's generation is the one it was read at, e.g. by New just
+// before the agent's first resync) is kept: the kernel holds what it says.
 func (d *Driver) Forget() {
 	d.mu.Lock()
-	d.v = nil
+	d.stale = true
 	d.mu.Unlock()
 }
 
@@ -246,209 +222,6 @@ func dispatchComment(iface string) string {
 	return commentPrefix + "jump:" + iface
 }
 
-var families4and6 = []byte{unix.NFPROTO_IPV4, unix.NFPROTO_IPV6}
-
-func famName(f byte) string {
-	if f == unix.NFPROTO_IPV6 {
-		return "ip6"
-	}
-	return "ip"
-}
-
-// load makes the tables, chains and dispatch rules that are missing (one
-// batch), then reads the driver's rules into a new view.
-func (d *Driver) load(ctx context.Context) error {
-	c, err := d.conn()
-	if err != nil {
-		return err
-	}
-	var msgs []netlink.Message
-	add := func(m netlink.Message, err error) error {
-		msgs = append(msgs, m)
-		return err
-	}
-	type base struct {
-		name, to string
-		hook     hook
-	}
-	bases := []base{
-		{BaseFilter, RulesChain, hook{unix.NF_INET_PRE_ROUTING, -150, "filter"}},
-		{BaseNAT, NATChain, hook{unix.NF_INET_PRE_ROUTING, -100, "nat"}},
-	}
-	v := &view{rules: map[string]*ruleState{}}
-	parts := map[*ruleState]map[int]bool{}
-	counts := map[*ruleState]int{}
-	for _, fam := range families4and6 {
-		t, found, err := c.table(ctx, fam, d.cfg.Table)
-		if err != nil {
-			return err
-		}
-		have := map[string]bool{}
-		if found {
-			if have, err = c.chains(ctx, fam, d.cfg.Table); err != nil {
-				return err
-			}
-			if err := d.checkOwner(fam, t, have); err != nil {
-				return err
-			}
-		} else if err := add(newTable(fam, d.cfg.Table, tableComment)); err != nil {
-			return err
-		}
-		for _, name := range []string{RulesChain, NATChain} {
-			if !have[name] {
-				if err := add(newChain(fam, d.cfg.Table, name, nil)); err != nil {
-					return err
-				}
-			}
-		}
-		for _, b := range bases {
-			var cur []ruleInfo
-			if have[b.name] {
-				if cur, err = c.rules(ctx, fam, d.cfg.Table, b.name); err != nil {
-					return err
-				}
-			} else if err := add(newChain(fam, d.cfg.Table, b.name, &b.hook)); err != nil {
-				return err
-			}
-			if err := d.dispatchMsgs(fam, b.name, b.to, cur, add); err != nil {
-				return err
-			}
-		}
-		for _, ch := range []chainRef{chainOf(famNum(fam), false), chainOf(famNum(fam), true)} {
-			if !have[ch.name()] {
-				continue
-			}
-			rs, err := c.rules(ctx, fam, d.cfg.Table, ch.name())
-			if err != nil {
-				return err
-			}
-			d.readChain(v, ch, rs, parts, counts)
-		}
-	}
-	for st, ps := range parts {
-		if len(ps) != counts[st] {
-			st.broken = true
-		}
-	}
-	for ch := range v.order {
-		v.order[ch] = slices.DeleteFunc(v.order[ch], func(st *ruleState) bool { return st.broken })
-	}
-	if len(msgs) > 0 {
-		if _, err := c.commit(ctx, msgs); err != nil {
-			d.drop()
-			return fmt.Errorf("nftables: create table %s: %w", d.cfg.Table, err)
-		}
-		d.log.Info("nftables tables and chains created", "table", d.cfg.Table, "interfaces", d.cfg.Interfaces, "messages", len(msgs))
-	}
-	d.v = v
-	return nil
-}
-
-func famNum(f byte) int {
-	if f == unix.NFPROTO_IPV6 {
-		return 6
-	}
-	return 4
-}
-
-// checkOwner refuses a table the driver did not make: one with another
-// comment, or (on kernels before 5.13, which keep no table comment) with a
-// chain of another name.
-func (d *Driver) checkOwner(fam byte, t tableInfo, chains map[string]bool) error {
-	if t.comment == tableComment {
-		return nil
-	}
-	if t.comment == "" {
-		foreign := false
-		for name := range chains {
-			foreign = foreign || !slices.Contains([]string{BaseFilter, BaseNAT, RulesChain, NATChain}, name)
-		}
-		if !foreign {
-			return nil
-		}
-	}
-	return fmt.Errorf("%w: table %s %s (comment %q): set another table name (KMEP_NFT_TABLE)", ErrForeignTable,
-		famName(fam), d.cfg.Table, t.comment)
-}
-
-// dispatchMsgs adds the messages that make a base chain's dispatch rules
-// (its rules with a "kmep:jump:" comment) what the configuration says,
-// leaving them alone when they are.
-func (d *Driver) dispatchMsgs(fam byte, chain, to string, cur []ruleInfo, add func(netlink.Message, error) error) error {
-	want := []string{""}
-	if len(d.cfg.Interfaces) > 0 {
-		want = d.cfg.Interfaces
-	}
-	var have []string
-	var handles []uint64
-	for _, r := range cur {
-		if iface, ok := strings.CutPrefix(r.comment, commentPrefix+"jump:"); ok {
-			if iface == "*" {
-				iface = ""
-			}
-			have = append(have, iface)
-			handles = append(handles, r.handle)
-		}
-	}
-	slices.Sort(have)
-	if slices.Equal(have, want) {
-		return nil
-	}
-	for _, h := range handles {
-		if err := add(delRule(fam, d.cfg.Table, chain, h)); err != nil {
-			return err
-		}
-	}
-	for _, iface := range want {
-		if err := add(newRule(fam, d.cfg.Table, chain, dispatch(iface, to), dispatchComment(iface), where{})); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// readChain adds the rules of chain ch (in kernel order) to v, marking as
-// broken the rules whose parts are out of order.
-func (d *Driver) readChain(v *view, ch chainRef, rs []ruleInfo, parts map[*ruleState]map[int]bool, counts map[*ruleState]int) {
-	var prev *ruleState
-	prevPart := -1
-	done := map[*ruleState]bool{} // rules whose run of parts in this chain ended
-	for _, r := range rs {
-		prio, ident, i, n, ok := parseComment(r.comment)
-		if !ok {
-			continue // not the driver's: left alone
-		}
-		st := v.rules[ident]
-		if st == nil {
-			st = &ruleState{ident: ident, prio: prio}
-			v.rules[ident] = st
-			parts[st] = map[int]bool{}
-			counts[st] = n
-		}
-		st.handles[ch] = append(st.handles[ch], r.handle)
-		switch {
-		case st.prio != prio || counts[st] != n || parts[st][i]:
-			st.broken = true
-		case st == prev:
-			if i < prevPart {
-				st.broken = true
-			}
-		case done[st], prev != nil && !prev.broken && prev.less(prio, ident) > 0:
-			st.broken = true // not where its priority puts it
-		}
-		parts[st][i] = true
-		if st != prev {
-			if prev != nil {
-				done[prev] = true
-			}
-			if !st.broken {
-				v.order[ch] = append(v.order[ch], st)
-			}
-		}
-		prev, prevPart = st, i
-	}
-}
-
 // prepared is one Op, translated.
 type prepared struct {
 	at     int // index in the Batch
@@ -459,7 +232,7 @@ type prepared struct {
 }
 
 func (p prepared) size(v *view) int {
-	n := len(p.parts)
+	n := 3 * len(p.parts) // a part, perhaps its priority chain and that chain's jump
 	if st := v.rules[p.ident]; st != nil {
 		for _, hs := range st.handles {
 			n += len(hs)
@@ -550,117 +323,21 @@ func (d *Driver) Batch(ctx context.Context, ops []dataplane.Op) []dataplane.Resu
 	return res
 }
 
-// ready makes sure the socket is open and the view read.
+// ready makes sure the socket is open and the view read (again, after
+// Forget, unless the ruleset did not change since it was read).
 func (d *Driver) ready(ctx context.Context) error {
+	if d.stale && d.v != nil && d.c != nil && d.gen != 0 {
+		if g, err := d.c.generation(ctx); err != nil || g != d.gen {
+			d.v = nil
+		}
+	} else if d.stale {
+		d.v = nil
+	}
+	d.stale = false
 	if d.v != nil && d.c != nil {
 		return nil
 	}
 	return d.load(ctx)
-}
-
-// commitOps makes ps in one transaction: first the parts of the rules that
-// are replaced or removed go, then the new parts are inserted, in priority
-// order, before the first rule that comes after them and is already in the
-// kernel. On any failure the view is dropped (it is read again).
-func (d *Driver) commitOps(ctx context.Context, ps []prepared) error {
-	v := d.v
-	var msgs []netlink.Message
-	var merr error
-	add := func(m netlink.Message, err error) {
-		msgs = append(msgs, m)
-		merr = cmp.Or(merr, err)
-	}
-	for _, p := range ps {
-		st := v.rules[p.ident]
-		if st == nil {
-			continue
-		}
-		for ch, hs := range st.handles {
-			c := chainRef(ch)
-			for _, h := range hs {
-				add(delRule(c.family(), d.cfg.Table, c.name(), h))
-			}
-		}
-		v.forget(st)
-	}
-	ins := slices.DeleteFunc(slices.Clone(ps), func(p prepared) bool { return p.remove })
-	slices.SortFunc(ins, func(a, b prepared) int { return cmp.Or(cmp.Compare(a.prio, b.prio), strings.Compare(a.ident, b.ident)) })
-	type slot struct {
-		st *ruleState
-		ch chainRef
-		i  int
-	}
-	pending := map[string]slot{}
-	for _, p := range ins {
-		st := &ruleState{ident: p.ident, prio: p.prio}
-		v.rules[p.ident] = st
-		var before [numChains]uint64
-		for ch := range numChains {
-			if slices.ContainsFunc(p.parts, func(x part) bool { return x.ch == ch }) {
-				before[ch] = v.insert(ch, st)
-			}
-		}
-		for i, x := range p.parts {
-			cmt := Comment(p.prio, p.ident, i, len(p.parts))
-			pending[cmt] = slot{st, x.ch, len(st.handles[x.ch])}
-			st.handles[x.ch] = append(st.handles[x.ch], 0)
-			add(newRule(x.ch.family(), d.cfg.Table, x.ch.name(), x.exprs, cmt, where{before: before[x.ch]}))
-		}
-	}
-	if merr != nil {
-		d.v = nil
-		return fmt.Errorf("nftables: encode: %w", merr)
-	}
-	if len(msgs) == 0 {
-		return nil
-	}
-	echoed, err := d.c.commit(ctx, msgs)
-	if err != nil {
-		d.drop()
-		return fmt.Errorf("nftables: %w", err)
-	}
-	for _, r := range echoed {
-		if s, ok := pending[r.comment]; ok && r.handle != 0 {
-			s.st.handles[s.ch][s.i] = r.handle
-			delete(pending, r.comment)
-		}
-	}
-	if len(pending) > 0 {
-		d.log.Warn("nftables did not echo every new rule: reading the tables again", "missing", len(pending))
-		d.v = nil
-	}
-	return nil
-}
-
-// insert puts st in the order of chain ch and returns the handle of the
-// rule it goes before: the first part of the next rule already in the
-// kernel, 0 (the end) when there is none.
-func (v *view) insert(ch chainRef, st *ruleState) uint64 {
-	o := v.order[ch]
-	i, _ := slices.BinarySearchFunc(o, st, func(a, b *ruleState) int { return a.less(b.prio, b.ident) })
-	v.order[ch] = slices.Insert(o, i, st)
-	for _, next := range v.order[ch][i+1:] {
-		if hs := next.handles[ch]; len(hs) > 0 && hs[0] != 0 {
-			return hs[0]
-		}
-	}
-	return 0
-}
-
-// forget takes st out of the view.
-func (v *view) forget(st *ruleState) {
-	if v.rules[st.ident] == st {
-		delete(v.rules, st.ident)
-	}
-	for ch := range v.order {
-		if len(st.handles[ch]) == 0 || st.broken {
-			continue
-		}
-		o := v.order[ch]
-		if i, found := slices.BinarySearchFunc(o, st, func(a, b *ruleState) int { return a.less(b.prio, b.ident) }); found && o[i] == st {
-			v.order[ch] = slices.Delete(o, i, i+1)
-		}
-	}
 }
 
 // Missing returns the rules of held the kernel lacks, or holds broken

@@ -150,7 +150,7 @@ func TestBatchIsOneTransaction(t *testing.T) {
 	if g2, _ := d.Generation(ctx); g2 != g1+1 {
 		t.Fatalf("generation %d → %d for one replaced rule, want one commit", g1, g2)
 	}
-	if got := comments(nd.nft("list", "chain", "ip", "kmep", "rules")); got != "dup fwd fwd drop" {
+	if got := evalOrder(nd.nft("list", "table", "ip", "kmep")); got != "dup fwd fwd drop" {
 		t.Fatalf("order after the replace: %s, want dup fwd fwd drop", got)
 	}
 	// Removing a rule the kernel does not hold is not an error and commits nothing.
@@ -162,7 +162,27 @@ func TestBatchIsOneTransaction(t *testing.T) {
 	}
 }
 
-var commentRE = regexp.MustCompile(`comment "kmep:\d+:app1:([^#"]+)#`)
+var (
+	commentRE = regexp.MustCompile(`comment "kmep:\d+:app1:([^#"]+)#`)
+	chainRE   = regexp.MustCompile(`(?s)chain (\S+) \{\n(.*?)\n\t\}`)
+	jumpRE    = regexp.MustCompile(`jump (rules_\d+)`)
+)
+
+// evalOrder lists the rule ids of the parts of a table's "rules" chain in
+// the order packets meet them (its jumps to the priority chains, in turn).
+func evalOrder(table string) string {
+	chains := map[string]string{}
+	for _, m := range chainRE.FindAllStringSubmatch(table, -1) {
+		chains[m[1]] = m[2]
+	}
+	var out []string
+	for _, j := range jumpRE.FindAllStringSubmatch(chains["rules"], -1) {
+		if c := comments(chains[j[1]]); c != "" {
+			out = append(out, c)
+		}
+	}
+	return strings.Join(out, " ")
+}
 
 // comments lists the rule ids of the parts of a chain, in order.
 func comments(chain string) string {
@@ -186,13 +206,14 @@ func TestMissingAndSweep(t *testing.T) {
 		ops = append(ops, op(t, "app1", b))
 	}
 	batch(t, d, ops...)
-	nd.nft("add", "rule", "ip", "kmep", "rules", "ip", "daddr", "192.0.2.99", "counter", "comment", `"operator"`)
-	listing := nd.nft("-a", "list", "chain", "ip", "kmep", "rules")
+	// An operator's rule in the chain of priority 2, whose traffic rules all go.
+	nd.nft("add", "rule", "ip", "kmep", "rules_002", "ip", "daddr", "192.0.2.99", "counter", "comment", `"operator"`)
+	listing := nd.nft("-a", "list", "chain", "ip", "kmep", "rules_003")
 	m := regexp.MustCompile(`comment "kmep:3:app1:fwd#1/4" # handle (\d+)`).FindStringSubmatch(listing)
 	if m == nil {
 		t.Fatalf("no part 1 of fwd in\n%s", listing)
 	}
-	nd.nft("delete", "rule", "ip", "kmep", "rules", "handle", m[1])
+	nd.nft("delete", "rule", "ip", "kmep", "rules_003", "handle", m[1])
 	held := []dataplane.Applied{{AppInstanceID: "app1", ID: "fwd"}, {AppInstanceID: "app1", ID: "drop"},
 		{AppInstanceID: "app1", ID: "dup"}, {AppInstanceID: "app1", ID: "pass6"}, {AppInstanceID: "app1", ID: "fwd6"},
 		{AppInstanceID: "app1", ID: "gone"}}
@@ -216,8 +237,11 @@ func TestMissingAndSweep(t *testing.T) {
 	if got := comments(rules); got != "drop fwd fwd fwd fwd" {
 		t.Fatalf("after the sweep: %s\n%s", got, rules)
 	}
-	if !strings.Contains(rules, `comment "operator"`) {
-		t.Fatalf("the operator's rule is gone:\n%s", rules)
+	if !strings.Contains(rules, `comment "operator"`) || !strings.Contains(rules, `jump rules_002`) {
+		t.Fatalf("the operator's rule is gone, or no longer reached:\n%s", rules)
+	}
+	if strings.Contains(rules, "nat_002") || strings.Contains(rules, "rules_000") {
+		t.Fatalf("emptied priority chains are left:\n%s", rules)
 	}
 }
 

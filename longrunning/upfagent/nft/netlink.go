@@ -223,7 +223,9 @@ func parseRule(m netlink.Message) (ruleInfo, error) {
 	return r, ad.Err()
 }
 
-// rules dumps the rules of one chain in their order.
+// rules dumps the rules of one chain of a table, in their order. (One
+// dump per chain: the kernel resumes a dump by walking the rules it
+// already sent, so a dump of a whole table costs the square of its size.)
 func (c *conn) rules(ctx context.Context, family byte, table, chain string) ([]ruleInfo, error) {
 	ae := encoder()
 	ae.String(unix.NFTA_RULE_TABLE, table)
@@ -256,19 +258,22 @@ func (c *conn) rules(ctx context.Context, family byte, table, chain string) ([]r
 
 // commit sends msgs as one nf_tables batch (one transaction: all of it
 // takes effect or none) and returns the rules the kernel echoed (those of
-// NEWRULE messages, with their handles). A refused batch is an error the
-// kernel's first complaint explains; the socket is then unusable (replies
-// may be left in it) and must be closed.
+// NEWRULE messages flagged NLM_F_ECHO, with their handles). Only the last
+// message asks for an acknowledgement: the kernel reports every error of a
+// batch anyway, before that acknowledgement. A refused batch is an error
+// the kernel's first complaint explains; the socket may then hold more
+// replies and must be closed.
 func (c *conn) commit(ctx context.Context, msgs []netlink.Message) ([]ruleInfo, error) {
 	batch := make([]netlink.Message, 0, len(msgs)+2)
 	batch = append(batch, netlink.Message{
 		Header: netlink.Header{Type: netlink.HeaderType(unix.NFNL_MSG_BATCH_BEGIN), Flags: netlink.Request},
 		Data:   nfgenmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES),
 	})
-	acks := 0
-	for _, m := range msgs {
-		m.Header.Flags |= netlink.Request | netlink.Acknowledge
-		acks++
+	for i, m := range msgs {
+		m.Header.Flags |= netlink.Request
+		if i == len(msgs)-1 {
+			m.Header.Flags |= netlink.Acknowledge
+		}
 		batch = append(batch, m)
 	}
 	batch = append(batch, netlink.Message{
@@ -276,11 +281,13 @@ func (c *conn) commit(ctx context.Context, msgs []netlink.Message) ([]ruleInfo, 
 		Data:   nfgenmsg(unix.AF_UNSPEC, unix.NFNL_SUBSYS_NFTABLES),
 	})
 	c.deadline(ctx)
-	if _, err := c.nl.SendMessages(batch); err != nil {
+	sent, err := c.nl.SendMessages(batch)
+	if err != nil {
 		return nil, fmt.Errorf("send batch: %w", err)
 	}
+	last := sent[len(sent)-2].Header.Sequence
 	var echoed []ruleInfo
-	for acks > 0 {
+	for {
 		replies, err := c.nl.Receive()
 		if err != nil {
 			var oe *netlink.OpError
@@ -291,8 +298,8 @@ func (c *conn) commit(ctx context.Context, msgs []netlink.Message) ([]ruleInfo, 
 		}
 		for _, m := range replies {
 			switch {
-			case m.Header.Type == netlink.Error:
-				acks--
+			case m.Header.Type == netlink.Error && m.Header.Sequence == last:
+				return echoed, nil
 			case m.Header.Type == nftType(unix.NFT_MSG_NEWRULE):
 				r, err := parseRule(m)
 				if err != nil {
@@ -302,7 +309,6 @@ func (c *conn) commit(ctx context.Context, msgs []netlink.Message) ([]ruleInfo, 
 			}
 		}
 	}
-	return echoed, nil
 }
 
 func encoder() *netlink.AttributeEncoder {
@@ -377,7 +383,8 @@ type where struct {
 	before uint64
 }
 
-// newRule adds a rule with exprs and a comment, echoed (for its handle).
+// newRule adds a rule with exprs and a comment (the kernel echoes it with
+// its handle when the message is flagged NLM_F_ECHO).
 func newRule(family byte, table, chain string, exprs []expr.Any, cmt string, at where) (netlink.Message, error) {
 	ae := encoder()
 	ae.String(unix.NFTA_RULE_TABLE, table)
@@ -395,7 +402,7 @@ func newRule(family byte, table, chain string, exprs []expr.Any, cmt string, at 
 		return nil
 	})
 	ae.Bytes(unix.NFTA_RULE_USERDATA, commentData(cmt))
-	flags := netlink.Create | unix.NLM_F_ECHO
+	flags := netlink.Create
 	if at.before != 0 {
 		ae.Uint64(unix.NFTA_RULE_POSITION, at.before)
 	} else {
@@ -417,5 +424,15 @@ func delRule(family byte, table, chain string, h uint64) (netlink.Message, error
 	ae.Uint64(unix.NFTA_RULE_HANDLE, h)
 	data, err := ae.Encode()
 	return netlink.Message{Header: netlink.Header{Type: nftType(unix.NFT_MSG_DELRULE)},
+		Data: append(nfgenmsg(family, 0), data...)}, err
+}
+
+// delChain deletes a chain (empty and unreferenced by then).
+func delChain(family byte, table, name string) (netlink.Message, error) {
+	ae := encoder()
+	ae.String(unix.NFTA_CHAIN_TABLE, table)
+	ae.String(unix.NFTA_CHAIN_NAME, name)
+	data, err := ae.Encode()
+	return netlink.Message{Header: netlink.Header{Type: nftType(unix.NFT_MSG_DELCHAIN)},
 		Data: append(nfgenmsg(family, 0), data...)}, err
 }

@@ -37,11 +37,13 @@ const (
 	// BaseNAT hooks prerouting as a nat chain at priority dstnat (-100):
 	// it jumps to NATChain.
 	BaseNAT = "dstnat"
-	// RulesChain holds every traffic rule, in priority order.
+	// RulesChain jumps, in priority order (0 first), to one chain per
+	// priority in use, "rules_000" to "rules_255", which holds the traffic
+	// rules of that priority.
 	RulesChain = "rules"
-	// NATChain holds the rules a FORWARD rule's DNAT depends on, in the
-	// same order: the FORWARD rules and the PASSTHROUGH and DUPLICATE rules
-	// that must keep packets away from them.
+	// NATChain does the same ("nat_000" ...) for the rules a FORWARD rule's
+	// DNAT depends on: the FORWARD rules, and the PASSTHROUGH and DUPLICATE
+	// rules that must keep packets away from them.
 	NATChain = "nat"
 )
 
@@ -358,4 +360,9 @@ func dispatch(iface, to string) []expr.Any {
 		out = append(out, &expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1}, &expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: name})
 	}
 	return append(out, &expr.Verdict{Kind: expr.VerdictJump, Chain: to})
+}
+
+// jumpTo is the verdict of a jump to chain.
+func jumpTo(chain string) []expr.Any {
+	return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: chain}}
 }
