@@ -105,6 +105,12 @@ type Config struct {
 	// DNSAddr is where the mesh agent's DNS server answers (UDP and TCP):
 	// DNS rules and MEC service names. Zero value: 127.0.0.1:5353.
 	DNSAddr string
+	// Redelivery is KMEP_RELAY_REDELIVERY, the relay's redelivery timeout:
+	// an event notify has not settled this long after its last activity
+	// is published again. (At start, every event still pending is
+	// published again at once: the embedded broker's queue did not survive
+	// the previous process.) Zero value: relay.DefaultRedelivery.
+	Redelivery time.Duration
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// Ready, when set, is called with the listen address once serving.
@@ -283,6 +289,11 @@ func openS3(ctx context.Context, cfg Config, log *slog.Logger) (*blob.Store, fun
 	return objects, closeS3, nil
 }
 
+// brokerWorkers is how many deliveries the embedded broker makes at once
+// (notify handles that many events at once, as behind Knative's
+// dispatcher).
+const brokerWorkers = 64
+
 // events starts the event pipeline in-process: the relay publishes the
 // change stream to an embedded broker that routes by the very Trigger
 // objects of manifests/eventing.yaml to the notify and deadletter handlers.
@@ -299,7 +310,8 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 	if err != nil {
 		return err
 	}
-	deadH, err := cloudevents.NewHTTPReceiveHandler(ctx, p, deadletter.New(deadletter.Deps{Recorder: st, Log: log.With("trigger", "deadletter")}).Handle)
+	deadH, err := cloudevents.NewHTTPReceiveHandler(ctx, p, deadletter.New(deadletter.Deps{Recorder: st, Settler: st,
+		Log: log.With("trigger", "deadletter")}).Handle)
 	if err != nil {
 		return err
 	}
@@ -308,6 +320,7 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 		return fmt.Errorf("manifests/eventing.yaml: %w", err)
 	}
 	brk, err := broker.New(broker.Options{Broker: "kmep", Namespace: "kmep", Triggers: triggers, Log: log.With("component", "broker"),
+		Workers: brokerWorkers,
 		Resolve: broker.Services(map[string]http.Handler{"notify": notifyH, "deadletter": deadH})})
 	if err != nil {
 		return err
@@ -318,7 +331,10 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 	if err := st.EnsureGroup(ctx, relay.Group, "$"); err != nil {
 		return fmt.Errorf("relay group: %w", err)
 	}
-	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/"}, relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay")})
+	// The broker's queue is in this process: what a previous process left
+	// pending is lost from it, so the relay publishes it again at once.
+	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/", Redelivery: cfg.Redelivery, RedeliverOnStart: true},
+		relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay")})
 	if err != nil {
 		return err
 	}

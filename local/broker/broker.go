@@ -109,6 +109,7 @@ type Broker struct {
 
 	mu       sync.RWMutex // RLock: filtering and admission; Lock: closing
 	inflight atomic.Int64
+	freed    chan struct{} // signalled when places are released
 	closed   bool
 	running  atomic.Bool
 
@@ -144,7 +145,7 @@ func New(opts Options) (*Broker, error) {
 	if opts.QueueSize < 0 || opts.Workers < 0 || opts.RetryAfter < 0 || opts.RequestTimeout < 0 {
 		return nil, errors.New("broker: QueueSize, Workers, RetryAfter and RequestTimeout must be positive")
 	}
-	b := &Broker{opts: opts, log: opts.Log, jobs: make(chan *job, opts.QueueSize)}
+	b := &Broker{opts: opts, log: opts.Log, jobs: make(chan *job, opts.QueueSize), freed: make(chan struct{}, 1)}
 	for _, t := range opts.Triggers {
 		if !b.ours(t) {
 			continue
@@ -297,20 +298,49 @@ func (b *Broker) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Send queues e as the ingress does, without HTTP: the all-in-one's relay
-// can use the Broker as its Sender. The result is an ACK once queued, a
-// NACK when the queue is full or the broker has stopped, and e's
-// validation error when it is not a valid event.
-func (b *Broker) Send(_ context.Context, e cloudevents.Event) protocol.Result {
+// can use the Broker as its Sender. The result is an ACK once queued; while
+// the queue is full Send waits for room (in-process backpressure, where the
+// ingress answers 503), and it is a NACK when ctx ends first or the broker
+// has stopped; it is e's validation error when e is not a valid event.
+func (b *Broker) Send(ctx context.Context, e cloudevents.Event) protocol.Result {
 	if err := e.Validate(); err != nil {
 		b.invalid.Add(1)
 		return err
 	}
-	if err := b.enqueue(e); err != nil {
+	for {
+		err := b.enqueue(e)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, errFull) {
+			// Woken by a delivery that ends, or after a while in case the
+			// place went to another sender.
+			t := time.NewTimer(50 * time.Millisecond)
+			select {
+			case <-b.freed:
+				t.Stop()
+				continue
+			case <-t.C:
+				continue
+			case <-ctx.Done():
+				t.Stop()
+				err = fmt.Errorf("%w: %w", err, ctx.Err())
+			}
+		}
 		b.rejected.Add(1)
 		return protocol.NewReceipt(false, "%w", err)
 	}
 	b.accepted.Add(1)
 	return protocol.ResultACK
+}
+
+// release gives back one place of the queue.
+func (b *Broker) release() {
+	b.inflight.Add(-1)
+	select {
+	case b.freed <- struct{}{}:
+	default:
+	}
 }
 
 var (

@@ -504,15 +504,35 @@ func TestSendInProcess(t *testing.T) {
 	if res := b.Send(ctx, event("t", "/s", "", nil)); !cloudevents.IsACK(res) {
 		t.Fatalf("first: %v", res)
 	}
-	if res := b.Send(ctx, event("t", "/s", "", nil)); cloudevents.IsACK(res) {
-		t.Fatal("queue full: want a NACK")
+	// The queue is full: Send waits for room, and gives up when its
+	// context ends.
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if res := b.Send(short, event("t", "/s", "", nil)); cloudevents.IsACK(res) {
+		t.Fatal("queue full until the context ended: want a NACK")
 	}
 	if res := b.Send(ctx, cloudevents.NewEvent()); cloudevents.IsACK(res) {
 		t.Fatal("invalid event: want an error")
 	}
-	run(t, b)
-	waitFor(t, 5*time.Second, "delivered", func() bool { return len(got.deliveries(t)) == 1 })
-	if s := b.Stats(); s.Accepted != 1 || s.Rejected != 1 || s.Invalid != 1 {
+	// A Send that waits gets in once a delivery frees a place.
+	waiting := make(chan error, 1)
+	go func() { waiting <- b.Send(ctx, event("t", "/s", "", nil)) }()
+	stop := run(t, b)
+	select {
+	case res := <-waiting:
+		if !cloudevents.IsACK(res) {
+			t.Fatalf("waiting Send: %v", res)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a waiting Send did not get in within 5 s of the queue draining")
+	}
+	waitFor(t, 5*time.Second, "delivered", func() bool { return len(got.deliveries(t)) == 2 })
+	if s := b.Stats(); s.Accepted != 2 || s.Rejected != 1 || s.Invalid != 1 {
 		t.Errorf("stats %+v", s)
+	}
+	// Once stopped, Send refuses at once.
+	stop()
+	if res := b.Send(ctx, event("t", "/s", "", nil)); cloudevents.IsACK(res) {
+		t.Fatal("stopped broker: want a NACK")
 	}
 }

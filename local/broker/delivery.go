@@ -69,7 +69,7 @@ func (b *Broker) deliver(ctx context.Context, j *job) {
 		} else {
 			b.delivered.Add(1)
 		}
-		b.inflight.Add(-1)
+		b.release()
 		return
 	case ctx.Err() != nil:
 		return // stopping: Run reports what is left
@@ -88,7 +88,7 @@ func (b *Broker) deliver(ctx context.Context, j *job) {
 		return
 	}
 	b.dropped.Add(1)
-	b.inflight.Add(-1)
+	b.release()
 	b.log.Error("delivery failed for good: event dropped", "trigger", r.name, "to", what, "id", j.e.ID(), "type", j.e.Type(), "attempts", j.attempt+1, "err", o)
 }
 

@@ -22,7 +22,11 @@
 // does not keep the order of events (receivers order them by the data's
 // revision or the event id, which is the change-stream id).
 // The queue is bounded: an event whose deliveries do not fit gets 503 with
-// Retry-After, so the relay sends it again later. The queue lives in
-// memory: what is queued when the process stops is lost. Replies (events
-// in a subscriber's answer) are ignored.
+// Retry-After at the ingress, so the relay sends it again later; Send, the
+// in-process path, waits for room instead (until its context ends). The
+// queue lives in memory: what is queued when the process stops is lost, as
+// with Knative's InMemoryChannel. kmep does not rely on it: the relay keeps
+// every event pending until notify settles it and publishes again what
+// was lost (see package relay). Replies (events in a subscriber's answer)
+// are ignored.
 package broker

@@ -1,21 +1,36 @@
 // Package relay is the outbox relay: it publishes the store's change stream
 // as CloudEvents to a sink (the Knative Broker, K_SINK) with at-least-once
-// delivery and per-subject order.
+// delivery, end to end, and per-subject order.
 //
 // The relay reads the stream through the consumer group "relay" with the
 // fixed consumer name "relay", so whichever replica holds the lease inherits
-// the entries its predecessor read but never acknowledged. An entry is
-// acknowledged (XACK) only after the sink answered 2xx, or at once when
-// events.FromChange does not turn it into an event. The group is created
-// with "$" at the first start of any relay: changes made before that are
-// not published.
+// the entries its predecessor read but never published. An entry is
+// acknowledged in the group (XACK) once the sink answered 2xx, or at once
+// when events.FromChange does not turn it into an event. The group is
+// created with "$" at the first start of any relay: changes made before
+// that are not published.
+//
+// End-to-end acknowledgment: a 2xx of the Broker is not the end of an
+// event's way (Knative's InMemoryChannel, like the all-in-one's broker,
+// keeps its queue and retries in memory). Before publishing events the
+// relay records them in the store's pending set (store.AddPending); the
+// consumer settles each one once it is done with it (notify: every callback
+// served or refused for good; the dead-letter sink: recorded), and touches
+// it whenever it hands it back for a retry. An event that stays pending
+// with no activity for Config.Redelivery is published again, with the same
+// id, until it is settled; notify's done markers keep the callbacks that
+// already got it from getting it twice. With Config.RedeliverOnStart (the
+// all-in-one, whose broker cannot outlive the process) every pending event
+// is published again at the Agent's first leadership.
 //
 // Order: events are partitioned by a hash of their subject (the service or
 // app instance the change is about) over Config.Workers FIFO workers. A
 // failed send blocks its partition and is retried with capped exponential
 // backoff and jitter until it succeeds: an event is never skipped and never
 // overtaken by a later event of the same subject, while the other partitions
-// go on.
+// go on. Events published again (redelivered, or found pending at a start)
+// come late, after newer events of their subject: at-least-once wins over
+// order there, and the broker does not keep order anyway.
 //
 // Only one relay publishes at a time: the Redis lease "relay" is taken for
 // Config.LeaseTTL and renewed every third of it. A relay that cannot renew
@@ -24,6 +39,5 @@
 // every start of leadership, and then every Config.PendingCheck, the relay
 // re-reads the group's pending entries and publishes those it does not have
 // in flight, so an entry that a stepped-down relay read at the last moment is
-// not stranded (it is published late, possibly after newer events of its
-// subject: at-least-once wins over order in that corner).
+// not stranded, and claims the events overdue for redelivery.
 package relay

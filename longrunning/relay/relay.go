@@ -30,11 +30,16 @@ const (
 	LeaseName = "relay"
 )
 
+// DefaultRedelivery is Config.Redelivery's zero value.
+const DefaultRedelivery = 5 * time.Minute
+
 // Stream is what the relay needs of the store.
 type Stream interface {
 	EnsureGroup(ctx context.Context, group, from string) error
 	ReadGroup(ctx context.Context, group, consumer string, count int64, block time.Duration, pending bool) ([]store.Change, error)
-	Ack(ctx context.Context, group string, ids ...string) error
+	AckPublished(ctx context.Context, group string, ids ...string) error
+	AddPending(ctx context.Context, ids ...string) error
+	ClaimOverdue(ctx context.Context, cutoff time.Time, limit int) (due []store.Change, gone []string, err error)
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
 }
@@ -77,8 +82,23 @@ type Config struct {
 	// Zero value: 10 s.
 	SendTimeout time.Duration
 	// PendingCheck is how often the leader re-reads the group's pending
-	// entries for ones it does not have in flight. Zero value: 30 s.
+	// entries for ones it does not have in flight, and claims the events
+	// overdue for redelivery. Zero value: a fifth of Redelivery, at most
+	// 30 s.
 	PendingCheck time.Duration
+	// Redelivery is the redelivery timeout: an event that its consumer has
+	// not settled (store.Settle) this long after its last activity (its
+	// publication, or the consumer's last attempt at it: store.Progress.Touch)
+	// is published again. It must exceed the longest wait between two of
+	// the Triggers' retries plus one attempt of the consumer (manifests/
+	// eventing.yaml: 256 s + notify's ~16 s), or events still being
+	// retried are published twice. Zero value: 5 min.
+	Redelivery time.Duration
+	// RedeliverOnStart publishes every pending event again at the first
+	// leadership of this Agent, without waiting for the timeout. Set it
+	// only when the sink cannot have kept anything across this process's
+	// start (the all-in-one's in-process broker). Zero value: false.
+	RedeliverOnStart bool
 }
 
 // Deps are the Agent's dependencies.
@@ -107,6 +127,13 @@ type Stats struct {
 	// Orphans counts pending entries found by a later pending check (read
 	// by a relay that stepped down right then).
 	Orphans uint64
+	// Redelivered counts events published again because they stayed
+	// pending past the redelivery timeout (or at start, with
+	// RedeliverOnStart).
+	Redelivered uint64
+	// Gone counts pending events that could not be published again
+	// because their entry had been trimmed from the stream (lost).
+	Gone uint64
 	// Leader reports whether this agent holds the lease and reads.
 	Leader bool
 }
@@ -118,8 +145,10 @@ type Agent struct {
 	sender Sender
 	log    *slog.Logger
 
-	published, unpublished, malformed, sendFailures, orphans atomic.Uint64
-	leader                                                   atomic.Bool
+	published, unpublished, malformed, sendFailures, orphans, redelivered, gone atomic.Uint64
+	leader                                                                      atomic.Bool
+	// led reports whether a term has started (Run's goroutine only).
+	led bool
 }
 
 // New checks cfg, fills its zero values and returns an Agent.
@@ -151,15 +180,18 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if cfg.SendTimeout == 0 {
 		cfg.SendTimeout = 10 * time.Second
 	}
+	if cfg.Redelivery == 0 {
+		cfg.Redelivery = DefaultRedelivery
+	}
 	if cfg.PendingCheck == 0 {
-		cfg.PendingCheck = 30 * time.Second
+		cfg.PendingCheck = min(30*time.Second, cfg.Redelivery/5)
 	}
 	switch {
 	case cfg.Workers < 0, cfg.QueueSize < 0, cfg.Batch < 0:
 		return nil, fmt.Errorf("relay: Workers, QueueSize and Batch must be positive")
 	case cfg.LeaseTTL < 30*time.Millisecond:
 		return nil, fmt.Errorf("relay: LeaseTTL %s is too short", cfg.LeaseTTL)
-	case cfg.Block < 0, cfg.MinBackoff < 0, cfg.MaxBackoff < cfg.MinBackoff, cfg.SendTimeout < 0, cfg.PendingCheck < 0:
+	case cfg.Block < 0, cfg.MinBackoff < 0, cfg.MaxBackoff < cfg.MinBackoff, cfg.SendTimeout < 0, cfg.PendingCheck < 0, cfg.Redelivery < 0:
 		return nil, fmt.Errorf("relay: durations must be positive and MaxBackoff >= MinBackoff")
 	}
 	if cfg.Holder == "" {
@@ -196,6 +228,8 @@ func (a *Agent) Stats() Stats {
 		Malformed:    a.malformed.Load(),
 		SendFailures: a.sendFailures.Load(),
 		Orphans:      a.orphans.Load(),
+		Redelivered:  a.redelivered.Load(),
+		Gone:         a.gone.Load(),
 		Leader:       a.leader.Load(),
 	}
 }

@@ -42,10 +42,12 @@ type received struct {
 }
 
 // sink is a CloudEvents receiver that records what it accepted; fail, when
-// set, decides per request whether to answer 503 instead.
+// set, decides per request whether to answer 503 instead; settle, when
+// set, is the store it settles each accepted event in (as notify would).
 type sink struct {
 	*httptest.Server
-	fail atomic.Pointer[func() bool]
+	fail   atomic.Pointer[func() bool]
+	settle atomic.Pointer[store.Store]
 
 	mu   sync.Mutex
 	got  []received
@@ -79,6 +81,11 @@ func newSink(t *testing.T) *sink {
 			rc.rev = d.Rev
 		}
 		s.got = append(s.got, rc)
+		if st := s.settle.Load(); st != nil {
+			if err := st.Settle(r.Context(), e.ID()); err != nil {
+				s.errs = append(s.errs, err.Error())
+			}
+		}
 		w.WriteHeader(http.StatusAccepted)
 	}))
 	t.Cleanup(s.Close)
@@ -433,4 +440,129 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			}
 		})
 	}
+}
+
+// settling makes s settle each event it accepts in st before it answers,
+// as notify does once every callback was served.
+func (s *sink) settling(st *store.Store) {
+	s.settle.Store(st)
+}
+
+// pendingCount is the store's pending count, failing t on an error.
+func pendingCount(t *testing.T, st *store.Store) int64 {
+	t.Helper()
+	n, err := st.PendingCount(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// An event its consumer does not settle is published again once its
+// redelivery timeout has passed since its last activity, and again after
+// each further timeout, until it is settled; then never again.
+func TestUnsettledEventsArePublishedAgain(t *testing.T) {
+	st := newStore(t)
+	s := newSink(t)
+	cfg := fastConfig(s.URL)
+	cfg.Redelivery, cfg.PendingCheck = 300*time.Millisecond, 50*time.Millisecond
+	a, _ := start(t, cfg, st, true)
+	ids := churn(t, st, "u", 3, 1)
+	// A registration is not an event: never pending.
+	if _, err := st.CreateRegistration(context.Background(), store.Registration{AppInstanceID: "app-u", Body: []byte(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "every event published twice", func() bool {
+		got := s.ids()
+		for _, id := range ids {
+			if got[id] < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if a.Stats().Redelivered < uint64(len(ids)) {
+		t.Errorf("stats %+v: want at least %d redelivered", a.Stats(), len(ids))
+	}
+	if n := pendingCount(t, st); n != int64(len(ids)) {
+		t.Errorf("%d pending, want %d (the events, not the registration)", n, len(ids))
+	}
+	if err := st.Settle(context.Background(), ids...); err != nil {
+		t.Fatal(err)
+	}
+	// A publication that was in flight when they were settled may still
+	// land; after that, none.
+	time.Sleep(cfg.Redelivery)
+	before := len(s.events())
+	time.Sleep(4 * cfg.Redelivery)
+	if after := len(s.events()); after != before {
+		t.Errorf("%d events published after every event was settled", after-before)
+	}
+	s.check(t)
+}
+
+// A consumer that settles an event before the relay has even recorded
+// its publication (the sink answers after notify is done) leaves nothing
+// pending and nothing is published twice.
+func TestSettledBeforeTheAcknowledgment(t *testing.T) {
+	st := newStore(t)
+	s := newSink(t)
+	s.settling(st)
+	cfg := fastConfig(s.URL)
+	cfg.Redelivery, cfg.PendingCheck = 200*time.Millisecond, 50*time.Millisecond
+	a, _ := start(t, cfg, st, true)
+	ids := churn(t, st, "e", 5, 3)
+	waitFor(t, 30*time.Second, "every change delivered", allDelivered(s, ids))
+	waitPublished(t, a, len(ids))
+	time.Sleep(5 * cfg.Redelivery)
+	for id, n := range s.ids() {
+		if n != 1 {
+			t.Errorf("%s delivered %d times", id, n)
+		}
+	}
+	if n := pendingCount(t, st); n != 0 || a.Stats().Redelivered != 0 {
+		t.Errorf("%d pending, stats %+v: want nothing left and nothing redelivered", n, a.Stats())
+	}
+	s.check(t)
+}
+
+// With RedeliverOnStart, a new relay publishes every pending event at its
+// first leadership (the all-in-one: its broker's queue died with the
+// previous process); without it, it waits for the timeout.
+func TestRedeliverOnStart(t *testing.T) {
+	st := newStore(t)
+	s := newSink(t)
+	cfg := fastConfig(s.URL)
+	cfg.Redelivery = time.Hour
+	a1, stop1 := start(t, cfg, st, true)
+	ids := churn(t, st, "s", 4, 1)
+	waitFor(t, 30*time.Second, "every change delivered", allDelivered(s, ids))
+	waitPublished(t, a1, len(ids))
+	stop1()
+
+	a2, stop2 := start(t, cfg, st, true)
+	// The first pending check has run once the relay reads new entries:
+	// one more change, delivered, shows it.
+	more := churn(t, st, "s2", 1, 0)
+	waitFor(t, 30*time.Second, "a later change delivered", allDelivered(s, more))
+	stop2()
+	if got := a2.Stats().Redelivered; got != 0 {
+		t.Fatalf("without RedeliverOnStart: %d redelivered before the timeout", got)
+	}
+
+	cfg.RedeliverOnStart = true
+	a3, _ := start(t, cfg, st, true)
+	waitFor(t, 30*time.Second, "every pending event published again", func() bool {
+		got := s.ids()
+		for _, id := range append(ids, more...) {
+			if got[id] < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	if got := a3.Stats().Redelivered; got != uint64(len(ids)+len(more)) {
+		t.Errorf("redelivered %d, want %d", got, len(ids)+len(more))
+	}
+	s.check(t)
 }

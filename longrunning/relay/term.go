@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"sync"
 	"time"
@@ -80,7 +81,8 @@ func (a *Agent) keepLease(ctx context.Context, cancel context.CancelFunc, start 
 }
 
 // read feeds the partitions until ctx ends: first the group's pending
-// entries, then new ones, with a pending check every PendingCheck.
+// entries and the overdue events, then new entries, with a check every
+// PendingCheck.
 func (t *term) read(ctx context.Context) {
 	a := t.a
 	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
@@ -107,33 +109,15 @@ func (t *term) read(ctx context.Context) {
 			a.leader.Store(true)
 		}
 		if time.Since(lastCheck) >= a.cfg.PendingCheck || first {
-			// The pending list holds exactly what is in flight here plus what
-			// a predecessor left; nothing is read concurrently with this.
-			known := t.snapshot()
-			chs, err := a.store.ReadGroup(ctx, Group, Consumer, 0, 0, true)
-			if err != nil {
+			if err := t.check(ctx, first); err != nil {
 				needGroup = true
-				fail("read pending entries", err)
+				fail("pending check", err)
 				continue
 			}
-			lastCheck = time.Now()
-			n := 0
-			for _, c := range chs {
-				if _, ok := known[c.StreamID]; ok {
-					continue
-				}
-				if !t.dispatch(ctx, c) {
-					return
-				}
-				n++
+			if ctx.Err() != nil {
+				return
 			}
-			if n > 0 && first {
-				a.log.Info("resuming pending entries", "count", n)
-			} else if n > 0 {
-				a.orphans.Add(uint64(n))
-				a.log.Warn("pending entries no relay had in flight", "count", n)
-			}
-			first = false
+			lastCheck, first, a.led = time.Now(), false, true
 		}
 		chs, err := a.store.ReadGroup(ctx, Group, Consumer, a.cfg.Batch, a.cfg.Block, false)
 		if err != nil {
@@ -145,12 +129,80 @@ func (t *term) read(ctx context.Context) {
 		if ctx.Err() != nil {
 			return // no longer the leader: what was just read stays pending
 		}
-		for _, c := range chs {
-			if !t.dispatch(ctx, c) {
-				return
-			}
+		if !t.dispatch(ctx, chs, true) {
+			return
 		}
 	}
+}
+
+// claimPage is how many overdue events one claim takes.
+const claimPage = 1000
+
+// check publishes what no relay has in flight: the group's pending entries
+// (read by a predecessor, or by this relay before a step-down, and never
+// accepted by the sink), then the events overdue for redelivery (all
+// pending ones at the Agent's first check with RedeliverOnStart). It
+// returns early, without an error, when ctx ends.
+func (t *term) check(ctx context.Context, first bool) error {
+	a := t.a
+	// The group's pending list holds exactly what is in flight here plus
+	// what a predecessor left; nothing is read concurrently with this.
+	known := t.snapshot()
+	chs, err := a.store.ReadGroup(ctx, Group, Consumer, 0, 0, true)
+	if err != nil {
+		return fmt.Errorf("read pending entries: %w", err)
+	}
+	var left []store.Change
+	for _, c := range chs {
+		if _, ok := known[c.StreamID]; !ok {
+			left = append(left, c)
+		}
+	}
+	if !t.dispatch(ctx, left, true) {
+		return nil
+	}
+	if n := len(left); n > 0 && first {
+		a.log.Info("resuming pending entries", "count", n)
+	} else if n > 0 {
+		a.orphans.Add(uint64(n))
+		a.log.Warn("pending entries no relay had in flight", "count", n)
+	}
+
+	cutoff := time.Now().Add(-a.cfg.Redelivery)
+	if first && !a.led && a.cfg.RedeliverOnStart {
+		cutoff = time.Now().Add(-time.Millisecond)
+	}
+	total := 0
+	for {
+		due, gone, err := a.store.ClaimOverdue(ctx, cutoff, claimPage)
+		if err != nil {
+			return fmt.Errorf("claim overdue events: %w", err)
+		}
+		if len(gone) > 0 {
+			a.gone.Add(uint64(len(gone)))
+			a.log.Error("pending events no longer in the stream: they cannot be published again", "count", len(gone), "first", gone[0])
+		}
+		known = t.snapshot()
+		var redo []store.Change
+		for _, c := range due {
+			if _, ok := known[c.StreamID]; !ok {
+				redo = append(redo, c)
+			}
+		}
+		if !t.dispatch(ctx, redo, false) {
+			return nil
+		}
+		a.redelivered.Add(uint64(len(redo)))
+		total += len(redo)
+		if len(due)+len(gone) < claimPage {
+			break
+		}
+	}
+	if total > 0 {
+		a.log.Warn("publishing again events their consumer has not settled", "count", total,
+			"redelivery_timeout", a.cfg.Redelivery, "at_start", first && a.cfg.RedeliverOnStart)
+	}
+	return nil
 }
 
 func (t *term) snapshot() map[string]struct{} {
@@ -163,26 +215,71 @@ func (t *term) snapshot() map[string]struct{} {
 	return m
 }
 
-// dispatch queues c on its subject's partition, or for acknowledgement
-// when it is not published. It reports false when ctx ended first.
-func (t *term) dispatch(ctx context.Context, c store.Change) bool {
-	t.mu.Lock()
-	t.inflight[c.StreamID] = struct{}{}
-	t.mu.Unlock()
-	e, ok, err := events.FromChange(c)
-	if err != nil || !ok {
-		if err != nil {
-			t.a.malformed.Add(1)
-			t.a.log.Error("change cannot be published: acknowledging it", "id", c.StreamID, "kind", c.Kind, "change", c.Type, "err", err)
-		}
-		t.a.unpublished.Add(1)
-		return t.ack(ctx, c.StreamID)
-	}
-	select {
-	case t.parts[partition(e.Subject(), len(t.parts))] <- item{id: c.StreamID, e: e}:
+// dispatch queues each change on its subject's partition, or for
+// acknowledgement when it is not published. With hold, the events are
+// first recorded as pending (store.AddPending), so that no consumer can
+// settle one before it is. It reports false when ctx ended first.
+func (t *term) dispatch(ctx context.Context, chs []store.Change, hold bool) bool {
+	if len(chs) == 0 {
 		return true
-	case <-ctx.Done():
+	}
+	t.mu.Lock()
+	for _, c := range chs {
+		t.inflight[c.StreamID] = struct{}{}
+	}
+	t.mu.Unlock()
+	items := make([]item, 0, len(chs))
+	for _, c := range chs {
+		e, ok, err := events.FromChange(c)
+		if err != nil || !ok {
+			if err != nil {
+				t.a.malformed.Add(1)
+				t.a.log.Error("change cannot be published: acknowledging it", "id", c.StreamID, "kind", c.Kind, "change", c.Type, "err", err)
+			}
+			t.a.unpublished.Add(1)
+			if !t.ack(ctx, c.StreamID) {
+				return false
+			}
+			continue
+		}
+		items = append(items, item{id: c.StreamID, e: e})
+	}
+	if hold && !t.hold(ctx, items) {
 		return false
+	}
+	for _, it := range items {
+		select {
+		case t.parts[partition(it.e.Subject(), len(t.parts))] <- it:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
+// hold records items as pending, retrying while Redis is away. It reports
+// false when ctx ended first.
+func (t *term) hold(ctx context.Context, items []item) bool {
+	if len(items) == 0 {
+		return true
+	}
+	ids := make([]string, len(items))
+	for i, it := range items {
+		ids[i] = it.id
+	}
+	backoff := retry.Backoff{Min: t.a.cfg.MinBackoff, Max: t.a.cfg.MaxBackoff}
+	for attempt := 0; ; attempt++ {
+		err := t.a.store.AddPending(ctx, ids...)
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		t.a.log.Warn("record events as pending", "count", len(ids), "err", err)
+		if !retry.Sleep(ctx, backoff.Delay(attempt)) {
+			return false
+		}
 	}
 }
 
@@ -266,7 +363,7 @@ func (t *term) ackLoop(ctx context.Context) {
 			}
 		}
 		for attempt := 0; ; attempt++ {
-			err := a.store.Ack(ctx, Group, batch...)
+			err := a.store.AckPublished(ctx, Group, batch...)
 			if err == nil {
 				break
 			}

@@ -1,7 +1,10 @@
 // Package deadletter receives the events a Trigger could not deliver (the
 // Triggers' deadLetterSink): it logs each one and records it, with the
 // error Knative attached (the knativeerrordest, knativeerrorcode and
-// knativeerrordata extensions), so an operator can see and replay it.
+// knativeerrordata extensions), so an operator can see and replay it. Once
+// a kmep event is recorded it is settled (the end-to-end acknowledgment
+// the relay waits for): the broker gave up on it and nothing will serve
+// it, so the relay must not publish it again.
 package deadletter
 
 import (
@@ -36,11 +39,21 @@ type Recorder interface {
 	RecordDeadLetter(ctx context.Context, id string, payload []byte) error
 }
 
+// Settler settles kmep's events (store.Settle): the relay stops waiting for
+// them.
+type Settler interface {
+	Settle(ctx context.Context, ids ...string) error
+}
+
 // Deps are the Handler's dependencies.
 type Deps struct {
 	// Recorder keeps each dead letter. Zero value: dead letters are only
 	// logged.
 	Recorder Recorder
+	// Settler settles each dead-lettered kmep event (source events.Source)
+	// once it is recorded. Zero value: nothing is settled, and the relay
+	// publishes the event again after its redelivery timeout.
+	Settler Settler
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// Now is the clock. Zero value: time.Now.
@@ -70,14 +83,15 @@ type Record struct {
 
 // Handler handles dead-lettered events.
 type Handler struct {
-	rec Recorder
-	log *slog.Logger
-	now func() time.Time
+	rec     Recorder
+	settler Settler
+	log     *slog.Logger
+	now     func() time.Time
 }
 
 // New returns a Handler.
 func New(deps Deps) *Handler {
-	h := &Handler{rec: deps.Recorder, log: deps.Log, now: deps.Now}
+	h := &Handler{rec: deps.Recorder, settler: deps.Settler, log: deps.Log, now: deps.Now}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -87,8 +101,9 @@ func New(deps Deps) *Handler {
 	return h
 }
 
-// Handle logs and records one dead letter. A failure to record it answers
-// 503, so the broker delivers it again.
+// Handle logs and records one dead letter, then settles it when it is one
+// of kmep's events. A failure to record or settle it answers 503, so the
+// broker delivers it again (it may then be recorded twice, never lost).
 func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) protocol.Result {
 	r, err := NewRecord(e, h.now())
 	if err != nil {
@@ -96,16 +111,21 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) protocol.Resu
 	}
 	h.log.Warn("dead letter", "id", r.ID, "type", r.Type, "subject", r.Subject, "app", r.App,
 		"error_dest", r.ErrorDest, "error_code", r.ErrorCode, "error_data", r.ErrorData)
-	if h.rec == nil {
-		return nil
+	if h.rec != nil {
+		payload, err := json.Marshal(r)
+		if err != nil {
+			return cehttp.NewResult(http.StatusInternalServerError, "dead letter %s: %w", r.ID, err)
+		}
+		if err := h.rec.RecordDeadLetter(ctx, r.ID, payload); err != nil {
+			h.log.Error("record dead letter", "id", r.ID, "err", err)
+			return cehttp.NewResult(http.StatusServiceUnavailable, "record dead letter %s: unavailable", r.ID)
+		}
 	}
-	payload, err := json.Marshal(r)
-	if err != nil {
-		return cehttp.NewResult(http.StatusInternalServerError, "dead letter %s: %w", r.ID, err)
-	}
-	if err := h.rec.RecordDeadLetter(ctx, r.ID, payload); err != nil {
-		h.log.Error("record dead letter", "id", r.ID, "err", err)
-		return cehttp.NewResult(http.StatusServiceUnavailable, "record dead letter %s: unavailable", r.ID)
+	if h.settler != nil && e.Source() == events.Source {
+		if err := h.settler.Settle(ctx, r.ID); err != nil {
+			h.log.Error("settle dead letter", "id", r.ID, "err", err)
+			return cehttp.NewResult(http.StatusServiceUnavailable, "settle dead letter %s: unavailable", r.ID)
+		}
 	}
 	return nil
 }

@@ -23,11 +23,25 @@ import (
 )
 
 type fakeRecorder struct {
-	mu    sync.Mutex
-	ids   []string
-	bodys [][]byte
-	err   error
+	mu        sync.Mutex
+	ids       []string
+	bodys     [][]byte
+	err       error
+	settled   []string
+	settleErr error
 }
+
+func (f *fakeRecorder) Settle(_ context.Context, ids ...string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.settleErr != nil {
+		return f.settleErr
+	}
+	f.settled = append(f.settled, ids...)
+	return nil
+}
+
+var _ deadletter.Settler = (*fakeRecorder)(nil)
 
 func (f *fakeRecorder) RecordDeadLetter(_ context.Context, id string, payload []byte) error {
 	f.mu.Lock()
@@ -42,10 +56,14 @@ func (f *fakeRecorder) RecordDeadLetter(_ context.Context, id string, payload []
 
 var _ deadletter.Recorder = (*fakeRecorder)(nil)
 
-func serve(t *testing.T, rec deadletter.Recorder) http.Handler {
+func serve(t *testing.T, rec *fakeRecorder) http.Handler {
 	t.Helper()
-	h := deadletter.New(deadletter.Deps{Recorder: rec, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }})
+	d := deadletter.Deps{Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) }}
+	if rec != nil {
+		d.Recorder, d.Settler = rec, rec
+	}
+	h := deadletter.New(d)
 	p, err := cloudevents.NewHTTP()
 	if err != nil {
 		t.Fatal(err)
@@ -91,14 +109,39 @@ func TestRecordsDeadLetters(t *testing.T) {
 	if len(rec.ids) != 1 || rec.ids[0] != "1767323045000-0" {
 		t.Fatalf("recorded ids %v", rec.ids)
 	}
+	if len(rec.settled) != 1 || rec.settled[0] != "1767323045000-0" {
+		t.Fatalf("settled ids %v, want the recorded one", rec.settled)
+	}
 	problemtest.Golden(t, "record", rec.bodys[0])
 }
 
-func TestRecorderFailureAsksForRedelivery(t *testing.T) {
-	rec := &fakeRecorder{err: errors.New("redis: connection refused")}
-	w := post(t, serve(t, rec), deadLettered(t))
-	if w.Code != http.StatusServiceUnavailable {
-		t.Fatalf("status %d, want 503", w.Code)
+// A dead letter is settled only once it is recorded, and a failure of
+// either asks the broker for a redelivery; an event that is not kmep's is
+// recorded but never settled.
+func TestSettling(t *testing.T) {
+	down := errors.New("redis: connection refused")
+	foreign := deadLettered(t)
+	foreign.SetSource("/elsewhere")
+	for _, tc := range []struct {
+		name              string
+		rec               *fakeRecorder
+		e                 cloudevents.Event
+		code              int
+		recorded, settled int
+	}{
+		{"recorder fails", &fakeRecorder{err: down}, deadLettered(t), http.StatusServiceUnavailable, 0, 0},
+		{"settle fails", &fakeRecorder{settleErr: down}, deadLettered(t), http.StatusServiceUnavailable, 1, 0},
+		{"not a kmep event", &fakeRecorder{}, foreign, http.StatusOK, 1, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := post(t, serve(t, tc.rec), tc.e)
+			if w.Code != tc.code {
+				t.Fatalf("status %d, want %d", w.Code, tc.code)
+			}
+			if len(tc.rec.ids) != tc.recorded || len(tc.rec.settled) != tc.settled {
+				t.Fatalf("recorded %v, settled %v; want %d and %d", tc.rec.ids, tc.rec.settled, tc.recorded, tc.settled)
+			}
+		})
 	}
 }
 

@@ -22,29 +22,14 @@ import (
 // its connection can be reused.
 const maxDrain = 64 << 10
 
-// doneKey names the done marker of one notification of one event.
-func doneKey(eventID, subID string) string { return eventID + "/" + subID }
-
 // fanOut delivers the notification body(sub) of event eventID to every
-// subscription not yet marked done for it, counting into c. It returns an
-// error only when the done markers could not be read (nothing was sent).
-func (n *Notifier) fanOut(ctx context.Context, eventID string, subs []store.Subscription,
-	body func(store.Subscription) ([]byte, error), c *counters) error {
-	if len(subs) == 0 {
-		return nil
-	}
-	keys := make([]string, len(subs))
-	for i, sub := range subs {
-		keys[i] = doneKey(eventID, sub.ID)
-	}
-	done, err := n.st.Done(ctx, keys...)
-	if err != nil {
-		return fmt.Errorf("read done markers of event %s: %w", eventID, err)
-	}
+// subscription of aud not yet marked done for it, counting into c.
+func (n *Notifier) fanOut(ctx context.Context, eventID string, aud store.Audience,
+	body func(store.Subscription) ([]byte, error), c *counters) {
 	var wg sync.WaitGroup
 	stopped := false
-	for i, sub := range subs {
-		if done[i] {
+	for i, sub := range aud.Subs {
+		if aud.Done[i] {
 			c.skipped.Add(1)
 			continue
 		}
@@ -66,14 +51,13 @@ func (n *Notifier) fanOut(ctx context.Context, eventID string, subs []store.Subs
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.deliver(ctx, eventID, keys[i], sub, b, c)
+			n.deliver(ctx, eventID, sub, b, c)
 		}()
 	}
 	wg.Wait()
 	if stopped {
 		n.log.Warn("event's context ended before every callback was tried", "event", eventID, "err", ctx.Err())
 	}
-	return nil
 }
 
 func (n *Notifier) acquire(ctx context.Context) bool {
@@ -109,20 +93,19 @@ type outcome struct {
 // deliver sends one notification, retrying as configured. It is called
 // holding a concurrency slot, which it holds only while an attempt is in
 // flight (not while it backs off).
-func (n *Notifier) deliver(ctx context.Context, eventID, key string, sub store.Subscription, body []byte, c *counters) {
+func (n *Notifier) deliver(ctx context.Context, eventID string, sub store.Subscription, body []byte, c *counters) {
 	for attempt := 1; ; attempt++ {
 		o := n.attempt(ctx, sub.CallbackReference, body)
 		n.release()
 		switch o.result {
 		case resultDelivered:
 			c.delivered.Add(1)
-			// The marker is written even if the event's context just ended:
-			// the subscriber has the notification.
-			mctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), markDoneTimeout)
-			if err := n.st.MarkDone(mctx, key, n.doneTTL); err != nil {
+			// The marker is written even if the event's context just ended
+			// (the batched write does not inherit its cancellation): the
+			// subscriber has the notification.
+			if _, err := n.progress.Do(ctx, store.Progress{Notified: []store.Notified{{EventID: eventID, SubscriptionID: sub.ID}}}); err != nil {
 				n.log.Warn("delivered notification not marked done", "event", eventID, "subscription", sub.ID, "err", err)
 			}
-			cancel()
 			return
 		case resultRejected:
 			c.rejected.Add(1)

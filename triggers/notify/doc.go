@@ -13,9 +13,24 @@
 // Deliveries run with bounded concurrency, a timeout per attempt, and
 // retries with exponential backoff (honouring Retry-After) on 5xx, 429 and
 // transport errors. Every delivered (event id, subscription id) pair is
-// marked done in the store, so when the broker redelivers an event because
-// some callbacks failed, only those are called again. The result is an ACK
-// when every callback took the notification (or refused it with a 4xx), a
-// 502 NACK when some still failed, a 503 NACK when the store could not be
-// read, and a 400 for an event that is not one of kmep's.
+// marked done in the store, so when the broker (or the relay) redelivers an
+// event because some callbacks failed, only those are called again. The
+// result is an ACK when every callback took the notification (or refused
+// it with a 4xx), a 502 NACK when some still failed, a 503 NACK when the
+// store could not be read or written, and a 400 for an event that is not
+// one of kmep's.
+//
+// Before its ACK the event is settled in the store (store.Progress.Settle):
+// that is the end-to-end acknowledgment the relay waits for before it
+// stops publishing the event again. A 502 touches the event instead
+// (Progress.Touch: it is being retried, the relay's redelivery timeout
+// starts again), and a 400 settles it (it can never be notified).
+//
+// The store calls of the events handled at once are batched (a group
+// commit: whoever finds no call in flight makes one for everything queued
+// meanwhile): one selection of the subscriptions and their done markers
+// for many events (store.Audiences, two round trips), and one write of
+// many done markers and settlements (store.Record). The Notifier keeps no
+// state between events beyond its counters: any replica can handle any
+// event or its redelivery.
 package notify

@@ -20,11 +20,14 @@ import (
 
 // Store is what the notifier reads and writes. *store.Store implements it.
 type Store interface {
-	MatchServiceSubscriptions(ctx context.Context, r store.ServiceRecord) ([]store.Subscription, error)
-	TerminationSubscriptions(ctx context.Context, app string) ([]store.Subscription, error)
+	// Audiences selects the subscriptions of many events at once, with
+	// their done markers.
+	Audiences(ctx context.Context, qs []store.AudienceQuery) ([]store.Audience, error)
+	// Record writes done markers, and settles or touches events: the
+	// end-to-end acknowledgment to the relay (an event settled is done;
+	// one touched is being retried).
+	Record(ctx context.Context, p store.Progress) error
 	GetTermination(ctx context.Context, app string) (store.Termination, error)
-	Done(ctx context.Context, keys ...string) ([]bool, error)
-	MarkDone(ctx context.Context, key string, ttl time.Duration) error
 }
 
 var _ Store = (*store.Store)(nil)
@@ -87,9 +90,19 @@ const (
 	DefaultDoneTTL       = time.Hour
 )
 
-// markDoneTimeout bounds writing a done marker after a delivery, which
-// runs even when the event's context has ended.
-const markDoneTimeout = 2 * time.Second
+// Bounds of one batched store call: the done markers and settlements are
+// written even when the event's context has ended.
+const (
+	recordTimeout = 2 * time.Second
+	selectTimeout = 5 * time.Second
+)
+
+// Sizes of the batched store calls (events per selection, writes per
+// record).
+const (
+	maxSelectBatch = 256
+	maxRecordBatch = 1024
+)
 
 // Notifier delivers the notifications of kmep's events. It is safe for
 // concurrent use.
@@ -102,6 +115,9 @@ type Notifier struct {
 	retry   Retry
 	doneTTL time.Duration
 	stats   counters
+
+	audiences *batcher[store.AudienceQuery, store.Audience]
+	progress  *batcher[store.Progress, struct{}]
 }
 
 // New returns a Notifier over d. It fails when a required dependency is
@@ -142,7 +158,20 @@ func New(d Deps) (*Notifier, error) {
 	if n.retry.MaxRetryAfter == 0 {
 		n.retry.MaxRetryAfter = DefaultMaxRetryAfter
 	}
+	n.audiences = &batcher[store.AudienceQuery, store.Audience]{do: n.st.Audiences, max: maxSelectBatch, timeout: selectTimeout}
+	n.progress = &batcher[store.Progress, struct{}]{do: n.record, max: maxRecordBatch, timeout: recordTimeout}
 	return n, nil
+}
+
+// record writes the progress of several events in one store call.
+func (n *Notifier) record(ctx context.Context, ps []store.Progress) ([]struct{}, error) {
+	all := store.Progress{DoneTTL: n.doneTTL}
+	for _, p := range ps {
+		all.Notified = append(all.Notified, p.Notified...)
+		all.Settle = append(all.Settle, p.Settle...)
+		all.Touch = append(all.Touch, p.Touch...)
+	}
+	return make([]struct{}, len(ps)), n.st.Record(ctx, all)
 }
 
 // Stats counts what a Notifier did since New.
@@ -196,28 +225,28 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Res
 	n.stats.events.Add(1)
 	start := time.Now()
 	var (
-		subs []store.Subscription
+		q    = store.AudienceQuery{EventID: e.ID()}
 		body func(store.Subscription) ([]byte, error)
-		err  error
 	)
 	switch e.Type() {
 	case events.TypeServiceChanged:
 		var d events.ServiceChanged
 		if err := decode(e, &d); err != nil {
-			return n.invalid(e, err)
+			return n.invalid(ctx, e, err)
 		}
 		if err := checkService(e, d); err != nil {
-			return n.invalid(e, err)
+			return n.invalid(ctx, e, err)
 		}
-		subs, err = n.st.MatchServiceSubscriptions(ctx, d.Record())
+		r := d.Record()
+		q.Service = &r
 		body = func(sub store.Subscription) ([]byte, error) { return serviceNotification(d, sub) }
 	case events.TypeAppTerminating:
 		var d events.AppTerminating
 		if err := decode(e, &d); err != nil {
-			return n.invalid(e, err)
+			return n.invalid(ctx, e, err)
 		}
 		if err := checkTermination(e, d); err != nil {
-			return n.invalid(e, err)
+			return n.invalid(ctx, e, err)
 		}
 		if d.MaxGracefulTimeout == 0 {
 			t, terr := n.st.GetTermination(ctx, d.AppInstanceID)
@@ -228,36 +257,51 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Res
 				return n.unavailable(e, terr)
 			}
 		}
-		subs, err = n.st.TerminationSubscriptions(ctx, d.AppInstanceID)
+		q.App = d.AppInstanceID
 		body = func(sub store.Subscription) ([]byte, error) {
 			return terminationNotification(d.AppInstanceID, d.MaxGracefulTimeout, sub)
 		}
 	default:
-		return n.invalid(e, fmt.Errorf("unknown event type %q", e.Type()))
+		return n.invalid(ctx, e, fmt.Errorf("unknown event type %q", e.Type()))
 	}
+	aud, err := n.audiences.Do(ctx, q)
 	if err != nil {
 		return n.unavailable(e, err)
 	}
 
 	var c counters
-	err = n.fanOut(ctx, e.ID(), subs, body, &c)
+	n.fanOut(ctx, e.ID(), aud, body, &c)
 	n.stats.add(&c)
 	n.log.Debug("event notified", "event", e.ID(), "type", e.Type(), "subject", e.Subject(),
-		"subscriptions", len(subs), "delivered", c.delivered.Load(), "retried", c.retried.Load(),
+		"subscriptions", len(aud.Subs), "delivered", c.delivered.Load(), "retried", c.retried.Load(),
 		"rejected", c.rejected.Load(), "failed", c.failed.Load(), "skipped", c.skipped.Load(),
 		"duration", time.Since(start))
-	if err != nil {
-		return n.unavailable(e, err)
-	}
 	if f := c.failed.Load(); f > 0 {
-		return cehttp.NewResult(http.StatusBadGateway, "%d of %d callbacks failed", f, len(subs))
+		// The broker retries it: the relay must not publish it again
+		// meanwhile.
+		if _, err := n.progress.Do(ctx, store.Progress{Touch: []string{e.ID()}}); err != nil {
+			n.log.Warn("event to be retried not marked as in progress", "event", e.ID(), "err", err)
+		}
+		return cehttp.NewResult(http.StatusBadGateway, "%d of %d callbacks failed", f, len(aud.Subs))
+	}
+	// Every callback was served (or refused for good): the event is done.
+	if _, err := n.progress.Do(ctx, store.Progress{Settle: []string{e.ID()}}); err != nil {
+		return n.unavailable(e, err)
 	}
 	return protocol.ResultACK
 }
 
-func (n *Notifier) invalid(e cloudevents.Event, err error) protocol.Result {
+// invalid refuses an event that can never be notified, and settles it:
+// publishing it again would not change that. (The broker hands a 400 to
+// the dead-letter sink.)
+func (n *Notifier) invalid(ctx context.Context, e cloudevents.Event, err error) protocol.Result {
 	n.stats.invalid.Add(1)
 	n.log.Warn("event refused", "event", e.ID(), "type", e.Type(), "err", err)
+	if e.ID() != "" {
+		if _, err := n.progress.Do(ctx, store.Progress{Settle: []string{e.ID()}}); err != nil {
+			n.log.Warn("refused event not settled", "event", e.ID(), "err", err)
+		}
+	}
 	return cehttp.NewResult(http.StatusBadRequest, "%s", err.Error())
 }
 

@@ -575,6 +575,62 @@ func TestRedeliveryAfterPartialFailure(t *testing.T) {
 	}
 }
 
+// The end-to-end acknowledgment to the relay: an event stays pending while
+// some callback fails, and each failed attempt touches it (the relay's
+// redelivery timeout starts again); once every callback was served it is
+// settled. An event that can never be notified is settled at once.
+func TestEndToEndAcknowledgment(t *testing.T) {
+	ctx := context.Background()
+	var down atomic.Bool
+	down.Store(true)
+	cb := newCallbacks(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if r.URL.Path == "/down" && down.Load() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+	})
+	e := newEnv(t, notify.Deps{Retry: notify.Retry{Attempts: 1}})
+	e.subscribe(t, store.Subscription{ID: "up", CallbackReference: cb.URL + "/up"},
+		store.Subscription{ID: "down", CallbackReference: cb.URL + "/down"})
+	ev := serviceEvent(t, streamID(), rnis, store.ChangeAdded)
+	if err := e.st.AddPending(ctx, ev.ID()); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		time.Sleep(5 * time.Millisecond)
+		before := time.Now()
+		time.Sleep(5 * time.Millisecond)
+		status, body := e.send(t, ev)
+		wantStatus(t, status, body, http.StatusBadGateway)
+		if ids, err := e.st.PendingIDs(ctx, 10); err != nil || len(ids) != 1 || ids[0] != ev.ID() {
+			t.Fatalf("attempt %d: pending %v (%v), want the event", i, ids, err)
+		}
+		// Touched: not overdue for a timeout that ended before the attempt.
+		if due, gone, err := e.st.ClaimOverdue(ctx, before, 10); err != nil || len(due)+len(gone) != 0 {
+			t.Fatalf("attempt %d: claimable %v %v (%v): the attempt did not touch it", i, due, gone, err)
+		}
+	}
+	down.Store(false)
+	status, body := e.send(t, ev)
+	wantStatus(t, status, body, http.StatusOK)
+	if n, err := e.st.PendingCount(ctx); err != nil || n != 0 {
+		t.Fatalf("%d pending (%v) after every callback was served, want 0", n, err)
+	}
+	if got := cb.counts(); got["/up"] != 1 || got["/down"] != 3 {
+		t.Errorf("callback requests %v, want /up once and /down three times", got)
+	}
+
+	bad := serviceEvent(t, streamID(), rnis, store.ChangeAdded)
+	bad.SetSubject("not-the-service")
+	if err := e.st.AddPending(ctx, bad.ID()); err != nil {
+		t.Fatal(err)
+	}
+	status, body = e.send(t, bad)
+	wantStatus(t, status, body, http.StatusBadRequest)
+	if n, err := e.st.PendingCount(ctx); err != nil || n != 0 {
+		t.Fatalf("%d pending (%v) after an invalid event, want 0: it can never be notified", n, err)
+	}
+}
+
 func TestInvalidEvents(t *testing.T) {
 	cb := newCallbacks(t, nil)
 	e := newEnv(t, notify.Deps{})
@@ -690,38 +746,38 @@ func TestInvalidEvents(t *testing.T) {
 
 // fakeStore fails where its errors are set and otherwise answers from subs.
 type fakeStore struct {
-	subs              []store.Subscription
-	matchErr, doneErr error
+	subs                 []store.Subscription
+	selectErr, recordErr error
 }
 
 var _ notify.Store = (*fakeStore)(nil)
 
-func (f *fakeStore) MatchServiceSubscriptions(context.Context, store.ServiceRecord) ([]store.Subscription, error) {
-	return f.subs, f.matchErr
+func (f *fakeStore) Audiences(_ context.Context, qs []store.AudienceQuery) ([]store.Audience, error) {
+	out := make([]store.Audience, len(qs))
+	for i := range out {
+		out[i] = store.Audience{Subs: f.subs, Done: make([]bool, len(f.subs))}
+	}
+	return out, f.selectErr
 }
 
-func (f *fakeStore) TerminationSubscriptions(context.Context, string) ([]store.Subscription, error) {
-	return f.subs, f.matchErr
-}
+func (f *fakeStore) Record(context.Context, store.Progress) error { return f.recordErr }
 
 func (f *fakeStore) GetTermination(_ context.Context, app string) (store.Termination, error) {
 	return store.Termination{}, fmt.Errorf("get termination %s: %w", app, store.ErrNotFound)
 }
 
-func (f *fakeStore) Done(_ context.Context, keys ...string) ([]bool, error) {
-	return make([]bool, len(keys)), f.doneErr
-}
-
-func (f *fakeStore) MarkDone(context.Context, string, time.Duration) error { return nil }
-
+// A store that cannot be read is a 503 with nothing sent; one that cannot
+// record the event as done is a 503 too, after the callbacks got it (the
+// broker's redelivery then finds them done, or sends again: never lost).
 func TestStoreUnavailable(t *testing.T) {
 	unavailable := fmt.Errorf("redis: %w", store.ErrUnavailable)
 	for _, tc := range []struct {
-		name string
-		fake fakeStore
+		name  string
+		fake  fakeStore
+		calls int
 	}{
-		{"subscriptions", fakeStore{matchErr: unavailable}},
-		{"done markers", fakeStore{doneErr: unavailable}},
+		{"subscriptions", fakeStore{selectErr: unavailable}, 0},
+		{"settlement", fakeStore{recordErr: unavailable}, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cb := newCallbacks(t, nil)
@@ -733,8 +789,8 @@ func TestStoreUnavailable(t *testing.T) {
 				status, body := e.send(t, ev)
 				wantStatus(t, status, body, http.StatusServiceUnavailable)
 			}
-			if n := cb.total(); n != 0 {
-				t.Errorf("callback called %d times, want never", n)
+			if n := cb.total(); n != tc.calls {
+				t.Errorf("callback called %d times, want %d", n, tc.calls)
 			}
 		})
 	}

@@ -10,8 +10,8 @@
 // (unset: an embedded S3 server under .kmep/s3), S3_BUCKET
 // (kmep-packages), S3_ACCESS_KEY, S3_SECRET_KEY,
 // S3_REGION (us-east-1), KMEP_APP_NAMESPACE (mec-apps), KMEP_DNS_ADDR
-// (127.0.0.1:5353: the mesh DNS server), KMEP_LOG_LEVEL
-// (info).
+// (127.0.0.1:5353: the mesh DNS server), KMEP_RELAY_REDELIVERY (5m: the
+// relay's redelivery timeout), KMEP_LOG_LEVEL (info).
 package main
 
 import (
@@ -60,6 +60,13 @@ func main() {
 			fail(fmt.Errorf("KMEP_MIN_LIVENESS_INTERVAL: want a positive duration like 1s"))
 		}
 		cfg.MinLivenessInterval = d
+	}
+	if v := os.Getenv("KMEP_RELAY_REDELIVERY"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			fail(fmt.Errorf("KMEP_RELAY_REDELIVERY: want a positive duration like 5m"))
+		}
+		cfg.Redelivery = d
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()

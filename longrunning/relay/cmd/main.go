@@ -3,7 +3,9 @@
 // as K_SINK. Run two replicas: one relays, the other waits for the lease.
 //
 // Environment: K_SINK (required), REDIS_URL (redis://127.0.0.1:6379/0),
-// KMEP_RELAY_WORKERS (8), KMEP_RELAY_LEASE_TTL (5s), KMEP_LOG_LEVEL (info).
+// KMEP_RELAY_WORKERS (8), KMEP_RELAY_LEASE_TTL (5s), KMEP_RELAY_REDELIVERY
+// (5m: an event notify has not settled this long after its last activity
+// is published again), KMEP_LOG_LEVEL (info).
 package main
 
 import (
@@ -34,6 +36,10 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	redelivery, err := server.EnvDuration("KMEP_RELAY_REDELIVERY", relay.DefaultRedelivery)
+	if err != nil {
+		return err
+	}
 	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
 	if err != nil {
 		return err
@@ -43,7 +49,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if holder != "" {
 		holder += "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
-	a, err := relay.New(relay.Config{Sink: sink, Workers: workers, LeaseTTL: ttl, Holder: holder},
+	a, err := relay.New(relay.Config{Sink: sink, Workers: workers, LeaseTTL: ttl, Holder: holder, Redelivery: redelivery},
 		relay.Deps{Store: st, Log: log})
 	if err != nil {
 		return err
@@ -51,6 +57,6 @@ func run(ctx context.Context, log *slog.Logger) error {
 	err = a.Run(ctx)
 	s := a.Stats()
 	log.Info("stopped", "published", s.Published, "unpublished", s.Unpublished, "malformed", s.Malformed,
-		"send_failures", s.SendFailures, "orphans", s.Orphans)
+		"send_failures", s.SendFailures, "orphans", s.Orphans, "redelivered", s.Redelivered, "gone", s.Gone)
 	return err
 }

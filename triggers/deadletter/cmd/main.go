@@ -25,7 +25,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	h := deadletter.New(deadletter.Deps{Recorder: st, Log: log})
+	h := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log})
 	p, err := cloudevents.NewHTTP()
 	if err != nil {
 		return fmt.Errorf("cloudevents protocol: %w", err)
