@@ -27,6 +27,10 @@ type MeshPeer struct {
 	// service endpoints this peer reaches directly: a proxied connection to
 	// an endpoint inside one of them is tunnelled to this peer.
 	Networks []string `json:"networks,omitempty"`
+	// Sig is the record's signature, opaque to the store (the mesh agent
+	// signs its record with the mesh secret, and admits only peers whose
+	// records verify).
+	Sig string `json:"sig,omitempty"`
 	// Expires is when the record lapses (set by the store on read).
 	Expires time.Time `json:"-"`
 }

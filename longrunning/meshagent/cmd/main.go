@@ -11,8 +11,11 @@
 //	KMEP_DNS_TTL         60 (seconds; service records and rules without a ttl)
 //	KMEP_MESH_TUNNEL     true ("false": DNS only, no libp2p host)
 //	KMEP_MESH_KEY_FILE   /var/lib/kmep/mesh/identity.key (created on first start)
-//	KMEP_MESH_PSK        64 hex digits or swarm.key content (none: no private network, QUIC on)
+//	KMEP_MESH_PSK        64 hex digits or swarm.key content: the mesh secret; nodes admit only
+//	                     peers whose records it signs (none: an open mesh, QUIC on)
 //	KMEP_MESH_PSK_FILE   a file holding the PSK (instead of KMEP_MESH_PSK)
+//	KMEP_MESH_PNET       false (true: also a libp2p private network keyed with the PSK, for
+//	                     swarm.key compatibility; every byte then also XSalsa20-encrypted)
 //	KMEP_MESH_LISTEN     comma-separated multiaddrs (/ip4/0.0.0.0/tcp/4001)
 //	KMEP_MESH_ANNOUNCE   comma-separated multiaddrs published instead of the listen ones
 //	KMEP_MESH_RELAY      false (true: this node is a relay)
@@ -103,12 +106,17 @@ func tunnelConfig() (*tunnel.Config, proxy.Config, error) {
 	if err != nil {
 		return nil, pc, fmt.Errorf("KMEP_MESH_RELAY: %w", err)
 	}
+	privateNet, err := strconv.ParseBool(server.Env("KMEP_MESH_PNET", "false"))
+	if err != nil {
+		return nil, pc, fmt.Errorf("KMEP_MESH_PNET: %w", err)
+	}
 	hostname, _ := os.Hostname()
 	tc := &tunnel.Config{
 		KeyFile:       server.Env("KMEP_MESH_KEY_FILE", "/var/lib/kmep/mesh/identity.key"),
 		ListenAddrs:   list("KMEP_MESH_LISTEN"),
 		AnnounceAddrs: list("KMEP_MESH_ANNOUNCE"),
 		Relay:         relay,
+		PNet:          privateNet,
 		Node:          server.Env("KMEP_NODE_NAME", hostname),
 		PeerTTL:       peerTTL,
 		// How long to try a peer's direct addresses when none of its

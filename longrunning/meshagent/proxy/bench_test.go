@@ -54,26 +54,38 @@ func cpuTime(b *testing.B) time.Duration {
 
 // BenchmarkTunnel compares, in one run, one TCP connection to an endpoint
 // directly and through the proxy and a libp2p stream between two nodes on
-// loopback: bulk throughput (MB/s, b.SetBytes) and request/response
-// latency (p50 of 1-byte ping-pongs).
+// loopback, with the mesh secret's gate only (TLS the one encryption,
+// "proxied") and with the private network as well (KMEP_MESH_PNET,
+// "proxied-pnet": XSalsa20 under TLS, what every mesh did before the
+// gate): bulk throughput (MB/s, b.SetBytes), CPU per byte, and
+// request/response latency (p50 of 1-byte ping-pongs).
+//
+//	go test -run '^$' -bench 'Tunnel$' -benchtime 2s -count 3 ./longrunning/meshagent/proxy/
 func BenchmarkTunnel(b *testing.B) {
-	st := newStore(b)
-	a := node(b, st, psk, "127.0.0.3/32")
-	n := node(b, st, psk, "127.0.0.2/32")
 	target := sink(b, "127.0.0.2:0")
-	waitPeers(b, a, "127.0.0.2")
-	px, err := proxy.New(proxy.Config{ListenIP: listenIP}, proxy.Deps{Tunnel: a, Log: quiet})
-	if err != nil {
-		b.Fatal(err)
+	paths := []struct{ name, addr string }{{"direct", target.String()}}
+	for _, m := range []struct {
+		name   string
+		pnet   bool
+		listen netip.Addr
+	}{{"proxied", false, listenIP}, {"proxied-pnet", true, netip.MustParseAddr("127.0.0.10")}} {
+		st := newStore(b) // each pair its own records
+		a := nodeWith(b, st, psk, m.pnet, "127.0.0.3/32")
+		n := nodeWith(b, st, psk, m.pnet, "127.0.0.2/32")
+		waitPeers(b, a, "127.0.0.2")
+		px, err := proxy.New(proxy.Config{ListenIP: m.listen}, proxy.Deps{Tunnel: a, Log: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(px.Close)
+		if _, err := proxy.New(proxy.Config{}, proxy.Deps{Tunnel: n, Log: quiet}); err != nil {
+			b.Fatal(err)
+		}
+		if err := px.Set([]proxy.Service{{Name: "sink", Port: target.Port(), Backends: []netip.AddrPort{target}}}); err != nil {
+			b.Fatal(err)
+		}
+		paths = append(paths, struct{ name, addr string }{m.name, px.Addrs()[target.Port()]})
 	}
-	b.Cleanup(px.Close)
-	if _, err := proxy.New(proxy.Config{}, proxy.Deps{Tunnel: n, Log: quiet}); err != nil {
-		b.Fatal(err)
-	}
-	if err := px.Set([]proxy.Service{{Name: "sink", Port: target.Port(), Backends: []netip.AddrPort{target}}}); err != nil {
-		b.Fatal(err)
-	}
-	paths := []struct{ name, addr string }{{"direct", target.String()}, {"proxied", px.Addrs()[target.Port()]}}
 
 	for _, p := range paths {
 		b.Run("bulk/"+p.name, func(b *testing.B) {

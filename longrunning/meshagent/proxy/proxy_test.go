@@ -67,7 +67,13 @@ var psk = bytes.Repeat([]byte{7}, 32)
 // node starts a tunnel on loopback whose networks are nets.
 func node(t testing.TB, st tunnel.Store, key []byte, nets ...string) *tunnel.Tunnel {
 	t.Helper()
-	cfg := tunnel.Config{KeyFile: filepath.Join(t.TempDir(), "key"), PSK: key, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
+	return nodeWith(t, st, key, false, nets...)
+}
+
+// nodeWith is node, also a libp2p private network with pnet.
+func nodeWith(t testing.TB, st tunnel.Store, key []byte, pnet bool, nets ...string) *tunnel.Tunnel {
+	t.Helper()
+	cfg := tunnel.Config{KeyFile: filepath.Join(t.TempDir(), "key"), PSK: key, PNet: pnet, ListenAddrs: []string{"/ip4/127.0.0.1/tcp/0"},
 		PeerTTL: 300 * time.Millisecond, DialTimeout: 2 * time.Second, RetryInterval: 50 * time.Millisecond}
 	for _, n := range nets {
 		cfg.Networks = append(cfg.Networks, netip.MustParsePrefix(n))
@@ -210,15 +216,24 @@ func TestFarSideRefusesForeignTargets(t *testing.T) {
 	}
 }
 
-// A peer with another PSK cannot connect.
+// A peer with another PSK cannot connect: its record is not taken (its
+// networks are not proxied to it), and a connection to it, or from it, is
+// refused by the gate.
 func TestWrongPSKRefused(t *testing.T) {
 	st := newStore(t)
 	a := node(t, st, psk, "127.0.0.3/32")
 	b := node(t, st, bytes.Repeat([]byte{8}, 32), "127.0.0.2/32")
-	waitPeers(t, a, "127.0.0.2")
+	time.Sleep(time.Second) // both published and read the store three times
+	if p, ok := a.PeerFor(netip.MustParseAddr("127.0.0.2")); ok {
+		t.Fatalf("A routes 127.0.0.2 to %s, a peer with another PSK", p)
+	}
+	a.Host().Peerstore().AddAddrs(b.ID(), b.Host().Addrs(), time.Minute)
 	_, err := a.Open(context.Background(), b.ID(), proxy.Protocol)
 	if !errors.Is(err, tunnel.ErrNoRoute) {
 		t.Fatalf("stream across PSKs: %v", err)
+	}
+	if a.Refused()+b.Refused() == 0 {
+		t.Fatal("no gate refused the connection")
 	}
 	t.Logf("refused: %v", err)
 }

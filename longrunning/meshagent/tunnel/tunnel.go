@@ -1,9 +1,15 @@
 // Package tunnel is the mesh agent's libp2p host: the link between edge
 // nodes on different networks. Each node's identity is an Ed25519 key
-// generated once and kept in a file (never derived from the node name);
-// nodes of one mesh share a pre-shared key (a libp2p private network), so a
-// peer with another key cannot even finish the handshake. With a PSK the
-// only transport is TCP (QUIC cannot carry one); without, QUIC is added.
+// generated once and kept in a file (never derived from the node name).
+// TLS 1.3 (AES-GCM) is the only encryption of tunnel bytes. Nodes of one
+// mesh share a secret (the PSK): each signs its peer record with it
+// (SignRecord), and the host's ConnectionGater admits a peer, once the TLS
+// handshake has authenticated its peer ID, only if the store holds a
+// record of that ID signed with the secret; so a peer without the secret
+// is refused, as with libp2p's private network, without XSalsa20 on every
+// byte on top of TLS. Config.PNet adds that private network back (swarm.key
+// compatibility). With a secret the only transport is TCP; without one
+// (an open mesh, for development) QUIC is added.
 //
 // Designated relay nodes run a circuit relay v2 service whose limits are
 // sized for long-lived proxied streams (no duration or byte limit). Every
@@ -26,6 +32,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p"
@@ -111,9 +118,15 @@ type Config struct {
 	// KeyFile holds the node's identity key; it is created (mode 0600) with
 	// a new Ed25519 key when missing. Required.
 	KeyFile string
-	// PSK is the 32-byte pre-shared key of the private network (see
-	// ParsePSK). Zero value: no private network, and QUIC is also used.
+	// PSK is the mesh secret, 32 bytes (see ParsePSK): peer records are
+	// signed with it and only peers with a record signed with it are
+	// admitted. Zero value: an open mesh (every peer admitted, records
+	// unsigned), and QUIC is also used.
 	PSK []byte
+	// PNet also makes the host a libp2p private network with PSK as its
+	// key (every byte encrypted with XSalsa20 under TLS, as before the
+	// gate; peers must agree on it). Zero value: off.
+	PNet bool
 	// ListenAddrs are multiaddrs to listen on. Zero value:
 	// /ip4/0.0.0.0/tcp/4001 (and /ip4/0.0.0.0/udp/4001/quic-v1 without PSK).
 	ListenAddrs []string
@@ -156,6 +169,7 @@ type Tunnel struct {
 	store Store
 	log   *slog.Logger
 	h     host.Host
+	self  peer.ID
 
 	// kick wakes Run to renew reservations at once (a relay went away).
 	kick chan struct{}
@@ -179,6 +193,11 @@ type Tunnel struct {
 	observed map[peer.ID]ma.Multiaddr
 	// punched is when a hole punch to a peer was last started.
 	punched map[peer.ID]time.Time
+	// badRecords holds the signature last logged as bad, per peer ID.
+	badRecords map[string]string
+
+	// refused counts the connections the gate refused.
+	refused atomic.Uint64
 }
 
 // LoadOrCreateKey reads the identity key in path, or generates an Ed25519
@@ -272,6 +291,9 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 	if cfg.PSK != nil && len(cfg.PSK) != 32 {
 		return nil, fmt.Errorf("tunnel: PSK is %d bytes, want 32", len(cfg.PSK))
 	}
+	if cfg.PNet && cfg.PSK == nil {
+		return nil, errors.New("tunnel: PNet needs a PSK")
+	}
 	if cfg.PeerTTL == 0 {
 		cfg.PeerTTL = 30 * time.Second
 	}
@@ -298,6 +320,16 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 			listen = append(listen, "/ip4/0.0.0.0/udp/4001/quic-v1")
 		}
 	}
+	t := &Tunnel{cfg: cfg, store: deps.Store, log: deps.Log, kick: make(chan struct{}, 1),
+		peers: map[peer.ID]store.MeshPeer{}, relays: map[peer.ID]*client.Reservation{},
+		directFailed: map[peer.ID]time.Time{}, observed: map[peer.ID]ma.Multiaddr{}, punched: map[peer.ID]time.Time{},
+		badRecords: map[string]string{}}
+	if t.log == nil {
+		t.log = slog.Default()
+	}
+	if t.self, err = peer.IDFromPrivateKey(key); err != nil {
+		return nil, fmt.Errorf("tunnel: identity key: %w", err)
+	}
 	opts := []libp2p.Option{
 		libp2p.Identity(key),
 		libp2p.ListenAddrStrings(listen...),
@@ -311,10 +343,13 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 		libp2p.EnableNATService(),
 		libp2p.DisableMetrics(),
 	}
-	if cfg.PSK != nil {
-		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(cfg.PSK)))
-	} else {
+	switch {
+	case cfg.PSK == nil:
 		opts = append(opts, libp2p.Transport(quic.NewTransport))
+	case cfg.PNet:
+		opts = append(opts, libp2p.PrivateNetwork(pnet.PSK(cfg.PSK)), libp2p.ConnectionGater(&gate{t: t}))
+	default:
+		opts = append(opts, libp2p.ConnectionGater(&gate{t: t}))
 	}
 	if len(cfg.AnnounceAddrs) > 0 {
 		ann := make([]ma.Multiaddr, 0, len(cfg.AnnounceAddrs))
@@ -338,12 +373,7 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: start libp2p host: %w", err)
 	}
-	t := &Tunnel{cfg: cfg, store: deps.Store, log: deps.Log, h: h, kick: make(chan struct{}, 1),
-		peers: map[peer.ID]store.MeshPeer{}, relays: map[peer.ID]*client.Reservation{},
-		directFailed: map[peer.ID]time.Time{}, observed: map[peer.ID]ma.Multiaddr{}, punched: map[peer.ID]time.Time{}}
-	if t.log == nil {
-		t.log = slog.Default()
-	}
+	t.h = h
 	ids, ok := h.(interface{ IDService() identify.IDService })
 	if !ok {
 		_ = h.Close()
@@ -525,7 +555,8 @@ func (t *Tunnel) Run(ctx context.Context) error {
 		}
 		_ = t.shutdown()
 	}()
-	t.log.Info("tunnel up", "peer", t.ID().String(), "addrs", t.h.Addrs(), "relay", t.cfg.Relay, "psk", t.cfg.PSK != nil)
+	t.log.Info("tunnel up", "peer", t.ID().String(), "addrs", t.h.Addrs(), "relay", t.cfg.Relay,
+		"gate", t.cfg.PSK != nil, "pnet", t.cfg.PNet)
 	refresh := t.cfg.PeerTTL / 3
 	for {
 		wait := refresh
@@ -563,12 +594,14 @@ func (t *Tunnel) missingReservations() bool {
 	return false
 }
 
-// sync reads the peers, renews relay reservations and publishes this node.
-func (t *Tunnel) sync(ctx context.Context) error {
+// loadPeers reads the peer records and keeps, as the mesh's members, those
+// signed with the mesh secret (every record in an open mesh).
+func (t *Tunnel) loadPeers(ctx context.Context) (map[peer.ID]store.MeshPeer, error) {
 	list, err := t.store.MeshPeers(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	now := time.Now()
 	peers := make(map[peer.ID]store.MeshPeer, len(list))
 	for _, p := range list {
 		id, err := peer.Decode(p.ID)
@@ -576,7 +609,58 @@ func (t *Tunnel) sync(ctx context.Context) error {
 			t.log.Warn("mesh peer record with a bad id", "id", p.ID, "err", err)
 			continue
 		}
+		if t.cfg.PSK != nil {
+			if err := VerifyRecord(t.cfg.PSK, p, now, t.cfg.PeerTTL); err != nil {
+				t.mu.Lock()
+				logged := t.badRecords[p.ID] == p.Sig
+				t.badRecords[p.ID] = p.Sig
+				t.mu.Unlock()
+				if !logged {
+					t.log.Warn("mesh peer record not signed with the mesh secret: ignored, the peer is refused",
+						"peer", p.ID, "node", p.Node, "err", err)
+				}
+				continue
+			}
+		}
 		peers[id] = p
+	}
+	t.mu.Lock()
+	t.peers = peers
+	t.mu.Unlock()
+	return peers, nil
+}
+
+// member reports whether p has a record signed with the mesh secret (any
+// record, in an open mesh).
+func (t *Tunnel) member(p peer.ID) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	_, ok := t.peers[p]
+	return ok
+}
+
+// Refused is how many connections the gate refused (peers without a
+// record signed with the mesh secret).
+func (t *Tunnel) Refused() uint64 { return t.refused.Load() }
+
+// publish puts this node's record, signed, in the store.
+func (t *Tunnel) publish(ctx context.Context) error {
+	rec := t.record()
+	if t.cfg.PSK != nil {
+		rec = SignRecord(t.cfg.PSK, rec, time.Now().Add(t.cfg.PeerTTL))
+	}
+	return t.store.PutMeshPeer(ctx, rec, t.cfg.PeerTTL)
+}
+
+// sync reads the peers, publishes this node (first: relays and peers
+// admit it once its signed record is in the store) and renews relay
+// reservations, publishing again when they changed.
+func (t *Tunnel) sync(ctx context.Context) error {
+	peers, err := t.loadPeers(ctx)
+	if err != nil {
+		return err
+	}
+	for id, p := range peers {
 		if id == t.ID() {
 			continue
 		}
@@ -584,10 +668,10 @@ func (t *Tunnel) sync(ctx context.Context) error {
 			t.h.Peerstore().AddAddrs(id, addrs, t.cfg.PeerTTL)
 		}
 	}
-	t.mu.Lock()
-	t.peers = peers
-	t.mu.Unlock()
-
+	if err := t.publish(ctx); err != nil {
+		return err
+	}
+	changed := false
 	for id, p := range peers {
 		if !p.Relay || id == t.ID() {
 			continue
@@ -615,10 +699,14 @@ func (t *Tunnel) sync(ctx context.Context) error {
 				t.log.Info("relay reservation", "relay", id.String(), "expires", res.Expiration)
 			}
 			t.relays[id] = res
+			changed = true
 		}
 		t.mu.Unlock()
 	}
-	return t.store.PutMeshPeer(ctx, t.record(), t.cfg.PeerTTL)
+	if changed {
+		return t.publish(ctx)
+	}
+	return nil
 }
 
 // record is what this node publishes: its own addresses, and a circuit

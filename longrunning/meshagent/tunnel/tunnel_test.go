@@ -13,8 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
+	libp2ptls "github.com/libp2p/go-libp2p/p2p/security/tls"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/meshagent/tunnel"
@@ -47,7 +51,9 @@ type running struct {
 
 func start(t testing.TB, st tunnel.Store, cfg tunnel.Config) *running {
 	t.Helper()
-	cfg.PSK = psk
+	if cfg.PSK == nil {
+		cfg.PSK = psk
+	}
 	if cfg.KeyFile == "" {
 		cfg.KeyFile = filepath.Join(t.TempDir(), "key")
 	}
@@ -238,5 +244,104 @@ func BenchmarkOpenRelayDown(b *testing.B) {
 		if _, err := a.Open(context.Background(), pb.ID(), echoProto); !errors.Is(err, tunnel.ErrNoRoute) {
 			b.Fatalf("open: %v", err)
 		}
+	}
+}
+
+// A peer without the mesh secret is refused once the TLS handshake has
+// told who it is: another mesh's node (its record signed with another
+// secret), and a bare libp2p host whose unsigned or forged record someone
+// with access to the store put there. A node with the secret is admitted
+// (found in the store at once: the gate reads it on a miss).
+func TestPeerWithoutSecretRefused(t *testing.T) {
+	st := newStore(t)
+	ctx := context.Background()
+	a := start(t, st, tunnel.Config{Node: "a"})
+	serveEcho(a)
+	aInfo := peer.AddrInfo{ID: a.ID(), Addrs: a.Host().Addrs()}
+
+	b := start(t, st, tunnel.Config{Node: "b"})
+	eventually(t, "a member reaches A", func() error { return echoOnce(ctx, b, a.ID()) })
+
+	other := start(t, st, tunnel.Config{Node: "other", PSK: bytes.Repeat([]byte{9}, 32)})
+	bare, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(libp2ptls.ID, libp2ptls.New), libp2p.DisableRelay())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	forged := tunnel.SignRecord(bytes.Repeat([]byte{1}, 32), store.MeshPeer{ID: bare.ID().String(), Node: "forged",
+		Addrs: []string{bare.Addrs()[0].String()}}, time.Now().Add(time.Minute))
+	if err := st.PutMeshPeer(ctx, forged, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		h    host.Host
+	}{{"another mesh's node", other.Host()}, {"a bare libp2p host with a forged record", bare}} {
+		t.Run(c.name, func(t *testing.T) {
+			before := a.Refused()
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			defer cancel()
+			err := c.h.Connect(cctx, aInfo)
+			if err == nil {
+				// The handshake may finish on this side before A's gate
+				// closes the connection: no stream gets through.
+				_, err = c.h.NewStream(cctx, a.ID(), echoProto)
+			}
+			if err == nil {
+				t.Fatal("a peer without the secret opened a stream to A")
+			}
+			eventually(t, "A's gate refused it", func() error {
+				if a.Refused() == before {
+					return errors.New("not refused by A's gate")
+				}
+				return nil
+			})
+			t.Logf("refused: %v", err)
+		})
+	}
+	if a.Host().Network().Connectedness(other.ID()) == network.Connected || a.Host().Network().Connectedness(bare.ID()) == network.Connected {
+		t.Fatal("A is connected to a peer without the secret")
+	}
+}
+
+// With PNet the mesh also is a libp2p private network (swarm.key
+// compatibility); its nodes reach each other as before.
+func TestPNetOption(t *testing.T) {
+	st := newStore(t)
+	a := start(t, st, tunnel.Config{Node: "a", PNet: true})
+	b := start(t, st, tunnel.Config{Node: "b", PNet: true})
+	serveEcho(b)
+	eventually(t, "A reaches B in the private network", func() error { return echoOnce(context.Background(), a, b.ID()) })
+	if _, err := tunnel.New(tunnel.Config{KeyFile: filepath.Join(t.TempDir(), "k"), PNet: true}, tunnel.Deps{Store: st}); err == nil {
+		t.Fatal("PNet without a PSK accepted")
+	}
+}
+
+// A record verifies under its secret only, unaltered and before its
+// signed expiry (plus the allowed skew).
+func TestRecordSignature(t *testing.T) {
+	rec := store.MeshPeer{ID: "12D3KooWA", Node: "a", Addrs: []string{"/ip4/10.0.0.1/tcp/4001"}, Networks: []string{"10.0.0.0/24"}}
+	now := time.Now()
+	signed := tunnel.SignRecord(psk, rec, now.Add(time.Minute))
+	if err := tunnel.VerifyRecord(psk, signed, now, 0); err != nil {
+		t.Fatal(err)
+	}
+	altered := signed
+	altered.Networks = []string{"0.0.0.0/0"}
+	for name, c := range map[string]struct {
+		rec    store.MeshPeer
+		secret []byte
+		at     time.Time
+	}{
+		"unsigned": {rec, psk, now}, "another secret": {signed, bytes.Repeat([]byte{8}, 32), now},
+		"altered": {altered, psk, now}, "expired": {signed, psk, now.Add(2 * time.Minute)},
+	} {
+		if err := tunnel.VerifyRecord(c.secret, c.rec, c.at, 30*time.Second); !errors.Is(err, tunnel.ErrBadRecord) {
+			t.Errorf("%s: %v, want ErrBadRecord", name, err)
+		}
+	}
+	if err := tunnel.VerifyRecord(psk, signed, now.Add(80*time.Second), 30*time.Second); err != nil {
+		t.Errorf("within the skew: %v", err)
 	}
 }
