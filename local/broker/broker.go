@@ -25,14 +25,23 @@ import (
 
 // Target is where a resolved Destination is delivered.
 type Target struct {
-	// Handler, when set, receives the event in process (binary or
-	// structured content mode as over HTTP).
+	// Receive, when set, is handed the event in process, without any
+	// encoding: a trigger's CloudEvents receiver function (its Handle).
+	// Its result counts as the status an HTTP receiver would answer: an
+	// ACK (or nil) 200, a cehttp.Result its status, an invalid event 400,
+	// any other NACK 500.
+	Receive Receiver
+	// Handler, when set (and Receive is not), receives the event in
+	// process (binary or structured content mode as over HTTP).
 	Handler http.Handler
-	// URL is where the event is POSTed when Handler is nil. With a
-	// Handler it is the request's URL and names the destination in
-	// knativeerrordest. Zero value with a Handler: http://in-process/.
+	// URL is where the event is POSTed when Receive and Handler are nil.
+	// Otherwise it is the request's URL and names the destination in
+	// knativeerrordest. Zero value then: http://in-process/.
 	URL string
 }
+
+// Receiver is a CloudEvents receiver function, such as a trigger's Handle.
+type Receiver func(ctx context.Context, e cloudevents.Event) protocol.Result
 
 // Resolver maps a Trigger's subscriber or dead-letter sink to a Target.
 type Resolver func(dest duckv1.Destination) (Target, error)

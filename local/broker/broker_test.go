@@ -16,6 +16,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
@@ -534,5 +535,71 @@ func TestSendInProcess(t *testing.T) {
 	stop()
 	if res := b.Send(ctx, event("t", "/s", "", nil)); cloudevents.IsACK(res) {
 		t.Fatal("stopped broker: want a NACK")
+	}
+}
+
+// Receivers hand events to receiver functions without encoding them, and
+// read their results as cloudevents' HTTP receiver answers them: an ACK is
+// delivered; a 5xx result is retried, then dead-lettered with its status
+// and text; a 400 result is dead-lettered at once.
+func TestReceiversInProcess(t *testing.T) {
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var dead []cloudevents.Event
+	recv := func(name string, res func(n int) protocol.Result) broker.Receiver {
+		return func(_ context.Context, e cloudevents.Event) protocol.Result {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[name]++
+			if name == "dls" {
+				dead = append(dead, e)
+			}
+			return res(calls[name])
+		}
+	}
+	ok := func(int) protocol.Result { return protocol.ResultACK }
+	b, err := broker.New(broker.Options{Broker: "kmep", Log: quiet(),
+		Resolve: broker.Receivers(map[string]broker.Receiver{
+			"ok": recv("ok", ok),
+			"flaky": recv("flaky", func(n int) protocol.Result {
+				if n == 1 {
+					return cehttp.NewResult(502, "%d of %d failed", 1, 2)
+				}
+				return nil // as good as an ACK
+			}),
+			"down": recv("down", func(int) protocol.Result { return cehttp.NewResult(503, "store unavailable") }),
+			"bad":  recv("bad", func(int) protocol.Result { return cehttp.NewResult(400, "not ours") }),
+			"dls":  recv("dls", ok),
+		}),
+		Triggers: load(t,
+			trigger("ok", "  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: ok}}\n"),
+			trigger("flaky", "  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: flaky}}\n  delivery: {retry: 2}\n"),
+			trigger("down", "  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: down}}\n  delivery: {retry: 2, deadLetterSink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: dls}}}\n"),
+			trigger("bad", "  subscriber: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: bad}}\n  delivery: {retry: 2, deadLetterSink: {ref: {apiVersion: serving.knative.dev/v1, kind: Service, name: dls}}}\n"),
+		)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, b)
+	if res := b.Send(context.Background(), event("t", "/s", "", nil)); !cloudevents.IsACK(res) {
+		t.Fatal(res)
+	}
+	waitFor(t, 5*time.Second, "every delivery settled", func() bool { s := b.Stats(); return s.Delivered == 2 && s.DeadLettered == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if want := map[string]int{"ok": 1, "flaky": 2, "down": 3, "bad": 1, "dls": 2}; fmt.Sprint(calls) != fmt.Sprint(want) {
+		t.Errorf("calls %v, want %v", calls, want)
+	}
+	codes := map[string]string{}
+	for _, e := range dead {
+		dest, _ := types.ToString(e.Extensions()["knativeerrordest"])
+		code, _ := types.ToInteger(e.Extensions()["knativeerrorcode"])
+		data, _ := types.ToString(e.Extensions()["knativeerrordata"])
+		text, _ := base64.StdEncoding.DecodeString(data)
+		codes[dest] = fmt.Sprintf("%d %s", code, text)
+	}
+	if want := map[string]string{"http://down.kmep.svc.cluster.local": "503 store unavailable",
+		"http://bad.kmep.svc.cluster.local": "400 not ours"}; fmt.Sprint(codes) != fmt.Sprint(want) {
+		t.Errorf("dead letters %v, want %v", codes, want)
 	}
 }

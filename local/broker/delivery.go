@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,6 +12,8 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/event"
+	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"knative.dev/eventing/pkg/kncloudevents/attributes"
 )
@@ -136,10 +139,14 @@ func (t Target) name() string {
 // maxAnswerBytes is how much of a subscriber's answer is kept.
 const maxAnswerBytes = 4 << 10
 
-// send makes one attempt: in process through the Handler, else over HTTP.
+// send makes one attempt: in process through the Receiver or the Handler,
+// else over HTTP.
 func (b *Broker) send(ctx context.Context, t Target, e cloudevents.Event, r *route) (o outcome) {
 	ctx, cancel := context.WithTimeout(ctx, r.timeout)
 	defer cancel()
+	if t.Receive != nil {
+		return receive(ctx, t.Receive, e)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, t.name(), nil)
 	if err != nil {
 		return outcome{err: err}
@@ -175,6 +182,34 @@ func (b *Broker) send(ctx context.Context, t Target, e cloudevents.Event, r *rou
 		rec.code = http.StatusOK
 	}
 	return outcome{code: rec.code, body: rec.body.Bytes()}
+}
+
+// receive hands e to fn and reads its result as the status the
+// CloudEvents HTTP receiver would answer (cloudevents' protocol/http).
+func receive(ctx context.Context, fn Receiver, e cloudevents.Event) (o outcome) {
+	defer func() {
+		if p := recover(); p != nil {
+			o = outcome{err: fmt.Errorf("receiver panicked: %v", p)}
+		}
+	}()
+	res := fn(ctx, e)
+	var hr *cehttp.Result
+	var ve event.ValidationError
+	switch {
+	case res == nil:
+		return outcome{code: http.StatusOK}
+	case protocol.ResultAs(res, &hr):
+		o = outcome{code: http.StatusOK, body: []byte(fmt.Sprintf(hr.Format, hr.Args...))}
+		if hr.StatusCode > 100 && hr.StatusCode < 600 {
+			o.code = hr.StatusCode
+		}
+		return o
+	case protocol.IsACK(res):
+		return outcome{code: http.StatusOK}
+	case errors.As(res, &ve):
+		return outcome{code: http.StatusBadRequest, body: []byte(ve.Error())}
+	}
+	return outcome{code: http.StatusInternalServerError, body: []byte(res.Error())}
 }
 
 // recorder is the ResponseWriter of an in-process delivery.

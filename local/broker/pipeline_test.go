@@ -16,8 +16,8 @@ import (
 	"github.com/kmep-io/kmep/longrunning/relay"
 	"github.com/kmep-io/kmep/manifests"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/events"
 	"github.com/kmep-io/kmep/triggers/deadletter"
-	"github.com/kmep-io/kmep/triggers/events"
 )
 
 // The all-in-one may hand the Broker to the relay as its Sender.

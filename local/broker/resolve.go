@@ -15,6 +15,26 @@ import (
 // URI if any. An absolute URI without a ref is POSTed to. Anything else
 // does not resolve.
 func Services(handlers map[string]http.Handler) Resolver {
+	return services(func(name string) (Target, bool) {
+		h, ok := handlers[name]
+		return Target{Handler: h}, ok && h != nil
+	})
+}
+
+// Receivers is Services for receiver functions: a ref to the Knative
+// Service n hands the event, without encoding it, to receivers[n] (the
+// trigger's Handle, which its binary serves behind cloudevents'
+// HTTP receiver).
+func Receivers(receivers map[string]Receiver) Resolver {
+	return services(func(name string) (Target, bool) {
+		fn, ok := receivers[name]
+		return Target{Receive: fn}, ok && fn != nil
+	})
+}
+
+// services resolves refs to Knative Services through target and absolute
+// URIs without a ref to themselves.
+func services(target func(name string) (Target, bool)) Resolver {
 	return func(dest duckv1.Destination) (Target, error) {
 		ref := dest.Ref
 		if ref == nil {
@@ -23,8 +43,8 @@ func Services(handlers map[string]http.Handler) Resolver {
 		if ref.Kind != "Service" || !strings.HasPrefix(ref.APIVersion, "serving.knative.dev/") {
 			return Target{}, fmt.Errorf("cannot resolve %s %s in process: only Knative Services", ref.Kind, ref.Name)
 		}
-		h, ok := handlers[ref.Name]
-		if !ok || h == nil {
+		t, ok := target(ref.Name)
+		if !ok {
 			return Target{}, fmt.Errorf("no in-process handler for Knative Service %q", ref.Name)
 		}
 		ns := ref.Namespace
@@ -35,6 +55,7 @@ func Services(handlers map[string]http.Handler) Resolver {
 		if dest.URI != nil {
 			u += "/" + strings.TrimPrefix(dest.URI.String(), "/")
 		}
-		return Target{Handler: h, URL: u}, nil
+		t.URL = u
+		return t, nil
 	}
 }
