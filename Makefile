@@ -54,9 +54,9 @@ build: ## Build every binary into ./bin.
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
-	$(GO) test -run '^$$' -fuzz FuzzParseAuthorization -fuzztime $${FUZZTIME:-30s} ./functions/token/aksk/
-	$(GO) test -run '^$$' -fuzz FuzzDecodeServiceInfo -fuzztime $${FUZZTIME:-30s} ./functions/mec/
-	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $${FUZZTIME:-30s} ./functions/callback/
+	$(GO) test -run '^$$' -fuzz FuzzParseAuthorization -fuzztime $${FUZZTIME:-30s} ./store/kit/aksk/
+	$(GO) test -run '^$$' -fuzz FuzzDecodeServiceInfo -fuzztime $${FUZZTIME:-30s} ./store/mec/
+	$(GO) test -run '^$$' -fuzz FuzzValidate -fuzztime $${FUZZTIME:-30s} ./store/kit/callback/
 	$(GO) test -run '^$$' -fuzz FuzzAnswer -fuzztime $${FUZZTIME:-30s} ./longrunning/meshagent/nameserver/
 
 .PHONY: binapi-upf

@@ -19,7 +19,7 @@ import (
 
 	"github.com/kmep-io/kmep/local/broker"
 	"github.com/kmep-io/kmep/manifests"
-	"github.com/kmep-io/kmep/triggers/events"
+	"github.com/kmep-io/kmep/store/events"
 )
 
 // object is what every Knative object here can do.

@@ -1,17 +1,18 @@
 package appsupport
 
 import (
+	"github.com/kmep-io/kmep/store/mec"
 	"log/slog"
 	"net/http"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/problem"
-	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/rest"
 )
 
 // BasePath is where the API is mounted.
-const BasePath = "/mep/mec_app_support/v1"
+const BasePath = mec.AppSupportPath
 
 // MaxBody is the largest request body accepted (413 beyond).
 const MaxBody = 64 << 10

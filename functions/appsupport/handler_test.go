@@ -14,10 +14,10 @@ import (
 	"time"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
-	"github.com/kmep-io/kmep/functions/rest/resttest"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
+	"github.com/kmep-io/kmep/store/kit/rest/resttest"
 )
 
 // base is the API root every path below hangs from.

@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/functions/problem"
-	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/rest"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 func registrationPath(app string) string { return BasePath + "/registrations/" + url.PathEscape(app) }

@@ -1,6 +1,6 @@
 package appsupport
 
-import "github.com/kmep-io/kmep/functions/mec"
+import "github.com/kmep-io/kmep/store/mec"
 
 // OperationActions are the operationAction values of an
 // AppTerminationConfirmation (MEC 011 2.1.1).

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 func fieldErr(field, format string, args ...any) *mec.FieldError {

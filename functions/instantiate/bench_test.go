@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/csar/csartest"
-	"github.com/kmep-io/kmep/functions/kube"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/csar/csartest"
+	"github.com/kmep-io/kmep/store/kit/kube"
 )
 
 // BenchmarkInstantiateToDeployed measures POST instantiate → the instance

@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/kmep-io/kmep/store/mec"
 	"io"
 	"log/slog"
 	"net"
@@ -29,18 +30,18 @@ import (
 
 	"helm.sh/helm/v3/pkg/chart"
 
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/csar"
-	"github.com/kmep-io/kmep/functions/kube"
-	"github.com/kmep-io/kmep/functions/lcm"
-	"github.com/kmep-io/kmep/functions/problem"
-	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/csar"
+	"github.com/kmep-io/kmep/store/kit/kube"
+	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/rest"
+	"github.com/kmep-io/kmep/store/lifecycle"
 )
 
 // Paths served.
 const (
-	BasePath      = "/lcmcontroller/v1"
+	BasePath      = mec.LCMControllerPath
 	InstancePath  = BasePath + "/tenants/{tenantId}/app_instances/{appInstanceId}"
 	InstantiateP  = InstancePath + "/instantiate"
 	TerminatePath = InstancePath + "/terminate"
@@ -363,7 +364,7 @@ func (h *Handler) readPackage(ctx context.Context, pkg store.Package, app, appNa
 	}
 	raw, _ := json.Marshal(map[string]any{"appName": appName, "appSupportMp1": true,
 		"appTrafficRule": list(rules.Traffic), "appDNSRule": list(rules.DNS)})
-	d, err := lcm.ParseAppD(app, raw)
+	d, err := lifecycle.ParseAppD(app, raw)
 	if err != nil {
 		pe := problem.From(err)
 		return d, &problem.Error{Status: http.StatusUnprocessableEntity, Field: pe.Field, Detail: "the package's APPD rules are invalid: " + pe.Detail, Cause: err}
@@ -587,7 +588,7 @@ func (h *Handler) remove(in store.Instance, kubeconfig []byte, graceful time.Dur
 		in.Reason = step + ": " + err.Error()
 		_ = h.d.Store.UpdateInstance(context.WithoutCancel(ctx), in)
 	}
-	if _, err := lcm.Terminate(ctx, h.d.Store, in.AppInstanceID, graceful); err != nil {
+	if _, err := lifecycle.Terminate(ctx, h.d.Store, in.AppInstanceID, graceful); err != nil {
 		failed("termination flow", err)
 		return
 	}

@@ -19,16 +19,16 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/csar/csartest"
 	"github.com/kmep-io/kmep/functions/instantiate"
-	"github.com/kmep-io/kmep/functions/kube"
 	"github.com/kmep-io/kmep/functions/packages"
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
 	"github.com/kmep-io/kmep/local/s3server"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/csar/csartest"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/kube"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
 )
 
 const admin = "instantiate-admin-token-0123456789"

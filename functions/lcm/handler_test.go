@@ -8,11 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/lcm"
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
 )
 
 const admin = "lcm-admin-token-0123456789"

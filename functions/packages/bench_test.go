@@ -19,8 +19,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
-	"github.com/kmep-io/kmep/functions/csar/csartest"
 	"github.com/kmep-io/kmep/local/testenv"
+	"github.com/kmep-io/kmep/store/csar/csartest"
 )
 
 // BenchmarkUpload200MB uploads a 200 MB package through the packages

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kmep-io/kmep/store/mec"
 	"hash"
 	"io"
 	"log/slog"
@@ -22,16 +23,16 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/csar"
-	"github.com/kmep-io/kmep/functions/problem"
-	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/csar"
+	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/rest"
 )
 
 // Paths served.
 const (
-	BasePath        = "/lcmcontroller/v1"
+	BasePath        = mec.LCMControllerPath
 	PackagesPath    = BasePath + "/tenants/{tenantId}/packages"
 	PackagePath     = PackagesPath + "/{packageId}"
 	DistributePath  = PackagePath + "/distribute"

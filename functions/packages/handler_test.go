@@ -14,13 +14,13 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/csar/csartest"
 	"github.com/kmep-io/kmep/functions/packages"
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/csar/csartest"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
 )
 
 const admin = "packages-admin-token-0123456789"

@@ -13,13 +13,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/csar/csartest"
 	"github.com/kmep-io/kmep/functions/packages"
 	"github.com/kmep-io/kmep/local/s3server"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/csar/csartest"
+	"github.com/kmep-io/kmep/store/kit/auth"
 )
 
 // A Redis stall (SIGSTOP, 5 s: longer than a fresh connection's dial and

@@ -9,10 +9,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/problem"
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/problem"
 )
 
 const benchService = `{"serName":"%s","version":"1.0","state":"ACTIVE","serializer":"JSON","livenessInterval":10,

@@ -17,11 +17,11 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/kmep-io/kmep/functions/rest/resttest"
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/local/rediserver"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/rest/resttest"
 )
 
 // answer is one HTTP answer a writer got.

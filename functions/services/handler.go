@@ -10,10 +10,10 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/functions/problem"
-	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/rest"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // MaxBody is the largest request body accepted (413 beyond).

@@ -15,13 +15,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
-	"github.com/kmep-io/kmep/functions/rest/resttest"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
+	"github.com/kmep-io/kmep/store/kit/rest/resttest"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // base is the API root every path below hangs from.

@@ -6,8 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // A registration with an Idempotency-Key is created once: sending it again

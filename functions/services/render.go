@@ -4,12 +4,12 @@ import (
 	"encoding/json"
 	"net/url"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // BasePath is where the API is mounted.
-const BasePath = "/mep/mec_service_mgmt/v1"
+const BasePath = mec.ServiceMgmtPath
 
 func servicePath(app, id string) string {
 	return BasePath + "/applications/" + url.PathEscape(app) + "/services/" + url.PathEscape(id)

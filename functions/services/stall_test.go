@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/rest/resttest"
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/rest/resttest"
 )
 
 // outcome is what one logical registration got: the status of each attempt

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/functions/rest"
+	"github.com/kmep-io/kmep/store/kit/rest"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // PlatformTransportID names the one transport the platform provides: REST
@@ -23,7 +23,7 @@ func platformTransportInfo() *mec.TransportInfo {
 		Endpoint:    &mec.EndPointInfo{URIs: []string{BasePath}},
 		Security: &mec.SecurityInfo{OAuth2Info: &mec.OAuth2Info{
 			GrantTypes:    []string{"OAUTH2_CLIENT_CREDENTIALS"},
-			TokenEndpoint: "/mep/token",
+			TokenEndpoint: mec.TokenPath,
 		}},
 	}
 }

@@ -11,21 +11,21 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/kmep-io/kmep/functions/callback"
-	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/functions/problem"
-	"github.com/kmep-io/kmep/functions/rest"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/rest"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // The two APIs whose subscriptions this function serves.
 const (
 	// ServiceMgmtPath is the MEC service management API's root
 	// (SerAvailabilityNotificationSubscription).
-	ServiceMgmtPath = "/mep/mec_service_mgmt/v1"
+	ServiceMgmtPath = mec.ServiceMgmtPath
 	// AppSupportPath is the MEC application support API's root
 	// (AppTerminationNotificationSubscription).
-	AppSupportPath = "/mep/mec_app_support/v1"
+	AppSupportPath = mec.AppSupportPath
 )
 
 // MaxBody is the largest request body accepted (413 beyond).

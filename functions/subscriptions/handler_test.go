@@ -16,12 +16,12 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/kmep-io/kmep/functions/callback"
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
-	"github.com/kmep-io/kmep/functions/rest/resttest"
 	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
+	"github.com/kmep-io/kmep/store/kit/rest/resttest"
 )
 
 // srv is the redis-server the tests share; each test has a prefix of its own.

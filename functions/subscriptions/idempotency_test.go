@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
 )
 
 // post sends a create with an Idempotency-Key.

@@ -5,9 +5,9 @@ import (
 	"slices"
 	"strings"
 
-	"github.com/kmep-io/kmep/functions/callback"
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // Bounds of a subscription request.

@@ -14,11 +14,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
 	"github.com/kmep-io/kmep/functions/token"
-	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/aksk"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
 )
 
 // live is a token function on a real HTTP server (127.0.0.1).

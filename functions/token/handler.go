@@ -9,23 +9,23 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/functions/problem"
-	"github.com/kmep-io/kmep/functions/rest"
-	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/aksk"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/rest"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // Paths served.
 const (
-	TokenPath = "/mep/token"
-	JWKSPath  = "/mep/token/jwks"
-	ConfsPath = "/mep/appMng/v1/applications/{appInstanceId}/confs"
+	TokenPath = mec.TokenPath
+	JWKSPath  = mec.TokenPath + "/jwks"
+	ConfsPath = mec.AppMngPath + "/applications/{appInstanceId}/confs"
 	// LockoutPath is the platform admin's view of an app instance's token
 	// throttle: GET lists the sources failing or locked out, DELETE
 	// unlocks them all.
-	LockoutPath = "/mep/appMng/v1/applications/{appInstanceId}/lockout"
+	LockoutPath = mec.AppMngPath + "/applications/{appInstanceId}/lockout"
 )
 
 // MaxBody is the largest request body accepted.

@@ -14,13 +14,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
 
-	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/token"
-	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/aksk"
+	"github.com/kmep-io/kmep/store/kit/auth"
 )
 
 const adminToken = "kmep-admin-token-0123456789"

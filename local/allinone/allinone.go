@@ -33,18 +33,12 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/callback"
 	"github.com/kmep-io/kmep/functions/instantiate"
-	"github.com/kmep-io/kmep/functions/kube"
 	"github.com/kmep-io/kmep/functions/lcm"
 	"github.com/kmep-io/kmep/functions/packages"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/functions/token"
@@ -58,6 +52,11 @@ import (
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/manifests"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/kube"
+	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/deadletter"
 	"github.com/kmep-io/kmep/triggers/notify"
 )
@@ -296,32 +295,23 @@ const brokerWorkers = 64
 
 // events starts the event pipeline in-process: the relay publishes the
 // change stream to an embedded broker that routes by the very Trigger
-// objects of manifests/eventing.yaml to the notify and deadletter handlers.
+// objects of manifests/eventing.yaml to the notify and deadletter
+// triggers' receiver functions.
 func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, log *slog.Logger) error {
 	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify")})
 	if err != nil {
 		return err
 	}
-	notifyH, err := notify.HTTPHandler(ctx, n)
-	if err != nil {
-		return err
-	}
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return err
-	}
-	deadH, err := cloudevents.NewHTTPReceiveHandler(ctx, p, deadletter.New(deadletter.Deps{Recorder: st, Settler: st,
-		Log: log.With("trigger", "deadletter")}).Handle)
-	if err != nil {
-		return err
-	}
+	dead := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log.With("trigger", "deadletter")})
 	triggers, err := broker.LoadTriggers(manifests.Eventing)
 	if err != nil {
 		return fmt.Errorf("manifests/eventing.yaml: %w", err)
 	}
 	brk, err := broker.New(broker.Options{Broker: "kmep", Namespace: "kmep", Triggers: triggers, Log: log.With("component", "broker"),
 		Workers: brokerWorkers,
-		Resolve: broker.Services(map[string]http.Handler{"notify": notifyH, "deadletter": deadH})})
+		// The triggers' receiver functions, which their binaries serve behind
+		// cloudevents' HTTP receiver: in process, events need no encoding.
+		Resolve: broker.Receivers(map[string]broker.Receiver{"notify": n.Handle, "deadletter": dead.Handle})})
 	if err != nil {
 		return err
 	}

@@ -28,8 +28,8 @@ import (
 	sourcesv1 "knative.dev/eventing/pkg/apis/sources/v1"
 	"sigs.k8s.io/yaml"
 
-	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/auth"
 )
 
 // knService is a Knative Service as far as this test reads it (the

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kmep-io/kmep/store/mec"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,13 +15,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/server"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 // Paths of the platform's Mp1 API, relative to Config.BaseURL.
 const (
-	tokenPath     = "/mep/token"
-	serviceMgmt   = "/mep/mec_service_mgmt/v1"
+	tokenPath     = mec.TokenPath
+	serviceMgmt   = mec.ServiceMgmtPath
 	discoveryPath = serviceMgmt + "/services"
 )
 

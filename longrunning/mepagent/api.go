@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/problem"
+	"github.com/kmep-io/kmep/store/kit/problem"
 )
 
 // Paths of the agent's API (EdgeGallery's).

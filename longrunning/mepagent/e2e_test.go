@@ -15,10 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/local/allinone"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/mepagent"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 const e2eAdmin = "admin-token-for-mepagent-tests-0123"

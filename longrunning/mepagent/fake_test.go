@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/mepagent"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 const (

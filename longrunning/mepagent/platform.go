@@ -14,7 +14,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/longrunning/retry"
+	"github.com/kmep-io/kmep/store/kit/retry"
 )
 
 // maxAnswer bounds what the agent reads of one platform answer.

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kmep-io/kmep/longrunning/retry"
+	"github.com/kmep-io/kmep/store/kit/retry"
 )
 
 // heartbeatBody is the ServiceLivenessUpdate every heartbeat sends.

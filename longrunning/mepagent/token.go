@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
-	"github.com/kmep-io/kmep/longrunning/retry"
+	"github.com/kmep-io/kmep/store/kit/aksk"
+	"github.com/kmep-io/kmep/store/kit/retry"
 )
 
 // signedHeaders are the headers a token request signs, as EdgeGallery's

@@ -8,8 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/retry"
 )
 
 // Store is what the reaper needs of the store.

@@ -15,8 +15,8 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
-	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/retry"
 )
 
 // Names the relay uses in Redis. The consumer name is fixed so that a

@@ -20,7 +20,7 @@ import (
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/relay"
 	"github.com/kmep-io/kmep/store"
-	"github.com/kmep-io/kmep/triggers/events"
+	"github.com/kmep-io/kmep/store/events"
 )
 
 var srv *testenv.Redis

@@ -10,10 +10,10 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
-	"github.com/kmep-io/kmep/longrunning/lease"
-	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/store"
-	"github.com/kmep-io/kmep/triggers/events"
+	"github.com/kmep-io/kmep/store/events"
+	"github.com/kmep-io/kmep/store/kit/retry"
+	"github.com/kmep-io/kmep/store/lease"
 )
 
 // term is one period of leadership: its partitions, its acknowledger and

@@ -13,10 +13,10 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/kmep-io/kmep/longrunning/lease"
-	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/retry"
+	"github.com/kmep-io/kmep/store/lease"
 )
 
 // Driver applies traffic rules to one data plane. Apply creates or

@@ -15,12 +15,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/lcm"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/upfagent"
 	"github.com/kmep-io/kmep/longrunning/upfagent/nft"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/auth"
 )
 
 var (

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/mec"
-	"github.com/kmep-io/kmep/longrunning/retry"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/retry"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // item is one rule to reconcile: what the store wants (nil: deleted) and

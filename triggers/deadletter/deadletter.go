@@ -22,7 +22,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
 
-	"github.com/kmep-io/kmep/triggers/events"
+	"github.com/kmep-io/kmep/store/events"
 )
 
 // The extensions Knative sets on a dead-lettered event

@@ -16,10 +16,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
-	"github.com/kmep-io/kmep/functions/problem/problemtest"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/events"
+	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
 	"github.com/kmep-io/kmep/triggers/deadletter"
-	"github.com/kmep-io/kmep/triggers/events"
 )
 
 type fakeRecorder struct {

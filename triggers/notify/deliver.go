@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/callback"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/callback"
 )
 
 // maxDrain is how much of a callback's answer is read (and discarded) so

@@ -15,7 +15,7 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 
 	"github.com/kmep-io/kmep/store"
-	"github.com/kmep-io/kmep/triggers/events"
+	"github.com/kmep-io/kmep/store/events"
 )
 
 // Store is what the notifier reads and writes. *store.Store implements it.

@@ -15,9 +15,9 @@ import (
 	"strconv"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("appsupport", run) }

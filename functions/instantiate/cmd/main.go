@@ -17,12 +17,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/blob"
 	"github.com/kmep-io/kmep/functions/instantiate"
-	"github.com/kmep-io/kmep/functions/kube"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/kube"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("instantiate", run) }

@@ -11,10 +11,10 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/kmep-io/kmep/functions/auth"
 	"github.com/kmep-io/kmep/functions/lcm"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("lcm", run) }

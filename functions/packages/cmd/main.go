@@ -14,11 +14,11 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/blob"
 	"github.com/kmep-io/kmep/functions/packages"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("packages", run) }

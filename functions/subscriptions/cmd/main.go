@@ -16,11 +16,11 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/callback"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("subscriptions", run) }

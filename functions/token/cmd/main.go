@@ -17,10 +17,10 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/functions/token"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("token", run) }

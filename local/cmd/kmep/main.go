@@ -22,10 +22,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/blob"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/local/allinone"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/blob"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() {

@@ -16,10 +16,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/auth"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/local/allinone"
 	"github.com/kmep-io/kmep/local/rediserver"
+	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 // Phase names, in the order they run.

@@ -8,21 +8,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/kmep-io/kmep/store/mec"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 // API paths the benchmark calls.
 const (
-	tokenPath    = "/mep/token"
-	confsPath    = "/mep/appMng/v1/applications/%s/confs"
-	registerPath = "/mep/mec_service_mgmt/v1/applications/%s/services"
-	discoverPath = "/mep/mec_service_mgmt/v1/services?ser_name=%s"
+	tokenPath    = mec.TokenPath
+	confsPath    = mec.AppMngPath + "/applications/%s/confs"
+	registerPath = mec.ServiceMgmtPath + "/applications/%s/services"
+	discoverPath = mec.ServiceMgmtPath + "/services?ser_name=%s"
 )
 
 // Goals the figures are held against (the targets).

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/csar"
-	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/store/csar"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 const (

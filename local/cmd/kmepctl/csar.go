@@ -3,7 +3,7 @@ package main
 import (
 	"bufio"
 
-	"github.com/kmep-io/kmep/functions/csar/csartest"
+	"github.com/kmep-io/kmep/store/csar/csartest"
 )
 
 // runCSAR writes a small valid app package (a five-object Helm chart with

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 // curlSignedHeaders are the headers curl sends without being asked and that

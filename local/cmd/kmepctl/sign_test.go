@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 func TestCurlHost(t *testing.T) {

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 // maxResponseBody bounds how much of the token endpoint's answer is read.

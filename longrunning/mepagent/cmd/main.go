@@ -33,8 +33,8 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/longrunning/mepagent"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 // defaultInfoPath is where EdgeGallery's mep-agent reads its file.

@@ -38,12 +38,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/longrunning/meshagent"
 	"github.com/kmep-io/kmep/longrunning/meshagent/nameserver"
 	"github.com/kmep-io/kmep/longrunning/meshagent/proxy"
 	"github.com/kmep-io/kmep/longrunning/meshagent/tunnel"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("meshagent", run) }

@@ -10,8 +10,8 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // node is what one owner name holds: its records by type, and the records

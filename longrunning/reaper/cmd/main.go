@@ -13,9 +13,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/longrunning/reaper"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("reaper", run) }

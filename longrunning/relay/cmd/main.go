@@ -16,9 +16,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/longrunning/relay"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("relay", run) }

@@ -44,7 +44,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/longrunning/upfagent"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/longrunning/upfagent/mp2upf"
@@ -52,6 +51,7 @@ import (
 	"github.com/kmep-io/kmep/longrunning/upfagent/vpp"
 	"github.com/kmep-io/kmep/longrunning/upfagent/vppconn"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("upfagent", run) }

@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 
-	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // Rule is one traffic rule as a driver applies it.

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/kmep-io/kmep/functions/mec"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // MaxMatches bounds how many matches one traffic filter may expand to

@@ -6,8 +6,8 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 func TestRangePrefixes(t *testing.T) {

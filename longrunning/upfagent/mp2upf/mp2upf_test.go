@@ -8,11 +8,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/longrunning/upfagent/fakevpp"
 	"github.com/kmep-io/kmep/longrunning/upfagent/mp2upf"
 	"github.com/kmep-io/kmep/longrunning/upfagent/mp2upf/binapi/upf_mp2"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 const app = "5abe4782-2c70-4e47-9a4e-0ee3a1a0fd1f"

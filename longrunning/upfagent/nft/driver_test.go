@@ -16,10 +16,10 @@ import (
 	"github.com/mdlayher/netlink/nltest"
 	"golang.org/x/sys/unix"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/longrunning/upfagent/nft"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // node is a network namespace (an EdgeNet's node) and a driver on it.

@@ -9,8 +9,8 @@ import (
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // MaxParts bounds the nftables rules one traffic rule becomes (matches ×

@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 func rule(t *testing.T, body string) dataplane.Rule {

@@ -20,11 +20,11 @@ import (
 	"go.fd.io/govpp/binapi/interface_types"
 	"go.fd.io/govpp/binapi/ip_types"
 
-	"github.com/kmep-io/kmep/functions/mec"
 	"github.com/kmep-io/kmep/longrunning/upfagent"
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/longrunning/upfagent/fakevpp"
 	"github.com/kmep-io/kmep/longrunning/upfagent/vpp"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 var (

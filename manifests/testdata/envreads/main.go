@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/kmep-io/kmep/functions/server"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("envreads", run) }

@@ -17,9 +17,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/callback"
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/notify"
 )
 

@@ -1,0 +1,105 @@
+// Package events names kmep's CloudEvent types, in one place, and turns
+// the store's change-stream entries into CloudEvents (spec 1.0).
+//
+// The event id is the change's stream id, so every redelivery of one
+// change carries the same id and receivers can deduplicate. The subject is
+// the record the change is about (serInstanceId, appInstanceId); the
+// extension "kmepapp" carries the appInstanceId and "kmepchange" the change
+// type, so Triggers can filter on them.
+package events
+
+import (
+	"encoding/json"
+	"fmt"
+	"github.com/kmep-io/kmep/store/mec"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+
+	"github.com/kmep-io/kmep/store"
+)
+
+// The CloudEvent types kmep emits.
+const (
+	// TypeServiceChanged: a MEC service was ADDED, REMOVED, or its state or
+	// attributes changed. Data: ServiceChanged.
+	TypeServiceChanged = "dev.kmep.service.changed.v1"
+	// TypeAppTerminating: the platform is terminating an app instance.
+	// Data: AppTerminating.
+	TypeAppTerminating = "dev.kmep.app.terminating.v1"
+)
+
+// Types lists every type kmep emits (manifests are checked against it).
+var Types = []string{TypeServiceChanged, TypeAppTerminating}
+
+// Source is the CloudEvents source of every kmep event.
+const Source = "/kmep/mep"
+
+// Extension attribute names.
+const (
+	ExtApp    = "kmepapp"
+	ExtChange = "kmepchange"
+)
+
+// ServiceChanged is the data of TypeServiceChanged.
+type ServiceChanged struct {
+	ChangeType    string `json:"changeType"`
+	SerInstanceID string `json:"serInstanceId"`
+	SerName       string `json:"serName"`
+	SerCategoryID string `json:"serCategoryId,omitempty"`
+	State         string `json:"state"`
+	AppInstanceID string `json:"appInstanceId"`
+	Rev           int64  `json:"rev"`
+	// Href is the service's resource path (ServiceAvailabilityNotification
+	// serviceReferences[].link.href).
+	Href string `json:"href"`
+}
+
+// Record is the store record the change is about (without its Info).
+func (d ServiceChanged) Record() store.ServiceRecord {
+	return store.ServiceRecord{ID: d.SerInstanceID, AppInstanceID: d.AppInstanceID, Name: d.SerName,
+		CategoryID: d.SerCategoryID, State: d.State, Rev: d.Rev}
+}
+
+// AppTerminating is the data of TypeAppTerminating.
+type AppTerminating struct {
+	AppInstanceID      string `json:"appInstanceId"`
+	MaxGracefulTimeout int    `json:"maxGracefulTimeout"`
+}
+
+// FromChange converts a change-stream entry into its CloudEvent. ok is
+// false for changes that are not published as events (they stay in the
+// stream for the agents that read it directly).
+func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
+	e = cloudevents.NewEvent()
+	e.SetID(c.StreamID)
+	e.SetSource(Source)
+	e.SetExtension(ExtApp, c.AppInstanceID)
+	e.SetExtension(ExtChange, c.Type)
+	switch {
+	case c.Kind == store.KindService:
+		e.SetType(TypeServiceChanged)
+		e.SetSubject(c.Service.ID)
+		err = e.SetData(cloudevents.ApplicationJSON, ServiceChanged{
+			ChangeType: c.Type, SerInstanceID: c.Service.ID, SerName: c.Service.Name, SerCategoryID: c.Service.CategoryID,
+			State: c.Service.State, AppInstanceID: c.AppInstanceID, Rev: c.Service.Rev,
+			Href: mec.ServicePath(c.AppInstanceID, c.Service.ID),
+		})
+	case c.Kind == store.KindApp && c.Type == store.ChangeTerminating:
+		var d AppTerminating
+		if len(c.Data) > 0 {
+			if err := json.Unmarshal(c.Data, &d); err != nil {
+				return e, false, fmt.Errorf("termination change %s: %w", c.StreamID, err)
+			}
+		}
+		d.AppInstanceID = c.AppInstanceID
+		e.SetType(TypeAppTerminating)
+		e.SetSubject(c.AppInstanceID)
+		err = e.SetData(cloudevents.ApplicationJSON, d)
+	default:
+		return e, false, nil
+	}
+	if err != nil {
+		return e, false, err
+	}
+	return e, true, e.Validate()
+}
