@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/token/aksk"
 	"github.com/kmep-io/kmep/local/allinone"
 	"github.com/kmep-io/kmep/local/testenv"
+	"github.com/kmep-io/kmep/store/kit/aksk"
 )
 
 const admin = "admin-token-for-tests-0123456789"

@@ -11,9 +11,9 @@ import (
 
 	"github.com/miekg/dns"
 
-	"github.com/kmep-io/kmep/functions/csar/csartest"
 	"github.com/kmep-io/kmep/local/allinone"
 	"github.com/kmep-io/kmep/local/testenv"
+	"github.com/kmep-io/kmep/store/csar/csartest"
 )
 
 // A DNS rule configured through Mm5 is answered by the in-process mesh DNS

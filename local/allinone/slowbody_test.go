@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/kmep-io/kmep/functions/server"
 	"github.com/kmep-io/kmep/local/allinone"
 	"github.com/kmep-io/kmep/local/testenv"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 // slowConn is a client sending a registration body at 1 byte/s.
