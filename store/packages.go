@@ -380,10 +380,11 @@ func (s *Store) ListInstances(ctx context.Context) ([]Instance, error) {
 	return out, err
 }
 
-// DeleteInstance removes an instance record (absent is fine).
+// DeleteInstance removes an instance record and its install spec (absent
+// is fine).
 func (s *Store) DeleteInstance(ctx context.Context, app string) error {
 	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Del(ctx, s.instKey(app))
+		p.Del(ctx, s.instKey(app), s.instSpecKey(app))
 		p.SRem(ctx, s.key("insts"), app)
 		return nil
 	})

@@ -26,10 +26,14 @@ const (
 	// TypeAppTerminating: the platform is terminating an app instance.
 	// Data: AppTerminating.
 	TypeAppTerminating = "dev.kmep.app.terminating.v1"
+	// TypeInstanceChanged: the instantiate function recorded an app
+	// instance to install (INSTANTIATE) or to remove (TERMINATE); the
+	// installer trigger does the work. Data: InstanceChanged.
+	TypeInstanceChanged = "dev.kmep.instance.changed.v1"
 )
 
 // Types lists every type kmep emits (manifests are checked against it).
-var Types = []string{TypeServiceChanged, TypeAppTerminating}
+var Types = []string{TypeServiceChanged, TypeAppTerminating, TypeInstanceChanged}
 
 // Source is the CloudEvents source of every kmep event.
 const Source = "/kmep/mep"
@@ -66,6 +70,16 @@ type AppTerminating struct {
 	MaxGracefulTimeout int    `json:"maxGracefulTimeout"`
 }
 
+// InstanceChanged is the data of TypeInstanceChanged.
+type InstanceChanged struct {
+	// ChangeType is store.ChangeInstantiate or store.ChangeTerminate.
+	ChangeType    string `json:"changeType"`
+	AppInstanceID string `json:"appInstanceId"`
+	// GracefulTimeout is the termination's graceful timeout in seconds
+	// (TERMINATE only).
+	GracefulTimeout int `json:"gracefulTimeout,omitempty"`
+}
+
 // FromChange converts a change-stream entry into its CloudEvent. ok is
 // false for changes that are not published as events (they stay in the
 // stream for the agents that read it directly).
@@ -95,6 +109,15 @@ func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
 		e.SetType(TypeAppTerminating)
 		e.SetSubject(c.AppInstanceID)
 		err = e.SetData(cloudevents.ApplicationJSON, d)
+	case c.Kind == store.KindInstance && (c.Type == store.ChangeInstantiate || c.Type == store.ChangeTerminate):
+		td, terr := store.ParseTerminateData(c.Data)
+		if terr != nil {
+			return e, false, fmt.Errorf("instance change %s: %w", c.StreamID, terr)
+		}
+		e.SetType(TypeInstanceChanged)
+		e.SetSubject(c.AppInstanceID)
+		err = e.SetData(cloudevents.ApplicationJSON, InstanceChanged{ChangeType: c.Type, AppInstanceID: c.AppInstanceID,
+			GracefulTimeout: td.GracefulTimeout})
 	default:
 		return e, false, nil
 	}
