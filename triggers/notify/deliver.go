@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/retry"
 )
 
 // maxDrain is how much of a callback's answer is read (and discarded) so
@@ -114,7 +114,7 @@ func (n *Notifier) deliver(ctx context.Context, eventID string, sub store.Subscr
 			return
 		}
 		if attempt >= n.retry.Attempts || ctx.Err() != nil ||
-			!sleep(ctx, n.backoff(attempt, o)) || !n.acquire(ctx) {
+			!retry.Sleep(ctx, n.backoff(attempt, o)) || !n.acquire(ctx) {
 			c.failed.Add(1)
 			n.log.Warn("notification failed", "event", eventID, "subscription", sub.ID,
 				"callback", redact(sub.CallbackReference), "attempts", attempt, "status", o.status, "err", o.err)
@@ -135,7 +135,9 @@ func (n *Notifier) attempt(ctx context.Context, cb string, body []byte) outcome 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "kmep-notify")
+	start := time.Now()
 	resp, err := n.client.Do(req)
+	n.latency.Observe(time.Since(start).Seconds())
 	if err != nil {
 		err = withoutURL(err)
 		if errors.Is(err, callback.ErrForbiddenAddress) || errors.Is(err, callback.ErrInvalidURL) {
@@ -160,18 +162,14 @@ func (n *Notifier) attempt(ctx context.Context, cb string, body []byte) outcome 
 	return o
 }
 
-// backoff is the wait after the attempt-th try ended with o: the
-// Retry-After asked for (capped), else the exponential backoff with jitter.
+// backoff is the wait after the attempt-th try (1-based) ended with o: the
+// Retry-After asked for (capped), else retry's capped exponential backoff
+// with equal jitter.
 func (n *Notifier) backoff(attempt int, o outcome) time.Duration {
 	if o.hasRetryAfter {
 		return min(o.retryAfter, n.retry.MaxRetryAfter)
 	}
-	d := n.retry.Backoff
-	for i := 1; i < attempt && d < n.retry.MaxBackoff; i++ {
-		d *= 2
-	}
-	d = min(d, n.retry.MaxBackoff)
-	return d/2 + rand.N(d/2+1)
+	return retry.Backoff{Min: n.retry.Backoff, Max: n.retry.MaxBackoff}.Delay(attempt - 1)
 }
 
 // parseRetryAfter reads a Retry-After value: delay-seconds or an HTTP date.
@@ -187,21 +185,6 @@ func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 		return max(t.Sub(now), 0), true
 	}
 	return 0, false
-}
-
-// sleep waits d, or less if ctx ends first (then it returns false).
-func sleep(ctx context.Context, d time.Duration) bool {
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // withoutURL drops the request URL (and its query string) that the

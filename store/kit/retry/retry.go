@@ -1,4 +1,4 @@
-// Package retry holds the waits kmep's long-running agents share between
+// Package retry holds the waits kmep's agents and triggers share between
 // attempts: capped exponential backoff with equal jitter (Backoff) and a
 // sleep that ends early with its context (Sleep).
 package retry
