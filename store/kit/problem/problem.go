@@ -101,8 +101,15 @@ func Write(log *slog.Logger, w http.ResponseWriter, r *http.Request, err error) 
 	pe := From(err)
 	if pe.Status >= 500 && log != nil {
 		log.Error("request failed", "method", r.Method, "path", r.URL.Path, "status", pe.Status, "err", err)
-	} else if log != nil && pe.Cause != nil {
-		log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", pe.Status, "err", err)
+	} else if log != nil && pe.Status >= 400 {
+		// A refusal is the client's business but an operator's question
+		// ("why 403?"): logged at info with the reason the client got, and
+		// the cause when there is one. Details never carry secrets.
+		attrs := []any{"method", r.Method, "path", r.URL.Path, "status", pe.Status, "reason", pe.Detail}
+		if pe.Cause != nil {
+			attrs = append(attrs, "err", pe.Cause)
+		}
+		log.Info("request refused", attrs...)
 	}
 	h := w.Header()
 	for k, v := range pe.Header {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -48,6 +49,36 @@ func TestWriteMapsErrors(t *testing.T) {
 			}
 			if tc.leak != "" && strings.Contains(w.Body.String(), tc.leak) {
 				t.Fatalf("internal detail leaked: %s", w.Body)
+			}
+		})
+	}
+}
+
+// A refusal (4xx) is logged at info with the reason the client got, and the
+// cause when there is one; a 5xx stays an error line.
+func TestWriteLogsRefusalsAtInfo(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		err       error
+		level     string
+		msg       string
+		reason    string
+		wantCause bool
+	}{
+		{"forbidden", problem.Forbidden("appInstanceId \"a\" is not the caller's app instance"), "INFO", "request refused", "appInstanceId \"a\" is not the caller's app instance", false},
+		{"with cause", &problem.Error{Status: http.StatusUnauthorized, Detail: "invalid token", Cause: errors.New("signature mismatch")}, "INFO", "request refused", "invalid token", true},
+		{"unavailable", problem.Unavailable("the store", 1, errors.New("dial tcp")), "ERROR", "request failed", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var b strings.Builder
+			log := slog.New(slog.NewJSONHandler(&b, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			problem.Write(log, httptest.NewRecorder(), httptest.NewRequest("GET", "/x", nil), tc.err)
+			var m map[string]any
+			if err := json.Unmarshal([]byte(b.String()), &m); err != nil {
+				t.Fatalf("want one JSON log line, got %q", b.String())
+			}
+			if m["level"] != tc.level || m["msg"] != tc.msg || (tc.reason != "" && m["reason"] != tc.reason) || (m["err"] != nil) != tc.wantCause {
+				t.Errorf("log line %v: want %s %q reason %q, cause logged %v", m, tc.level, tc.msg, tc.reason, tc.wantCause)
 			}
 		})
 	}

@@ -29,6 +29,9 @@ type Options struct {
 	Handler http.Handler
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// NoAccessLog turns off the access log (KMEP_ACCESS_LOG=false). Zero
+	// value: one info line per request (AccessLog), /healthz excepted.
+	NoAccessLog bool
 	// DrainTimeout bounds the graceful shutdown. Zero value: 25 s (inside
 	// Knative's default 30 s termination grace period).
 	DrainTimeout time.Duration
@@ -79,8 +82,12 @@ func Run(ctx context.Context, o Options) error {
 			return fmt.Errorf("listen %s: %w", o.Addr, err)
 		}
 	}
+	h := o.Handler
+	if !o.NoAccessLog {
+		h = AccessLog(o.Log, h)
+	}
 	srv := &http.Server{
-		Handler:           boundBodies(Health(o.Handler), o.BodyTimeout, o.BodyMinRate),
+		Handler:           boundBodies(Health(h), o.BodyTimeout, o.BodyMinRate),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -108,9 +115,20 @@ func Run(ctx context.Context, o Options) error {
 
 // NewLogger is the JSON logger every kmep binary builds once in main,
 // tagged with its component; level is "debug", "info", "warn" or "error"
-// (anything else: info).
+// (anything else: info). Durations are written as strings ("1.5s"), not
+// as nanosecond counts (DurationsAsStrings).
 func NewLogger(w io.Writer, component, level string) *slog.Logger {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(level))
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl})).With("component", component)
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: lvl, ReplaceAttr: DurationsAsStrings})).With("component", component)
+}
+
+// DurationsAsStrings is a slog.HandlerOptions.ReplaceAttr that writes a
+// time.Duration attribute as its String() ("250ms"), which a person reads
+// and Go's time.ParseDuration parses back.
+func DurationsAsStrings(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		a.Value = slog.StringValue(a.Value.Duration().String())
+	}
+	return a
 }
