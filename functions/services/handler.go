@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/problem"
 	"github.com/kmep-io/kmep/store/kit/rest"
@@ -36,10 +38,13 @@ type Deps struct {
 	MinLivenessInterval time.Duration
 	// Now is the clock. Zero value: time.Now.
 	Now func() time.Time
+	// Metrics is the binary's registry. Zero value: nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 type handler struct {
 	Deps
+	m serviceMetrics
 }
 
 // New returns the service management handler, mounted at BasePath.
@@ -53,7 +58,7 @@ func New(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	h := &handler{Deps: d}
+	h := &handler{Deps: d, m: newMetrics(d.Metrics, d.Cache, d.Now)}
 	rt := rest.NewRouter(d.Log, d.Authenticate)
 	rt.Handle(BasePath+"/services", map[string]problem.HandlerFunc{"GET": h.discover})
 	rt.Handle(BasePath+"/services/{serviceId}", map[string]problem.HandlerFunc{"GET": h.getAny})
@@ -80,6 +85,18 @@ func (h *handler) grant(proposed int) int {
 	return max(proposed, min)
 }
 
+// record is the store record of si as registered (create) or replaced
+// (update) by app under id, with the liveness interval the platform grants.
+func (h *handler) record(si mec.ServiceInfo, app, id string) store.ServiceRecord {
+	si.LivenessInterval = h.grant(si.LivenessInterval)
+	rec := store.ServiceRecord{ID: id, AppInstanceID: app, Name: si.SerName, State: si.State,
+		LivenessInterval: si.LivenessInterval, Info: stored(si, app, id)}
+	if si.SerCategory != nil {
+		rec.CategoryID = si.SerCategory.ID
+	}
+	return rec
+}
+
 func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
 	app, err := rest.Own(r)
 	if err != nil {
@@ -101,12 +118,7 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
 	if key != "" {
 		id = rest.KeyedID("service\x00"+app, key)
 	}
-	si.LivenessInterval = h.grant(si.LivenessInterval)
-	rec := store.ServiceRecord{ID: id, AppInstanceID: app, Name: si.SerName, State: si.State,
-		LivenessInterval: si.LivenessInterval, Info: stored(si, app, id)}
-	if si.SerCategory != nil {
-		rec.CategoryID = si.SerCategory.ID
-	}
+	rec := h.record(si, app, id)
 	created, sid, err := h.Store.CreateService(r.Context(), rec)
 	if key != "" && errors.Is(err, store.ErrConflict) {
 		return h.replay(w, r, rec)
@@ -114,6 +126,7 @@ func (h *handler) create(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return fmt.Errorf("register service: %w", err)
 	}
+	h.m.registrations.Inc()
 	h.wait(r.Context(), sid)
 	w.Header().Set("Location", rest.Absolute(r, servicePath(app, id)))
 	w.Header().Set("ETag", rest.ETag(created.Rev))
@@ -178,12 +191,7 @@ func (h *handler) update(w http.ResponseWriter, r *http.Request) error {
 	if cond < 0 {
 		return store.ErrPrecondition
 	}
-	si.LivenessInterval = h.grant(si.LivenessInterval)
-	rec := store.ServiceRecord{ID: id, AppInstanceID: app, Name: si.SerName, State: si.State,
-		LivenessInterval: si.LivenessInterval, Info: stored(si, app, id)}
-	if si.SerCategory != nil {
-		rec.CategoryID = si.SerCategory.ID
-	}
+	rec := h.record(si, app, id)
 	if cur.State == store.StateSuspended && si.State == store.StateActive {
 		// Only a heartbeat brings a suspended service back.
 		rec.State = store.StateSuspended
@@ -209,6 +217,7 @@ func (h *handler) remove(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	h.m.deregistrations.Inc()
 	h.wait(r.Context(), sid)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -302,6 +311,7 @@ func (h *handler) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	case err != nil:
 		return err
 	}
+	h.m.heartbeats.Inc()
 	h.wait(r.Context(), l.StreamID)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
