@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -60,19 +61,123 @@ type Change struct {
 	Rev int64
 }
 
+// Change-stream entry fields. changeFields is their one definition: the Lua
+// in changeLua, spliced into every script that appends a change, writes
+// only these fields, in this order, and fails on any other; changeFrom
+// reads them back with set. Adding a field is one line here, plus the
+// script that has its value.
+const (
+	fieldKind   = "kind"
+	fieldChange = "change"
+	fieldID     = "id"
+	fieldApp    = "app"
+	fieldState  = "state"
+	fieldRev    = "rev"
+	fieldData   = "data"
+	fieldRevoke = "revoke"
+)
+
+// changeField is one field of a change-stream entry.
+type changeField struct {
+	name string
+	// set stores the field's value ("" when the entry lacks it) in c; nil
+	// when changeFrom leaves it to a reader of its own.
+	set func(c *Change, v string)
+}
+
+var changeFields = []changeField{
+	{fieldKind, func(c *Change, v string) { c.Kind = v }},
+	{fieldChange, func(c *Change, v string) { c.Type = v }},
+	{fieldID, func(c *Change, v string) { c.ID = v }},
+	{fieldApp, func(c *Change, v string) { c.AppInstanceID = v }},
+	// The service record's fields (recordFields), for KindService.
+	{"name", func(c *Change, v string) { c.Service.Name = v }},
+	{"cat", func(c *Change, v string) { c.Service.CategoryID = v }},
+	{fieldState, func(c *Change, v string) { c.State = v }},
+	{fieldRev, func(c *Change, v string) { c.Rev, _ = strconv.ParseInt(v, 10, 64) }},
+	{"live", func(c *Change, v string) { c.Service.LivenessInterval, _ = strconv.Atoi(v) }},
+	{"info", func(c *Change, v string) { c.Service.Info = []byte(v) }},
+	{"hb", func(c *Change, v string) { c.Service.LastHeartbeat = msTime(v) }},
+	{fieldData, func(c *Change, v string) { c.Data = []byte(v) }},
+	// The token generation an entry revokes; ReadRevocations reads it.
+	{fieldRevoke, nil},
+}
+
+// changeLua defines, for the scripts that append to the change stream:
+//   - kmep_change(stream, maxlen, e): XADD of the entry e, a table from
+//     field name to value, with the fields of changeFields in their order
+//     (absent ones left out); a field not in changeFields is an error;
+//   - kmep_record(k): the service record hash k as a table by field name
+//     (recordFields), nil when it does not exist;
+//   - kmep_service_change(stream, maxlen, change, id, r): the entry of a
+//     change of service id whose record (after the change) is r.
+var changeLua = `
+local kmep_change_fields = {` + luaStrings(fieldNames(changeFields)) + `}
+local kmep_record_fields = {` + luaStrings(recordFields) + `}
+local kmep_change_known = {}
+for _, f in ipairs(kmep_change_fields) do kmep_change_known[f] = true end
+local function kmep_change(stream, maxlen, e)
+  for f in pairs(e) do
+    if not kmep_change_known[f] then error('kmep_change: unknown change-stream field ' .. tostring(f)) end
+  end
+  local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
+  for _, f in ipairs(kmep_change_fields) do
+    if e[f] ~= nil then
+      args[#args + 1] = f
+      args[#args + 1] = e[f]
+    end
+  end
+  return redis.call(unpack(args))
+end
+local function kmep_record(k)
+  local v = redis.call('HMGET', k, unpack(kmep_record_fields))
+  if not v[1] then return nil end
+  local r = {}
+  for i, f in ipairs(kmep_record_fields) do r[f] = v[i] or nil end
+  return r
+end
+local function kmep_service_change(stream, maxlen, change, id, r)
+  local e = {kind = 'service', change = change, id = id}
+  for _, f in ipairs(kmep_record_fields) do e[f] = r[f] end
+  return kmep_change(stream, maxlen, e)
+end
+`
+
+func fieldNames(fs []changeField) []string {
+	out := make([]string, len(fs))
+	for i, f := range fs {
+		out[i] = f.name
+	}
+	return out
+}
+
+// luaStrings renders names as the items of a Lua table constructor.
+func luaStrings(names []string) string {
+	var b strings.Builder
+	for i, n := range names {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(n))
+	}
+	return b.String()
+}
+
 func changeFrom(m redis.XMessage) Change {
-	f := func(k string) string { s, _ := m.Values[k].(string); return s }
-	c := Change{StreamID: m.ID, Kind: f("kind"), Type: f("change"), AppInstanceID: f("app")}
-	if c.Kind == KindService {
-		c.Service = ServiceRecord{ID: f("id"), AppInstanceID: c.AppInstanceID, Name: f("name"),
-			CategoryID: f("cat"), State: f("state"), Info: []byte(f("info"))}
-		c.Service.Rev, _ = strconv.ParseInt(f("rev"), 10, 64)
-		c.Service.LivenessInterval, _ = strconv.Atoi(f("live"))
-		c.Service.LastHeartbeat = msTime(f("hb"))
+	c := Change{StreamID: m.ID}
+	for _, f := range changeFields {
+		if f.set != nil {
+			v, _ := m.Values[f.name].(string)
+			f.set(&c, v)
+		}
+	}
+	if c.Kind != KindService {
+		c.Service = ServiceRecord{}
 		return c
 	}
-	c.ID, c.State, c.Data = f("id"), f("state"), []byte(f("data"))
-	c.Rev, _ = strconv.ParseInt(f("rev"), 10, 64)
+	// A service change carries its record in Service only.
+	c.Service.ID, c.Service.AppInstanceID, c.Service.State, c.Service.Rev = c.ID, c.AppInstanceID, c.State, c.Rev
+	c.ID, c.State, c.Rev, c.Data = "", "", 0, nil
 	return c
 }
 

@@ -26,35 +26,34 @@ type AppConf struct {
 }
 
 // putConfScript revokes the app's tokens when its AK changes (see revokeLua).
-var putConfScript = redis.NewScript(revokeLua + `
+var putConfScript = redis.NewScript(changeLua + revokeLua + `
 local p, app, ak, sk, name, req, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local akKey = p .. ':ak:' .. ak
 local owner = redis.call('GET', akKey)
 if owner and owner ~= app then return redis.error_reply('KMEP_CONFLICT access key id in use') end
 local k = p .. ':conf:' .. app
 local old = redis.call('HMGET', k, 'ak', 'rev')
-local revoke = {}
+local revoke = nil
 if old[1] and old[1] ~= ak then
   redis.call('DEL', p .. ':ak:' .. old[1])
-  revoke = {'revoke', kmep_revoke(p, app)}
+  revoke = kmep_revoke(p, app)
 end
 local rev = 1
 if old[2] then rev = tonumber(old[2]) + 1 end
 redis.call('SET', akKey, app)
 redis.call('HSET', k, 'ak', ak, 'sk', sk, 'name', name, 'req', req, 'rev', rev)
-redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'appconf', 'change', 'PUT', 'app', app, 'rev', tostring(rev), unpack(revoke))
+kmep_change(p .. ':events', maxlen, {kind = 'appconf', change = 'PUT', app = app, rev = tostring(rev), revoke = revoke})
 return rev
 `)
 
 // deleteConfScript revokes the app's tokens (see revokeLua).
-var deleteConfScript = redis.NewScript(revokeLua + `
+var deleteConfScript = redis.NewScript(changeLua + revokeLua + `
 local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local k = p .. ':conf:' .. app
 local ak = redis.call('HGET', k, 'ak')
 if not ak then return redis.error_reply('KMEP_NOTFOUND app conf ' .. app) end
 redis.call('DEL', k, p .. ':ak:' .. ak)
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'appconf', 'change', 'DELETED', 'app', app,
-  'revoke', kmep_revoke(p, app))
+return kmep_change(p .. ':events', maxlen, {kind = 'appconf', change = 'DELETED', app = app, revoke = kmep_revoke(p, app)})
 `)
 
 func credentialAD(app, ak string) []byte { return []byte("kmep/aksk\x00" + app + "\x00" + ak) }

@@ -17,7 +17,7 @@ type Registration struct {
 	Rev  int64
 }
 
-var putRegScript = redis.NewScript(`
+var putRegScript = redis.NewScript(changeLua + `
 local p, app, body, mode, ifrev, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = p .. ':reg:' .. app
 local cur = redis.call('HMGET', k, 'body', 'rev')
@@ -26,8 +26,8 @@ if mode == 'replace' and not cur[2] then return redis.error_reply('KMEP_NOTFOUND
 if ifrev ~= '' and ifrev ~= cur[2] then return redis.error_reply('KMEP_STALE registration') end
 local rev = tostring(tonumber(cur[2] or '0') + 1)
 redis.call('HSET', k, 'body', body, 'rev', rev)
-redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'registration',
-  'change', mode == 'create' and 'CREATED' or 'UPDATED', 'app', app, 'id', app, 'rev', rev, 'data', body)
+kmep_change(p .. ':events', maxlen, {kind = 'registration', change = mode == 'create' and 'CREATED' or 'UPDATED',
+  app = app, id = app, rev = rev, data = body})
 return rev
 `)
 
@@ -68,14 +68,14 @@ func (s *Store) GetRegistration(ctx context.Context, app string) (Registration, 
 	return r, nil
 }
 
-var deleteRegScript = redis.NewScript(`
+var deleteRegScript = redis.NewScript(changeLua + `
 local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local k = p .. ':reg:' .. app
 local cur = redis.call('HMGET', k, 'body', 'rev')
 if not cur[2] then return redis.error_reply('KMEP_NOTFOUND registration of ' .. app) end
 redis.call('DEL', k)
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'registration', 'change', 'DELETED',
-  'app', app, 'id', app, 'rev', tostring(tonumber(cur[2]) + 1), 'data', cur[1])
+return kmep_change(p .. ':events', maxlen, {kind = 'registration', change = 'DELETED', app = app, id = app,
+  rev = tostring(tonumber(cur[2]) + 1), data = cur[1]})
 `)
 
 // DeleteRegistration removes an app instance's AppInfo. ErrNotFound.
@@ -95,14 +95,14 @@ type Termination struct {
 	MaxGracefulTimeout int
 }
 
-var startTermScript = redis.NewScript(`
+var startTermScript = redis.NewScript(changeLua + `
 local p, app, deadline, timeout, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local k = p .. ':term:' .. app
 local cur = redis.call('HMGET', k, 'deadline', 'timeout', 'confirmed')
 if cur[1] then return {cur[1], cur[2], cur[3], ''} end
 redis.call('HSET', k, 'deadline', deadline, 'timeout', timeout, 'confirmed', '0')
-local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'app', 'change', 'TERMINATING',
-  'app', app, 'id', app, 'data', '{"maxGracefulTimeout":' .. timeout .. '}')
+local sid = kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'TERMINATING', app = app, id = app,
+  data = '{"maxGracefulTimeout":' .. timeout .. '}'})
 return {deadline, timeout, '0', sid}
 `)
 
@@ -125,13 +125,13 @@ func (s *Store) StartTermination(ctx context.Context, app string, graceful time.
 	return termFrom(app, res), res[3], nil
 }
 
-var confirmTermScript = redis.NewScript(`
+var confirmTermScript = redis.NewScript(changeLua + `
 local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
 local k = p .. ':term:' .. app
 if redis.call('EXISTS', k) == 0 then return redis.error_reply('KMEP_CONFLICT no termination in progress') end
 if redis.call('HGET', k, 'confirmed') == '1' then return '' end
 redis.call('HSET', k, 'confirmed', '1')
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'app', 'change', 'TERMINATION_CONFIRMED', 'app', app, 'id', app)
+return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'TERMINATION_CONFIRMED', app = app, id = app})
 `)
 
 // ConfirmTermination records the app's confirm_termination. ErrConflict
@@ -154,19 +154,19 @@ func (s *Store) GetTermination(ctx context.Context, app string) (Termination, er
 	return termFrom(app, []string{str(v[0]), str(v[1]), str(v[2])}), nil
 }
 
+var confirmReadyScript = redis.NewScript(changeLua + `
+local p, app, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+redis.call('SET', p .. ':ready:' .. app, now)
+return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'READY', app = app, id = app})
+`)
+
 // ConfirmReady records the app's confirm_ready and appends READY.
 func (s *Store) ConfirmReady(ctx context.Context, app string) (string, error) {
-	now := ms(s.now())
-	sid, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
-		p.Set(ctx, s.key("ready", app), now, 0)
-		p.XAdd(ctx, &redis.XAddArgs{Stream: s.streamKey(), MaxLen: s.maxLen, Approx: true,
-			Values: []any{"kind", KindApp, "change", ChangeReady, "app", app, "id", app}})
-		return nil
-	})
+	sid, err := confirmReadyScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now()), s.maxLen).Text()
 	if err != nil {
 		return "", wrap("confirm ready "+app, err)
 	}
-	return sid[1].(*redis.StringCmd).Val(), nil
+	return sid, nil
 }
 
 // ReadyAt is when the app last confirmed ready. ErrNotFound when never.
@@ -182,20 +182,21 @@ func (s *Store) ReadyAt(ctx context.Context, app string) (time.Time, error) {
 // its services (each REMOVED, as a delete would), subscriptions, rules and
 // rule configuration, registration, readiness, credentials and termination
 // state; revokes its tokens (see revokeLua); then appends TERMINATED.
-var purgeScript = redis.NewScript(revokeLua + `
+var purgeScript = redis.NewScript(changeLua + revokeLua + `
 local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
-local function ev(...) redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', ...) end
+local stream = p .. ':events'
+local function ev(e) return kmep_change(stream, maxlen, e) end
 for _, id in ipairs(redis.call('SMEMBERS', p .. ':idx:app:' .. app)) do
   local k = p .. ':svc:' .. id
-  local cur = redis.call('HMGET', k, 'app', 'name', 'cat', 'state', 'rev', 'live', 'info', 'hb')
-  if cur[1] then
-    redis.call('SREM', p .. ':idx:name:' .. cur[2], id)
-    if cur[3] ~= '' then redis.call('SREM', p .. ':idx:cat:' .. cur[3], id) end
+  local r = kmep_record(k)
+  if r then
+    redis.call('SREM', p .. ':idx:name:' .. r.name, id)
+    if r.cat ~= '' then redis.call('SREM', p .. ':idx:cat:' .. r.cat, id) end
     redis.call('SREM', p .. ':idx:all', id)
     redis.call('ZREM', p .. ':liveness', id)
     redis.call('DEL', k)
-    ev('kind', 'service', 'change', 'REMOVED', 'id', id, 'app', app, 'name', cur[2], 'cat', cur[3], 'state', cur[4],
-      'rev', tostring(tonumber(cur[5]) + 1), 'live', cur[6], 'info', cur[7], 'hb', cur[8])
+    r.app, r.rev = app, tostring(tonumber(r.rev) + 1)
+    kmep_service_change(stream, maxlen, 'REMOVED', id, r)
   end
 end
 redis.call('DEL', p .. ':idx:app:' .. app)
@@ -205,7 +206,7 @@ for _, id in ipairs(redis.call('SMEMBERS', p .. ':subs:app:' .. app)) do
   if cur[1] then
     for _, ix in ipairs(cjson.decode(cur[1])) do redis.call('SREM', ix, id) end
     redis.call('DEL', k)
-    ev('kind', 'subscription', 'change', 'DELETED', 'app', app, 'id', id, 'rev', tostring(tonumber(cur[3]) + 1), 'data', cur[2])
+    ev({kind = 'subscription', change = 'DELETED', app = app, id = id, rev = tostring(tonumber(cur[3]) + 1), data = cur[2]})
   end
 end
 redis.call('DEL', p .. ':subs:app:' .. app, p .. ':subs:term:' .. app)
@@ -216,21 +217,21 @@ for _, kind in ipairs({'traffic', 'dns'}) do
     local rk = p .. ':rule:' .. kind .. ':' .. app .. ':' .. id
     local cur = redis.call('HMGET', rk, 'state', 'body', 'rev')
     redis.call('DEL', rk)
-    ev('kind', ckind, 'change', 'REMOVED', 'app', app, 'id', id, 'state', cur[1] or '', 'rev', tostring(tonumber(cur[3] or '0') + 1), 'data', cur[2] or '')
+    ev({kind = ckind, change = 'REMOVED', app = app, id = id, state = cur[1] or '', rev = tostring(tonumber(cur[3] or '0') + 1), data = cur[2] or ''})
   end
   redis.call('DEL', lk)
   redis.call('SREM', p .. ':rules:' .. kind, app)
 end
-if redis.call('DEL', p .. ':appd:' .. app) == 1 then ev('kind', 'appd', 'change', 'DELETED', 'app', app, 'id', app) end
-if redis.call('DEL', p .. ':reg:' .. app) == 1 then ev('kind', 'registration', 'change', 'DELETED', 'app', app, 'id', app) end
+if redis.call('DEL', p .. ':appd:' .. app) == 1 then ev({kind = 'appd', change = 'DELETED', app = app, id = app}) end
+if redis.call('DEL', p .. ':reg:' .. app) == 1 then ev({kind = 'registration', change = 'DELETED', app = app, id = app}) end
 local gen = kmep_revoke(p, app)
 local ak = redis.call('HGET', p .. ':conf:' .. app, 'ak')
 if ak then
   redis.call('DEL', p .. ':conf:' .. app, p .. ':ak:' .. ak)
-  ev('kind', 'appconf', 'change', 'DELETED', 'app', app, 'revoke', gen)
+  ev({kind = 'appconf', change = 'DELETED', app = app, revoke = gen})
 end
 redis.call('DEL', p .. ':ready:' .. app, p .. ':term:' .. app)
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'app', 'change', 'TERMINATED', 'app', app, 'id', app, 'revoke', gen)
+return ev({kind = 'app', change = 'TERMINATED', app = app, id = app, revoke = gen})
 `)
 
 // PurgeApp removes everything of an app instance (the end of its

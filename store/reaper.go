@@ -42,7 +42,7 @@ func (e Expiry) Suspended() bool { return e.StreamID != "" }
 // loses its deadline, without an event, until its next heartbeat sets one
 // again; a deadline of a service that is gone is dropped. It returns
 // {id, deadline, state, rev, streamID} per deadline taken.
-var claimExpiredScript = redis.NewScript(`
+var claimExpiredScript = redis.NewScript(changeLua + `
 local p, now, limit, maxlen = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4]
 local lk = p .. ':liveness'
 local due = redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'WITHSCORES', 'LIMIT', 0, limit)
@@ -51,17 +51,15 @@ for i = 1, #due, 2 do
   local id, dl = due[i], due[i + 1]
   redis.call('ZREM', lk, id)
   local k = p .. ':svc:' .. id
-  local cur = redis.call('HMGET', k, 'app', 'name', 'cat', 'state', 'rev', 'live', 'info', 'hb')
-  if not cur[1] then
+  local r = kmep_record(k)
+  if not r then
     out[#out + 1] = {id, dl, '', '0', ''}
-  elseif cur[4] == 'ACTIVE' then
-    local rev = tostring(tonumber(cur[5]) + 1)
-    redis.call('HSET', k, 'state', 'SUSPENDED', 'rev', rev)
-    local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', 'STATE_CHANGED',
-      'id', id, 'app', cur[1], 'name', cur[2], 'cat', cur[3], 'state', 'SUSPENDED', 'rev', rev, 'live', cur[6], 'info', cur[7], 'hb', cur[8])
-    out[#out + 1] = {id, dl, 'SUSPENDED', rev, sid}
+  elseif r.state == 'ACTIVE' then
+    r.state, r.rev = 'SUSPENDED', tostring(tonumber(r.rev) + 1)
+    redis.call('HSET', k, 'state', r.state, 'rev', r.rev)
+    out[#out + 1] = {id, dl, r.state, r.rev, kmep_service_change(p .. ':events', maxlen, 'STATE_CHANGED', id, r)}
   else
-    out[#out + 1] = {id, dl, cur[4], cur[5], ''}
+    out[#out + 1] = {id, dl, r.state, r.rev, ''}
   end
 end
 return out

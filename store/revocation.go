@@ -30,7 +30,7 @@ const RevocationRetention = 24 * time.Hour
 // an app instance's credentials (DeleteAppConf, an AK change in PutAppConf,
 // PurgeApp): it records the revocation in the same atomic step as the
 // change and returns g, which the script writes into the change's stream
-// entry as the field 'revoke' so that every verifier following the stream
+// entry as the field 'revoke' (fieldRevoke) so that every verifier following the stream
 // learns it.
 var revokeLua = `
 local function kmep_revoke(p, app)
@@ -137,7 +137,7 @@ func (s *Store) ReadRevocations(ctx context.Context, after string, block time.Du
 		}
 	}
 	for _, m := range msgs {
-		g, ok := m.Values["revoke"].(string)
+		g, ok := m.Values[fieldRevoke].(string)
 		if !ok {
 			continue
 		}
@@ -145,7 +145,7 @@ func (s *Store) ReadRevocations(ctx context.Context, after string, block time.Du
 		if err != nil {
 			return b, fmt.Errorf("read revocations: entry %s: bad generation %q", m.ID, g)
 		}
-		app, _ := m.Values["app"].(string)
+		app, _ := m.Values[fieldApp].(string)
 		ms, _ := splitID(m.ID)
 		b.Revocations = append(b.Revocations, Revocation{AppInstanceID: app, Generation: gen,
 			Until: time.UnixMilli(int64(ms)).Add(RevocationRetention)})

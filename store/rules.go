@@ -45,7 +45,7 @@ type AppD struct {
 	Rev           int64
 }
 
-var putRuleScript = redis.NewScript(`
+var putRuleScript = redis.NewScript(changeLua + `
 local p, kind, ckind, app, id, state, body, ifrev, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local k = p .. ':rule:' .. kind .. ':' .. app .. ':' .. id
 local cur = redis.call('HMGET', k, 'state', 'body', 'rev')
@@ -54,8 +54,7 @@ if ifrev ~= '' and ifrev ~= cur[3] then return redis.error_reply('KMEP_STALE rul
 if cur[1] == state and cur[2] == body then return {cur[3], ''} end
 local rev = tostring(tonumber(cur[3]) + 1)
 redis.call('HSET', k, 'state', state, 'body', body, 'rev', rev)
-local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', ckind, 'change', 'UPDATED',
-  'app', app, 'id', id, 'state', state, 'rev', rev, 'data', body)
+local sid = kmep_change(p .. ':events', maxlen, {kind = ckind, change = 'UPDATED', app = app, id = id, state = state, rev = rev, data = body})
 return {rev, sid}
 `)
 
@@ -148,15 +147,14 @@ func (s *Store) RuleApps(ctx context.Context, kind string) ([]string, error) {
 // disappear are REMOVED, new ones ADDED, changed ones UPDATED, each with
 // its stream entry, all in one atomic step. mode: "create" fails when a
 // configuration exists, "replace" when none does, "delete" removes it.
-var appdScript = redis.NewScript(`
+var appdScript = redis.NewScript(changeLua + `
 local p, app, name, mp1, mode, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ak = p .. ':appd:' .. app
 local exists = redis.call('EXISTS', ak) == 1
 if mode == 'create' and exists then return redis.error_reply('KMEP_CONFLICT appd configuration exists') end
 if mode ~= 'create' and not exists then return redis.error_reply('KMEP_NOTFOUND appd configuration of ' .. app) end
 local function ev(ckind, change, id, state, rev, body)
-  redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', ckind, 'change', change,
-    'app', app, 'id', id, 'state', state, 'rev', rev, 'data', body)
+  kmep_change(p .. ':events', maxlen, {kind = ckind, change = change, app = app, id = id, state = state, rev = rev, data = body})
 end
 local i = 7
 for _, kind in ipairs({'traffic', 'dns'}) do

@@ -49,16 +49,42 @@ type ServiceRecord struct {
 	Info []byte
 }
 
+// The liveness grace, defined once for Go (Grace) and Lua (livenessLua):
+// gracePercent of the interval, rounded up to the millisecond, at most
+// graceMax.
+const (
+	gracePercent = 5
+	graceMax     = 5 * time.Second
+)
+
 // Grace is the time after a missed heartbeat deadline before the service
 // counts as expired: min(ceil(5% of the interval), 5 s).
 func Grace(interval time.Duration) time.Duration {
-	g := time.Duration((interval.Milliseconds()*5+99)/100) * time.Millisecond
-	return min(g, 5*time.Second)
+	g := time.Duration((interval.Milliseconds()*gracePercent+99)/100) * time.Millisecond
+	return min(g, graceMax)
 }
+
+// DeadlineAfter is the liveness deadline of a service with the interval
+// whose last heartbeat was at hb: hb + interval + Grace(interval). The
+// service scripts compute the same with kmep_deadline (livenessLua).
+func DeadlineAfter(hb time.Time, interval time.Duration) time.Time {
+	return hb.Add(interval + Grace(interval))
+}
+
+// livenessLua defines kmep_deadline(now, live) for the scripts that set a
+// liveness deadline: DeadlineAfter in milliseconds, for now in ms and the
+// interval live in seconds.
+var livenessLua = `
+local function kmep_deadline(now, live)
+  local iv = tonumber(live) * 1000
+  return tonumber(now) + iv + math.min(math.floor((iv * ` + strconv.Itoa(gracePercent) + ` + 99) / 100), ` +
+	strconv.FormatInt(graceMax.Milliseconds(), 10) + `)
+end
+`
 
 // The service scripts. Keys are built from the prefix in ARGV[1]; every
 // state change and its stream entry happen in one script, atomically.
-var createServiceScript = redis.NewScript(`
+var createServiceScript = redis.NewScript(changeLua + livenessLua + `
 local p, id, app, name, cat, state, live, info, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local k = p .. ':svc:' .. id
 if redis.call('EXISTS', k) == 1 then return redis.error_reply('KMEP_CONFLICT service ' .. id .. ' exists') end
@@ -68,15 +94,12 @@ redis.call('SADD', p .. ':idx:name:' .. name, id)
 if cat ~= '' then redis.call('SADD', p .. ':idx:cat:' .. cat, id) end
 redis.call('SADD', p .. ':idx:all', id)
 local l = tonumber(live)
-if l > 0 then
-  local grace = math.min(math.ceil(l * 50), 5000)
-  redis.call('ZADD', p .. ':liveness', tonumber(now) + l * 1000 + grace, id)
-end
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', 'ADDED',
-  'id', id, 'app', app, 'name', name, 'cat', cat, 'state', state, 'rev', '1', 'live', live, 'info', info, 'hb', now)
+if l > 0 then redis.call('ZADD', p .. ':liveness', kmep_deadline(now, l), id) end
+return kmep_service_change(p .. ':events', maxlen, 'ADDED', id,
+  {app = app, name = name, cat = cat, state = state, rev = '1', live = live, info = info, hb = now})
 `)
 
-var updateServiceScript = redis.NewScript(`
+var updateServiceScript = redis.NewScript(changeLua + livenessLua + `
 local p, id, app, name, cat, state, live, info, ifrev, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local k = p .. ':svc:' .. id
 local cur = redis.call('HMGET', k, 'app', 'name', 'cat', 'state', 'rev', 'live', 'info', 'hb')
@@ -102,8 +125,7 @@ if l > 0 then
   -- INACTIVE): start the liveness clock again from now
   if cur[6] ~= live or not redis.call('ZSCORE', p .. ':liveness', id) then
     hb = now
-    local grace = math.min(math.ceil(l * 50), 5000)
-    redis.call('ZADD', p .. ':liveness', tonumber(now) + l * 1000 + grace, id)
+    redis.call('ZADD', p .. ':liveness', kmep_deadline(now, l), id)
   end
 else
   redis.call('ZREM', p .. ':liveness', id)
@@ -111,29 +133,28 @@ end
 redis.call('HSET', k, 'name', name, 'cat', cat, 'state', state, 'rev', rev, 'live', live, 'info', info, 'hb', hb)
 local change = 'ATTRIBUTES_CHANGED'
 if cur[4] ~= state then change = 'STATE_CHANGED' end
-local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', change,
-  'id', id, 'app', app, 'name', name, 'cat', cat, 'state', state, 'rev', rev, 'live', live, 'info', info, 'hb', hb)
+local sid = kmep_service_change(p .. ':events', maxlen, change, id,
+  {app = app, name = name, cat = cat, state = state, rev = rev, live = live, info = info, hb = hb})
 return {rev, sid, change, hb}
 `)
 
-var deleteServiceScript = redis.NewScript(`
+var deleteServiceScript = redis.NewScript(changeLua + `
 local p, id, app, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local k = p .. ':svc:' .. id
-local cur = redis.call('HMGET', k, 'app', 'name', 'cat', 'state', 'rev', 'live', 'info', 'hb')
-if not cur[1] then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
-if app ~= '*' and cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
-redis.call('SREM', p .. ':idx:app:' .. cur[1], id)
-redis.call('SREM', p .. ':idx:name:' .. cur[2], id)
-if cur[3] ~= '' then redis.call('SREM', p .. ':idx:cat:' .. cur[3], id) end
+local r = kmep_record(k)
+if not r then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
+if app ~= '*' and r.app ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
+redis.call('SREM', p .. ':idx:app:' .. r.app, id)
+redis.call('SREM', p .. ':idx:name:' .. r.name, id)
+if r.cat ~= '' then redis.call('SREM', p .. ':idx:cat:' .. r.cat, id) end
 redis.call('SREM', p .. ':idx:all', id)
 redis.call('ZREM', p .. ':liveness', id)
 redis.call('DEL', k)
-local rev = tostring(tonumber(cur[5]) + 1)
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', 'REMOVED',
-  'id', id, 'app', cur[1], 'name', cur[2], 'cat', cur[3], 'state', cur[4], 'rev', rev, 'live', cur[6], 'info', cur[7], 'hb', cur[8])
+r.rev = tostring(tonumber(r.rev) + 1)
+return kmep_service_change(p .. ':events', maxlen, 'REMOVED', id, r)
 `)
 
-var heartbeatScript = redis.NewScript(`
+var heartbeatScript = redis.NewScript(changeLua + livenessLua + `
 local p, id, app, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local k = p .. ':svc:' .. id
 local cur = redis.call('HMGET', k, 'app', 'state', 'live', 'rev')
@@ -141,17 +162,14 @@ if not cur[1] then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
 if cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
 local l = tonumber(cur[3])
 if l <= 0 then return redis.error_reply('KMEP_INVALID service ' .. id .. ' has no liveness') end
-local grace = math.min(math.ceil(l * 50), 5000)
-redis.call('ZADD', p .. ':liveness', tonumber(now) + l * 1000 + grace, id)
+redis.call('ZADD', p .. ':liveness', kmep_deadline(now, l), id)
 if cur[2] ~= 'SUSPENDED' then
   redis.call('HSET', k, 'hb', now)
   return {cur[3], cur[4], '', cur[2]}
 end
 local rev = tostring(tonumber(cur[4]) + 1)
 redis.call('HSET', k, 'hb', now, 'state', 'ACTIVE', 'rev', rev)
-local r = redis.call('HMGET', k, 'name', 'cat', 'info')
-local sid = redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'service', 'change', 'STATE_CHANGED',
-  'id', id, 'app', app, 'name', r[1], 'cat', r[2], 'state', 'ACTIVE', 'rev', rev, 'live', cur[3], 'info', r[3], 'hb', now)
+local sid = kmep_service_change(p .. ':events', maxlen, 'STATE_CHANGED', id, kmep_record(k))
 return {cur[3], rev, sid, 'ACTIVE'}
 `)
 

@@ -88,17 +88,16 @@ func (s *Store) subIndexes(sub Subscription) []string {
 	return idx
 }
 
-var createSubScript = redis.NewScript(`
+var createSubScript = redis.NewScript(changeLua + `
 local p, id, app, typ, cb, filter, body, idx, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local k = p .. ':sub:' .. id
 if redis.call('EXISTS', k) == 1 then return redis.error_reply('KMEP_CONFLICT subscription exists') end
 redis.call('HSET', k, 'app', app, 'type', typ, 'cb', cb, 'filter', filter, 'body', body, 'rev', 1, 'idx', idx)
 for _, ix in ipairs(cjson.decode(idx)) do redis.call('SADD', ix, id) end
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'subscription', 'change', 'CREATED',
-  'app', app, 'id', id, 'rev', '1', 'data', body)
+return kmep_change(p .. ':events', maxlen, {kind = 'subscription', change = 'CREATED', app = app, id = id, rev = '1', data = body})
 `)
 
-var deleteSubScript = redis.NewScript(`
+var deleteSubScript = redis.NewScript(changeLua + `
 local p, id, app, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local k = p .. ':sub:' .. id
 local cur = redis.call('HMGET', k, 'app', 'idx', 'body', 'rev')
@@ -106,8 +105,8 @@ if not cur[1] then return redis.error_reply('KMEP_NOTFOUND subscription ' .. id)
 if app ~= '*' and cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN subscription ' .. id) end
 for _, ix in ipairs(cjson.decode(cur[2])) do redis.call('SREM', ix, id) end
 redis.call('DEL', k)
-return redis.call('XADD', p .. ':events', 'MAXLEN', '~', maxlen, '*', 'kind', 'subscription', 'change', 'DELETED',
-  'app', cur[1], 'id', id, 'rev', tostring(tonumber(cur[4]) + 1), 'data', cur[3])
+return kmep_change(p .. ':events', maxlen, {kind = 'subscription', change = 'DELETED', app = cur[1], id = id,
+  rev = tostring(tonumber(cur[4]) + 1), data = cur[3]})
 `)
 
 // CreateSubscription stores a subscription and its selection indexes.
