@@ -306,3 +306,25 @@ func (c *ServiceCache) Len() int {
 	defer c.mu.RUnlock()
 	return len(c.byID)
 }
+
+// States counts the cached services by state (ACTIVE, INACTIVE,
+// SUSPENDED).
+func (c *ServiceCache) States() map[string]int {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n := make(map[string]int, 3)
+	for _, cs := range c.byID {
+		n[cs.State]++
+	}
+	return n
+}
+
+// SyncedAt is the time of the last successful read of the change stream,
+// zero before the first.
+func (c *ServiceCache) SyncedAt() time.Time {
+	t := c.syncedAt.Load()
+	if t == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, t)
+}
