@@ -48,13 +48,12 @@ func (s *Store) instSpecKey(app string) string { return s.key("instspec", app) }
 
 func instSpecAD(app string) []byte { return []byte("instspec:" + app) }
 
-var startInstanceScript = redis.NewScript(`
+var startInstanceScript = redis.NewScript(changeLua + `
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('KMEP_CONFLICT app instance exists') end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3])
-return redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'instance', 'change', 'INSTANTIATE',
-  'app', ARGV[2], 'id', ARGV[2])
+return kmep_change(KEYS[4], ARGV[4], {kind = 'instance', change = 'INSTANTIATE', app = ARGV[2], id = ARGV[2]})
 `)
 
 // StartInstance records a new app instance (state as given, normally
@@ -107,11 +106,10 @@ func (s *Store) GetInstallSpec(ctx context.Context, app string) (InstallSpec, er
 	return spec, nil
 }
 
-var terminateInstanceScript = redis.NewScript(`
+var terminateInstanceScript = redis.NewScript(changeLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('KMEP_NOTFOUND app instance') end
 redis.call('SET', KEYS[1], ARGV[1])
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'kind', 'instance', 'change', 'TERMINATE',
-  'app', ARGV[2], 'id', ARGV[2], 'data', ARGV[3])
+return kmep_change(KEYS[2], ARGV[4], {kind = 'instance', change = 'TERMINATE', app = ARGV[2], id = ARGV[2], data = ARGV[3]})
 `)
 
 // RequestTermination overwrites an existing instance record (its state is
