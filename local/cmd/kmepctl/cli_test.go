@@ -103,15 +103,24 @@ func TestRunUsage(t *testing.T) {
 		wantCode   int
 		wantStderr string
 	}{
-		{"no command", nil, nil, exitUsage, "usage:"},
+		{"no command", nil, nil, exitUsage, "Usage:"},
 		{"unknown command", nil, []string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
 		{"sign without keys", nil, []string{"sign", "--url", "http://127.0.0.1:8080/mep/token"}, exitUsage, "pass --ak or set KMEP_AK"},
 		{"sign without sk", nil, []string{"sign", "--ak", testAK, "--url", "http://127.0.0.1:8080/mep/token"}, exitUsage, "pass --sk or set KMEP_SK"},
 		{"sign without url", map[string]string{envAK: testAK, envSK: testSK}, []string{"sign"}, exitUsage, "no --url"},
 		{"token without url", map[string]string{envAK: testAK, envSK: testSK}, []string{"token"}, exitUsage, "no --url"},
-		{"unknown flag", nil, []string{"sign", "--bogus"}, exitUsage, "flag provided but not defined: -bogus"},
+		{"unknown flag", nil, []string{"sign", "--bogus"}, exitUsage, "unknown flag: --bogus"},
+		{"bad flag value", nil, []string{"token", "--timeout", "soon"}, exitUsage, `invalid argument "soon" for "--timeout"`},
+		{"unknown resource", nil, []string{"list", "widgets"}, exitUsage, `unknown resource "widgets"`},
+		{"no resource", nil, []string{"get"}, exitUsage, "no resource: want one of services, apps,"},
+		{"bad output", nil, []string{"list", "services", "-o", "xml"}, exitUsage, `-o "xml": want one of "table", "json", "yaml"`},
+		{"get with two ids", nil, []string{"get", "services", "a", "b"}, exitUsage, `unexpected argument "b"`},
+		{"packages without tenant", map[string]string{envAdminToken: "t"}, []string{"list", "packages"}, exitUsage, "packages are per tenant: pass --tenant"},
+		{"rule without app", map[string]string{envAdminToken: "t"}, []string{"get", "rules", "r1"}, exitUsage, "rules are per app: pass --app"},
+		{"bad server", map[string]string{envURL: "ftp://x"}, []string{"list", "services", "--token", "t"}, exitUsage, "--server:"},
+		{"unreadable token file", nil, []string{"list", "services", "--token-file", "/nonexistent/token"}, exitFailure, "admin token: open /nonexistent/token"},
 		{"stray argument", nil, []string{"keygen", "extra"}, exitUsage, `unexpected argument "extra"`},
-		{"flag help", nil, []string{"sign", "-h"}, exitOK, "-sk key"},
+
 		{"bad url scheme", nil, []string{"sign", "--ak", testAK, "--sk", testSK, "--url", "ftp://x/mep/token"}, exitFailure, "scheme must be http or https"},
 		{"relative url", nil, []string{"sign", "--ak", testAK, "--sk", testSK, "--url", "/mep/token"}, exitFailure, "scheme must be http or https"},
 		{"bad access key", nil, []string{"sign", "--ak", "A K", "--sk", testSK, "--url", "http://h/mep/token"}, exitFailure, "invalid character in access key"},
@@ -160,5 +169,68 @@ func TestCSARWritesAValidPackage(t *testing.T) {
 	}
 	if p.AppName != "shop" || len(p.Charts) != 1 {
 		t.Errorf("package: %+v", p)
+	}
+}
+
+// -h prints the command's usage with its flags on stdout and exits 0.
+func TestRunHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"sign", "-h"}, []string{"--sk key", "--ak key", "--url URL", "--method method"}},
+		{[]string{"list", "--help"}, []string{"-o, --output format", "--app appInstanceId", "--tenant tenantId", "--server URL", "--token-file file"}},
+		{[]string{"watch", "-h"}, []string{"--interval duration"}},
+	} {
+		code, stdout, stderr := runCLI(t, nil, time.Now(), tc.args...)
+		if code != exitOK || stderr != "" {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, code, stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("%v: help misses %q:\n%s", tc.args, w, stdout)
+			}
+		}
+	}
+}
+
+func TestRunVersion(t *testing.T) {
+	code, stdout, stderr := runCLI(t, nil, time.Now(), "--version")
+	if code != exitOK || stderr != "" || !strings.HasPrefix(stdout, "kmepctl ") || !strings.Contains(stdout, "go1.") {
+		t.Fatalf("--version: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+}
+
+// completion writes each shell's script, and the script's completions
+// offer the resources and the output formats.
+func TestRunCompletion(t *testing.T) {
+	for shell, want := range map[string]string{
+		"bash": "# bash completion V2 for kmepctl",
+		"zsh":  "#compdef kmepctl",
+		"fish": "# fish completion for kmepctl",
+	} {
+		code, stdout, stderr := runCLI(t, nil, time.Now(), "completion", shell)
+		if code != exitOK || !strings.Contains(stdout, want) || !strings.Contains(stdout, "__complete") {
+			t.Errorf("completion %s: exit %d, stderr %q, script starts %q", shell, code, stderr, stdout[:min(len(stdout), 80)])
+		}
+	}
+	// What the scripts call: kmepctl __complete ARGS... prints candidates.
+	for _, tc := range []struct {
+		args []string
+		want []string
+	}{
+		{[]string{"__complete", "list", ""}, []string{"services\t", "apps\t", "subscriptions\t", "rules\t", "packages\t", "instances\t", "deadletters\t"}},
+		{[]string{"__complete", "get", "services", "-o", ""}, []string{"table\n", "json\n", "yaml\n"}},
+		{[]string{"__complete", ""}, []string{"get\t", "list\t", "watch\t", "token\t", "sign\t", "keygen\t", "csar\t", "completion\t"}},
+	} {
+		code, stdout, stderr := runCLI(t, nil, time.Now(), tc.args...)
+		if code != exitOK {
+			t.Errorf("%v: exit %d, stderr %q", tc.args, code, stderr)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(stdout, w) {
+				t.Errorf("%v: misses %q:\n%s", tc.args, w, stdout)
+			}
+		}
 	}
 }

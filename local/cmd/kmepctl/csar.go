@@ -3,24 +3,28 @@ package main
 import (
 	"bufio"
 
+	"github.com/spf13/cobra"
+
 	"github.com/kmep-io/kmep/store/csar/csartest"
 )
 
-// runCSAR writes a small valid app package (a five-object Helm chart with
-// an APPD carrying one traffic and one DNS rule) to stdout, for trying the
-// package and instantiate APIs.
-func runCSAR(args []string, d deps) int {
-	fs := newFlagSet("csar", d)
-	name := fs.String("name", "demo", "the chart's and app's name")
-	if code, done := parse(fs, args); done {
-		return code
+// newCSAR is the command that writes a small valid app package (a
+// five-object Helm chart with an APPD carrying one traffic and one DNS
+// rule) to stdout, for trying the package and instantiate APIs.
+func newCSAR(d deps) *cobra.Command {
+	var name string
+	cmd := &cobra.Command{
+		Use:   "csar [--name demo] > demo.csar",
+		Short: "write a small valid app package (CSAR) to stdout",
+		Args:  noArgs,
+		RunE: func(*cobra.Command, []string) error {
+			w := bufio.NewWriter(d.stdout)
+			if err := csartest.Write(w, csartest.Options{Name: name}); err != nil {
+				return err
+			}
+			return w.Flush()
+		},
 	}
-	w := bufio.NewWriter(d.stdout)
-	if err := csartest.Write(w, csartest.Options{Name: *name}); err != nil {
-		return fail(d, err)
-	}
-	if err := w.Flush(); err != nil {
-		return fail(d, err)
-	}
-	return exitOK
+	cmd.Flags().StringVar(&name, "name", "demo", "the chart's and app's `name`")
+	return cmd
 }

@@ -1,12 +1,19 @@
-// Kmepctl is a small command-line tool for people trying kmep by hand: it
-// makes access/secret key pairs, signs token requests the way EdgeGallery's
-// mep-agent does (SDK-HMAC-SHA256), and fetches tokens.
+// Kmepctl is the kmep platform's command-line tool: it reads the platform
+// as its admin (get, list and watch of services, apps, subscriptions,
+// rules, packages, instances and dead letters, as a table, JSON or YAML),
+// makes access/secret key pairs, signs token requests the way
+// EdgeGallery's mep-agent does (SDK-HMAC-SHA256), fetches tokens, and
+// writes a small valid app package.
 //
 // Usage:
 //
+//	kmepctl get|list|watch RESOURCE [ID] [-o table|json|yaml] [--app ID] [--tenant ID]
 //	kmepctl keygen
 //	kmepctl sign  --ak AK --sk SK --url URL [--method POST] [--body STRING]
 //	kmepctl token --ak AK --sk SK --url URL [--timeout 10s]
+//	kmepctl csar  [--name demo] > demo.csar
+//	kmepctl completion bash|zsh|fish|powershell
+//	kmepctl --version
 //
 // keygen prints AK=... and SK=... lines. sign prints KMEP_SDK_DATE='...' and
 // KMEP_AUTHORIZATION='...' lines for a request that signs only host and
@@ -18,7 +25,11 @@
 //	    http://127.0.0.1:8080/mep/token
 //
 // token does the signed POST itself and prints the access token. When --ak or
-// --sk is absent, the KMEP_AK or KMEP_SK environment variable is used.
+// --sk is absent, the KMEP_AK or KMEP_SK environment variable is used. The
+// reading commands find the platform at --server, $KMEP_URL, else
+// http://127.0.0.1:8080, and take the admin token from --token,
+// $KMEP_ADMIN_TOKEN, --token-file, else .kmep/admin-token (make run's).
+// Exit codes: 0 done, 1 failed, 2 a command line it cannot run.
 package main
 
 import (
@@ -39,7 +50,7 @@ func main() {
 		getenv: os.Getenv,
 		now:    time.Now,
 		rand:   rand.Reader,
-		client: &http.Client{},
+		client: &http.Client{Timeout: time.Minute},
 	})
 	stop()
 	os.Exit(code)
