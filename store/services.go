@@ -102,28 +102,28 @@ return kmep_service_change(p .. ':events', maxlen, 'ADDED', id,
 var updateServiceScript = redis.NewScript(changeLua + livenessLua + `
 local p, id, app, name, cat, state, live, info, ifrev, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local k = p .. ':svc:' .. id
-local cur = redis.call('HMGET', k, 'app', 'name', 'cat', 'state', 'rev', 'live', 'info', 'hb')
-if not cur[1] then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
-if cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
-if ifrev ~= '' and ifrev ~= cur[5] then return redis.error_reply('KMEP_STALE service ' .. id) end
-if cur[2] == name and cur[3] == cat and cur[4] == state and cur[6] == live and cur[7] == info then
-  return {cur[5], '', '', cur[8]}
+local cur = kmep_record(k)
+if not cur then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
+if cur.app ~= app then return redis.error_reply('KMEP_FORBIDDEN service ' .. id) end
+if ifrev ~= '' and ifrev ~= cur.rev then return redis.error_reply('KMEP_STALE service ' .. id) end
+if cur.name == name and cur.cat == cat and cur.state == state and cur.live == live and cur.info == info then
+  return {cur.rev, '', '', cur.hb}
 end
-local rev = tostring(tonumber(cur[5]) + 1)
-if cur[2] ~= name then
-  redis.call('SREM', p .. ':idx:name:' .. cur[2], id)
+local rev = tostring(tonumber(cur.rev) + 1)
+if cur.name ~= name then
+  redis.call('SREM', p .. ':idx:name:' .. cur.name, id)
   redis.call('SADD', p .. ':idx:name:' .. name, id)
 end
-if cur[3] ~= cat then
-  if cur[3] ~= '' then redis.call('SREM', p .. ':idx:cat:' .. cur[3], id) end
+if cur.cat ~= cat then
+  if cur.cat ~= '' then redis.call('SREM', p .. ':idx:cat:' .. cur.cat, id) end
   if cat ~= '' then redis.call('SADD', p .. ':idx:cat:' .. cat, id) end
 end
 local l = tonumber(live)
-local hb = cur[8]
+local hb = cur.hb
 if l > 0 then
   -- a new interval, or a deadline the reaper dropped (the service was
   -- INACTIVE): start the liveness clock again from now
-  if cur[6] ~= live or not redis.call('ZSCORE', p .. ':liveness', id) then
+  if cur.live ~= live or not redis.call('ZSCORE', p .. ':liveness', id) then
     hb = now
     redis.call('ZADD', p .. ':liveness', kmep_deadline(now, l), id)
   end
@@ -132,7 +132,7 @@ else
 end
 redis.call('HSET', k, 'name', name, 'cat', cat, 'state', state, 'rev', rev, 'live', live, 'info', info, 'hb', hb)
 local change = 'ATTRIBUTES_CHANGED'
-if cur[4] ~= state then change = 'STATE_CHANGED' end
+if cur.state ~= state then change = 'STATE_CHANGED' end
 local sid = kmep_service_change(p .. ':events', maxlen, change, id,
   {app = app, name = name, cat = cat, state = state, rev = rev, live = live, info = info, hb = hb})
 return {rev, sid, change, hb}
