@@ -40,7 +40,7 @@ const (
 type Change struct {
 	// StreamID orders changes; pass the last one seen to ReadChanges.
 	StreamID string
-	// Kind is KindService or KindAppConf.
+	// Kind is what the change is about: one of the Kind constants.
 	Kind string
 	// Type is ADDED, REMOVED, STATE_CHANGED, ATTRIBUTES_CHANGED (services)
 	// or PUT, DELETED (app configurations).
