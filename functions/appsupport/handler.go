@@ -25,6 +25,10 @@ type Deps struct {
 	// error (a *problem.Error: 401, or 503 when keys are unavailable).
 	// Required: New panics without it.
 	Authenticate func(*http.Request) (string, error)
+	// AdminRead recognises the platform admin, who may read every app
+	// instance's resources (GET) but write none (403): auth.Admin.Check.
+	// Zero value: the admin token is refused like any invalid token.
+	AdminRead func(*http.Request) error
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// Now is the platform clock that current_time and timing_caps report.
@@ -53,6 +57,7 @@ func New(d Deps) http.Handler {
 	}
 	h := &handler{Deps: d}
 	rt := rest.NewRouter(d.Log, d.Authenticate)
+	rt.AdminReads(d.AdminRead)
 	for _, k := range []*ruleKind{trafficRules, dnsRules} {
 		rt.Handle(BasePath+"/applications/{appInstanceId}/"+k.collection, map[string]problem.HandlerFunc{"GET": h.listRules(k)})
 		rt.Handle(BasePath+"/applications/{appInstanceId}/"+k.collection+"/{ruleId}", map[string]problem.HandlerFunc{"GET": h.getRule(k), "PUT": h.putRule(k)})

@@ -31,6 +31,10 @@ type Deps struct {
 	// error (a *problem.Error: 401, or 503 when keys are unavailable).
 	// Required: New panics without it.
 	Authenticate func(*http.Request) (string, error)
+	// AdminRead recognises the platform admin, who may read every app
+	// instance's resources (GET) but write none (403): auth.Admin.Check.
+	// Zero value: the admin token is refused like any invalid token.
+	AdminRead func(*http.Request) error
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// MinLivenessInterval is the shortest heartbeat interval granted; a
@@ -60,6 +64,7 @@ func New(d Deps) http.Handler {
 	}
 	h := &handler{Deps: d, m: newMetrics(d.Metrics, d.Cache, d.Now)}
 	rt := rest.NewRouter(d.Log, d.Authenticate)
+	rt.AdminReads(d.AdminRead)
 	rt.Handle(BasePath+"/services", map[string]problem.HandlerFunc{"GET": h.discover})
 	rt.Handle(BasePath+"/services/{serviceId}", map[string]problem.HandlerFunc{"GET": h.getAny})
 	rt.Handle(BasePath+"/transports", map[string]problem.HandlerFunc{"GET": h.transports})

@@ -50,6 +50,10 @@ type Deps struct {
 	// error (a *problem.Error: 401, or 503 when keys are unavailable).
 	// Required: New panics without it.
 	Authenticate func(*http.Request) (string, error)
+	// AdminRead recognises the platform admin, who may read every app
+	// instance's resources (GET) but write none (403): auth.Admin.Check.
+	// Zero value: the admin token is refused like any invalid token.
+	AdminRead func(*http.Request) error
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 }
@@ -91,6 +95,7 @@ func New(d Deps) http.Handler {
 	}
 	h := &handler{Deps: d}
 	rt := rest.NewRouter(d.Log, d.Authenticate)
+	rt.AdminReads(d.AdminRead)
 	for _, k := range kinds {
 		rt.Handle(k.base+collection, map[string]problem.HandlerFunc{
 			"GET":  mine(func(w http.ResponseWriter, r *http.Request) error { return h.list(w, r, k) }),

@@ -20,6 +20,8 @@ type Router struct {
 	mux          *http.ServeMux
 	log          *slog.Logger
 	authenticate func(*http.Request) (string, error)
+	// admin, when set, recognises the platform admin (AdminReads).
+	admin func(*http.Request) error
 }
 
 // NewRouter returns a Router that writes errors through problem.Handler
@@ -58,6 +60,12 @@ func (rt *Router) Handle(pattern string, methods map[string]problem.HandlerFunc)
 			w.Header().Set("Allow", allowed)
 			return problem.New(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed here")
 		}
+		if rt.admin != nil && rt.admin(r) == nil {
+			if r.Method != http.MethodGet && r.Method != http.MethodHead {
+				return problem.Forbidden("the platform admin reads this API; writes are the owning app instance's")
+			}
+			return fn(w, r.WithContext(context.WithValue(r.Context(), adminKey{}, true)))
+		}
 		app, err := rt.authenticate(r)
 		if err != nil {
 			return err
@@ -65,6 +73,17 @@ func (rt *Router) Handle(pattern string, methods map[string]problem.HandlerFunc)
 		return fn(w, r.WithContext(context.WithValue(r.Context(), callerKey{}, app)))
 	}))
 }
+
+// AdminReads lets the platform admin read every resource the Router serves:
+// a request that check accepts (nil: its bearer credentials are the admin
+// token, see auth.Admin.Check) is, for GET and HEAD, given to its function
+// as the admin's (IsAdmin; CheckCaller and Own let it read any app
+// instance's resources), and for any other method refused with a 403:
+// writes stay the owning app instance's. A request check refuses is
+// authenticated as before. Call it before serving; a nil check turns it
+// off. check runs first on every request, so it must be cheap (Admin.Check
+// hashes the token once).
+func (rt *Router) AdminReads(check func(*http.Request) error) { rt.admin = check }
 
 // NotFound answers every request under pattern that no other pattern
 // serves with a 404 ProblemDetails, without authentication: an unknown
@@ -80,13 +99,22 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) { rt.mux.Ser
 
 type callerKey struct{}
 
+type adminKey struct{}
+
+// IsAdmin reports whether r is the platform admin's read (AdminReads).
+func IsAdmin(r *http.Request) bool { ok, _ := r.Context().Value(adminKey{}).(bool); return ok }
+
 // Caller returns the name the Router's authenticate gave r's caller: the
 // appInstanceId of an Mp1 caller ("" outside a Router, or when none).
 func Caller(r *http.Request) string { s, _ := r.Context().Value(callerKey{}).(string); return s }
 
 // CheckCaller returns nil when app is r's caller, else a 403: an app
-// instance acts for itself only.
+// instance acts for itself only. The platform admin's read (IsAdmin) may
+// read any app instance's resources.
 func CheckCaller(r *http.Request, app string) error {
+	if IsAdmin(r) {
+		return nil
+	}
 	if app != Caller(r) {
 		return problem.Forbidden("appInstanceId " + strconv.Quote(app) + " is not the caller's app instance")
 	}

@@ -164,3 +164,55 @@ func TestCallerOutsideRouter(t *testing.T) {
 		t.Fatalf("Caller = %q, want empty", got)
 	}
 }
+
+func TestRouterAdminReads(t *testing.T) {
+	const adminToken = "Bearer the-admin-token"
+	var b bearer
+	rt := rest.NewRouter(nil, b.authenticate)
+	rt.AdminReads(func(r *http.Request) error {
+		if r.Header.Get("Authorization") != adminToken {
+			return problem.Unauthorized("invalid admin token")
+		}
+		return nil
+	})
+	whoami := func(w http.ResponseWriter, r *http.Request) error {
+		_, err := io.WriteString(w, r.Method+" caller="+rest.Caller(r)+" admin="+map[bool]string{true: "yes", false: "no"}[rest.IsAdmin(r)])
+		return err
+	}
+	rt.Handle("/api/things", map[string]problem.HandlerFunc{"GET": whoami, "POST": whoami, "PUT": whoami, "DELETE": whoami})
+	rt.Handle("/api/apps/{appInstanceId}", map[string]problem.HandlerFunc{"GET": own, "PUT": own})
+	for _, tc := range []struct {
+		name, method, path, auth string
+		status                   int
+		body                     string
+	}{
+		{"admin reads", "GET", "/api/things", adminToken, 200, "GET caller= admin=yes"},
+		{"admin reads any app's", "GET", "/api/apps/a1", adminToken, 200, "own a1"},
+		{"admin may not create", "POST", "/api/things", adminToken, 403, ""},
+		{"admin may not replace", "PUT", "/api/apps/a1", adminToken, 403, ""},
+		{"admin may not delete", "DELETE", "/api/things", adminToken, 403, ""},
+		{"app reads as itself", "GET", "/api/things", "Bearer a1", 200, "GET caller=a1 admin=no"},
+		{"app writes as itself", "PUT", "/api/apps/a1", "Bearer a1", 200, "own a1"},
+		{"app reads only its own", "GET", "/api/apps/a1", "Bearer a2", 403, ""},
+		{"wrong admin token is an app token", "GET", "/api/things", "Bearer the-admin-tokeN", 200, "GET caller=the-admin-tokeN admin=no"},
+		{"no credentials", "GET", "/api/things", "", 401, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest(tc.method, tc.path, nil)
+			if tc.auth != "" {
+				r.Header.Set("Authorization", tc.auth)
+			}
+			w := httptest.NewRecorder()
+			rt.ServeHTTP(w, r)
+			if w.Code != tc.status {
+				t.Fatalf("%s %s = %d %s, want %d", tc.method, tc.path, w.Code, w.Body, tc.status)
+			}
+			if tc.status == 200 && w.Body.String() != tc.body {
+				t.Errorf("body = %q, want %q", w.Body, tc.body)
+			}
+			if tc.status >= 400 && !strings.HasPrefix(w.Header().Get("Content-Type"), "application/problem+json") {
+				t.Errorf("Content-Type = %q, want a ProblemDetails", w.Header().Get("Content-Type"))
+			}
+		})
+	}
+}
