@@ -9,6 +9,8 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/aksk"
 	"github.com/kmep-io/kmep/store/kit/auth"
@@ -49,10 +51,13 @@ type Deps struct {
 	// that token requests are throttled as (see ParseTrustedProxies). Zero
 	// value: none; the TCP peer is the client.
 	TrustedProxies []netip.Prefix
+	// Metrics is the binary's registry. Zero value: nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 type handler struct {
 	Deps
+	m tokenMetrics
 }
 
 // New returns the token function's handler.
@@ -66,7 +71,7 @@ func New(d Deps) http.Handler {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
-	h := &handler{Deps: d}
+	h := &handler{Deps: d, m: newMetrics(d.Metrics)}
 	// Anyone may ask for a token or the keys; the Mm5 calls check the admin.
 	rt := rest.NewRouter(d.Log, rest.Unauthenticated)
 	rt.Handle(TokenPath, map[string]problem.HandlerFunc{"POST": h.token})
@@ -117,27 +122,27 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) error {
 	}
 	a, err := aksk.ParseAuthorization(r.Header.Get("Authorization"))
 	if err != nil {
-		return unauthorized("missing or malformed SDK-HMAC-SHA256 Authorization header")
+		return h.m.refuse(refusedMalformed, unauthorized("missing or malformed SDK-HMAC-SHA256 Authorization header"))
 	}
 	date, err := aksk.ParseDate(r.Header.Get(aksk.DateHeader))
 	if err != nil {
-		return unauthorized("missing or malformed x-sdk-date header")
+		return h.m.refuse(refusedMalformed, unauthorized("missing or malformed x-sdk-date header"))
 	}
 	now := h.Now()
 	if err := aksk.CheckSkew(date, now, h.SkewWindow); err != nil {
-		return unauthorized("x-sdk-date is outside the allowed clock skew")
+		return h.m.refuse(refusedSkew, unauthorized("x-sdk-date is outside the allowed clock skew"))
 	}
 	src := source(r, h.TrustedProxies)
 	adm, err := h.Store.AdmitTokenRequest(r.Context(), a.AccessKey, src)
 	if errors.Is(err, store.ErrNotFound) {
 		// An unknown AK is answered as a bad signature, and leaves no state.
-		return unauthorized("signature does not match")
+		return h.m.refuse(refusedUnknownKey, unauthorized("signature does not match"))
 	}
 	if err != nil {
 		return fmt.Errorf("admit token request: %w", err)
 	}
 	if adm.LockedFor > 0 {
-		return locked(adm.LockedFor)
+		return h.m.refuse(refusedLockedOut, locked(adm.LockedFor))
 	}
 	// The outcome is recorded in one atomic step with the check of the
 	// lock, so that concurrent guesses cannot outrun it: once the lock is
@@ -148,30 +153,32 @@ func (h *handler) token(w http.ResponseWriter, r *http.Request) error {
 			return fmt.Errorf("record auth failure: %w", err)
 		}
 		if f.Refused {
-			return locked(f.LockedFor)
+			return h.m.refuse(refusedLockedOut, locked(f.LockedFor))
 		}
 		if f.Locks {
+			h.m.lockouts.Inc()
 			h.Log.Warn("token requests locked out after bad signatures", "ak", a.AccessKey, "app", adm.AppInstanceID,
 				"source", src, "for", f.LockedFor)
 		}
-		return unauthorized("signature does not match")
+		return h.m.refuse(refusedBadSignature, unauthorized("signature does not match"))
 	}
 	// Each signature is accepted once, for as long as its date is in the window.
 	ttl := date.Add(h.SkewWindow).Sub(now) + replayMargin
 	lockedFor, err := h.Store.AcceptSignature(r.Context(), a.AccessKey, src, a.Signature, ttl)
 	if errors.Is(err, store.ErrConflict) {
-		return unauthorized("this signed request was used before; sign each request afresh")
+		return h.m.refuse(refusedReplay, unauthorized("this signed request was used before; sign each request afresh"))
 	}
 	if err != nil {
 		return fmt.Errorf("accept signature: %w", err)
 	}
 	if lockedFor > 0 {
-		return locked(lockedFor)
+		return h.m.refuse(refusedLockedOut, locked(lockedFor))
 	}
 	tok, exp, err := h.Signer.IssueGeneration(adm.AppInstanceID, adm.Generation, now)
 	if err != nil {
 		return fmt.Errorf("issue token: %w", err)
 	}
+	h.m.issued.Inc()
 	out, _ := json.Marshal(Response{AccessToken: tok, TokenType: "Bearer", ExpiresIn: exp})
 	w.Header().Set("Cache-Control", "no-store")
 	return rest.WriteJSON(w, http.StatusOK, out)

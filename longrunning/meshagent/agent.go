@@ -18,10 +18,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmep-io/kmep/longrunning/meshagent/nameserver"
 	"github.com/kmep-io/kmep/longrunning/meshagent/proxy"
 	"github.com/kmep-io/kmep/longrunning/meshagent/tunnel"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 )
 
 // Config configures an Agent.
@@ -44,6 +47,11 @@ type Deps struct {
 	Store *store.Store
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// Metrics is the binary's registry: the DNS server's and the proxy's
+	// metrics, kmep_mesh_gate_refusals_total (connections the tunnel's gate
+	// refused) and kmep_mesh_peers_connected. Zero value: nothing is
+	// registered.
+	Metrics prometheus.Registerer
 }
 
 // Agent is the mesh agent. Run it once.
@@ -70,7 +78,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		a.log = slog.Default()
 	}
 	var err error
-	if a.dns, err = nameserver.New(cfg.DNS, nameserver.Deps{Store: deps.Store, Log: a.log.With("part", "dns")}); err != nil {
+	if a.dns, err = nameserver.New(cfg.DNS, nameserver.Deps{Store: deps.Store, Log: a.log.With("part", "dns"), Metrics: deps.Metrics}); err != nil {
 		return nil, err
 	}
 	if cfg.Tunnel == nil {
@@ -79,10 +87,15 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.tun, err = tunnel.New(*cfg.Tunnel, tunnel.Deps{Store: deps.Store, Log: a.log.With("part", "tunnel")}); err != nil {
 		return nil, err
 	}
-	if a.proxy, err = proxy.New(cfg.Proxy, proxy.Deps{Tunnel: a.tun, Log: a.log.With("part", "proxy")}); err != nil {
+	if a.proxy, err = proxy.New(cfg.Proxy, proxy.Deps{Tunnel: a.tun, Log: a.log.With("part", "proxy"), Metrics: deps.Metrics}); err != nil {
 		_ = a.tun.Close()
 		return nil, err
 	}
+	f := metrics.With(deps.Metrics)
+	f.CounterFunc("kmep_mesh_gate_refusals_total", "Connections the tunnel's gate refused (peers whose records the mesh secret does not sign).", nil,
+		func() float64 { return float64(a.tun.Refused()) })
+	f.GaugeFunc("kmep_mesh_peers_connected", "Mesh peers this node has a connection to.", nil,
+		func() float64 { return float64(len(a.tun.Host().Network().Peers())) })
 	return a, nil
 }
 

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/retry"
 )
@@ -49,6 +51,9 @@ type Deps struct {
 	// Now is the clock the claims use; it must agree with the clock of the
 	// store that records heartbeats. Zero value: time.Now.
 	Now func() time.Time
+	// Metrics is the binary's registry (see metrics.go). Zero value:
+	// nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 // Stats are the Agent's counters since New.
@@ -76,6 +81,7 @@ type Agent struct {
 	claimed, suspended, errs atomic.Uint64
 	lastTick                 atomic.Int64 // unix nanos; 0 = never
 	lastClaim                time.Time    // Run's goroutine only
+	lateness                 prometheus.Histogram
 }
 
 // New checks cfg, fills its zero values and returns an Agent.
@@ -113,6 +119,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.now == nil {
 		a.now = time.Now
 	}
+	a.lateness = a.registerMetrics(deps.Metrics)
 	return a, nil
 }
 
@@ -179,13 +186,15 @@ func (a *Agent) tick(ctx context.Context) error {
 	}
 	a.lastClaim = a.now()
 	for {
-		got, err := a.store.ClaimExpired(ctx, a.now(), a.cfg.Batch)
+		at := a.now()
+		got, err := a.store.ClaimExpired(ctx, at, a.cfg.Batch)
 		if err != nil {
 			return err
 		}
 		a.touch()
 		n := 0
 		for _, e := range got {
+			a.lateness.Observe(at.Sub(e.Deadline).Seconds())
 			if e.Suspended() {
 				n++
 				a.log.Debug("service suspended", "id", e.ID, "deadline", e.Deadline, "rev", e.Rev)

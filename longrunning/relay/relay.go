@@ -14,6 +14,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/retry"
@@ -110,6 +111,9 @@ type Deps struct {
 	Sender Sender
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// Metrics is the binary's registry (see metrics.go). Zero value:
+	// nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 // Stats are the Agent's counters since New.
@@ -149,6 +153,7 @@ type Agent struct {
 	leader                                                                      atomic.Bool
 	// led reports whether a term has started (Run's goroutine only).
 	led bool
+	lag prometheus.Histogram
 }
 
 // New checks cfg, fills its zero values and returns an Agent.
@@ -203,6 +208,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	a.lag = a.registerMetrics(deps.Metrics)
 	if a.sender == nil {
 		u, err := url.Parse(cfg.Sink)
 		if err != nil || !u.IsAbs() || u.Host == "" {

@@ -316,6 +316,7 @@ func (t *term) work(ctx context.Context, in <-chan item) {
 			cancel()
 			if cloudevents.IsACK(res) {
 				a.published.Add(1)
+				a.observeLag(it.id)
 				break
 			}
 			if ctx.Err() != nil {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmep-io/kmep/longrunning/upfagent/dataplane"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/retry"
@@ -122,6 +124,9 @@ type Deps struct {
 	// state (VPP restarted and the connection came back): the agent then
 	// reapplies every rule, ignoring what it recorded. Zero value: never.
 	Reset <-chan struct{}
+	// Metrics is the binary's registry (see metrics.go). Zero value:
+	// nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 // Stats are the Agent's counters since New.
@@ -215,6 +220,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		a.log = slog.Default()
 	}
 	a.log = a.log.With("upf", cfg.UPF, "agent", cfg.AgentID)
+	a.registerMetrics(deps.Metrics)
 	return a, nil
 }
 

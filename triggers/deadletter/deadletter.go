@@ -21,8 +21,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kmep-io/kmep/store/events"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 )
 
 // The extensions Knative sets on a dead-lettered event
@@ -58,6 +60,10 @@ type Deps struct {
 	Log *slog.Logger
 	// Now is the clock. Zero value: time.Now.
 	Now func() time.Time
+	// Metrics is the binary's registry: kmep_deadletter_received_total
+	// counts dead letters received, kmep_deadletter_recorded_total those
+	// recorded. Zero value: nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 // Record is the JSON payload recorded for one dead letter.
@@ -87,11 +93,16 @@ type Handler struct {
 	settler Settler
 	log     *slog.Logger
 	now     func() time.Time
+
+	received, recorded prometheus.Counter
 }
 
 // New returns a Handler.
 func New(deps Deps) *Handler {
-	h := &Handler{rec: deps.Recorder, settler: deps.Settler, log: deps.Log, now: deps.Now}
+	f := metrics.With(deps.Metrics)
+	h := &Handler{rec: deps.Recorder, settler: deps.Settler, log: deps.Log, now: deps.Now,
+		received: f.Counter("kmep_deadletter_received_total", "Dead letters received (events the broker gave up delivering)."),
+		recorded: f.Counter("kmep_deadletter_recorded_total", "Dead letters recorded for inspection and redelivery.")}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -105,6 +116,7 @@ func New(deps Deps) *Handler {
 // of kmep's events. A failure to record or settle it answers 503, so the
 // broker delivers it again (it may then be recorded twice, never lost).
 func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) protocol.Result {
+	h.received.Inc()
 	r, err := NewRecord(e, h.now())
 	if err != nil {
 		return cehttp.NewResult(http.StatusBadRequest, "dead letter %s: %w", e.ID(), err)
@@ -120,6 +132,7 @@ func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) protocol.Resu
 			h.log.Error("record dead letter", "id", r.ID, "err", err)
 			return cehttp.NewResult(http.StatusServiceUnavailable, "record dead letter %s: unavailable", r.ID)
 		}
+		h.recorded.Inc()
 	}
 	if h.settler != nil && e.Source() == events.Source {
 		if err := h.settler.Settle(ctx, r.ID); err != nil {

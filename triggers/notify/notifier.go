@@ -13,6 +13,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/events"
@@ -77,6 +78,9 @@ type Deps struct {
 	// DoneTTL is how long a delivered (event, subscription) pair is
 	// remembered, so a redelivery of the event skips it. Zero value: 1 h.
 	DoneTTL time.Duration
+	// Metrics is the binary's registry (see metrics.go). Zero value:
+	// nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 // Defaults of Deps.
@@ -115,6 +119,7 @@ type Notifier struct {
 	retry   Retry
 	doneTTL time.Duration
 	stats   counters
+	latency prometheus.Histogram // of callback attempts
 
 	audiences *batcher[store.AudienceQuery, store.Audience]
 	progress  *batcher[store.Progress, struct{}]
@@ -158,6 +163,7 @@ func New(d Deps) (*Notifier, error) {
 	if n.retry.MaxRetryAfter == 0 {
 		n.retry.MaxRetryAfter = DefaultMaxRetryAfter
 	}
+	n.latency = n.registerMetrics(d.Metrics)
 	n.audiences = &batcher[store.AudienceQuery, store.Audience]{do: n.st.Audiences, max: maxSelectBatch, timeout: selectTimeout}
 	n.progress = &batcher[store.Progress, struct{}]{do: n.record, max: maxRecordBatch, timeout: recordTimeout}
 	return n, nil

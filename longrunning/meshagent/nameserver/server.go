@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kmep-io/kmep/store"
 )
@@ -68,6 +69,9 @@ type Deps struct {
 	Store Store
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// Metrics is the binary's registry (see metrics.go). Zero value:
+	// nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 // Server is the DNS server. Run it once.
@@ -79,6 +83,7 @@ type Server struct {
 	fwd   *forwarder
 	// synced is the unix nanos of the last successful store read.
 	synced atomic.Int64
+	m      dnsMetrics
 }
 
 var _ dns.Handler = (*Server)(nil)
@@ -128,6 +133,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		}
 	}
 	s := &Server{cfg: cfg, store: deps.Store, log: deps.Log}
+	s.m = s.registerMetrics(deps.Metrics)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -316,6 +322,7 @@ func (s *Server) followOnce(ctx context.Context) error {
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	_, tcp := w.RemoteAddr().(*net.TCPAddr)
 	resp := s.respond(req, tcp)
+	s.m.count(resp)
 	if err := w.WriteMsg(resp); err != nil {
 		s.log.Debug("dns write", "err", err, "client", w.RemoteAddr().String())
 	}
@@ -353,6 +360,7 @@ func (s *Server) Answer(raw []byte, tcp bool) []byte {
 			resp = s.respond(req, tcp)
 		}
 	}
+	s.m.count(resp)
 	b, err := resp.Pack()
 	if err != nil {
 		fail := &dns.Msg{MsgHdr: hdr}
@@ -443,6 +451,7 @@ func (s *Server) forwarded(req, resp *dns.Msg, finish func() *dns.Msg) *dns.Msg 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*s.cfg.UpstreamTimeout)
 	defer cancel()
 	up, err := s.fwd.forward(ctx, req)
+	s.m.forwarded.Inc()
 	if err != nil {
 		s.log.Debug("dns forward failed", "name", req.Question[0].Name, "err", err)
 		resp.Rcode = dns.RcodeServerFailure

@@ -28,6 +28,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/kmep-io/kmep/longrunning/meshagent/tunnel"
 )
@@ -94,6 +95,9 @@ type Deps struct {
 	Tunnel Tunnel
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// Metrics is the binary's registry (see metrics.go). Zero value:
+	// nothing is registered.
+	Metrics prometheus.Registerer
 }
 
 // ErrNoEndpoint is returned (wrapped) when no endpoint of a service could
@@ -105,6 +109,7 @@ type Proxy struct {
 	cfg Config
 	tun Tunnel
 	log *slog.Logger
+	m   proxyMetrics
 
 	mu        sync.Mutex
 	listeners map[uint16]*listener
@@ -139,7 +144,7 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 	if cfg.DialTimeout < 0 {
 		return nil, errors.New("proxy: DialTimeout must be positive")
 	}
-	p := &Proxy{cfg: cfg, tun: deps.Tunnel, log: deps.Log, listeners: map[uint16]*listener{}}
+	p := &Proxy{cfg: cfg, tun: deps.Tunnel, log: deps.Log, listeners: map[uint16]*listener{}, m: newMetrics(deps.Metrics)}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -320,9 +325,10 @@ func (p *Proxy) serveConn(l *listener, c net.Conn) {
 			errs = append(errs, err)
 			continue
 		}
-		pipe(c, up)
+		p.m.pipe(sideClient, c, up)
 		return
 	}
+	p.m.refused.Inc()
 	p.log.Warn("proxied connection refused", "service", l.svc.Load().Name, "client", c.RemoteAddr().String(),
 		"err", fmt.Errorf("%w: %w", ErrNoEndpoint, errors.Join(errs...)))
 }
@@ -419,16 +425,18 @@ func (p *Proxy) serveStream(s network.Stream) {
 		return
 	}
 	_ = s.SetDeadline(time.Time{})
-	pipe(&bufferedStream{Stream: s, r: br}, c.(*net.TCPConn))
+	p.m.pipe(sideEndpoint, &bufferedStream{Stream: s, r: br}, c.(*net.TCPConn))
 }
 
-// pipe copies both ways; when one side ends its writes, the other side's
-// write half is closed, and both are closed once both directions end.
-func pipe(a io.ReadWriteCloser, b halfCloser) {
+// pipe copies both ways between a (the client's side) and b (the
+// endpoint's side); when one side ends its writes, the other side's write
+// half is closed, and both are closed once both directions end. It returns
+// the bytes copied towards the endpoint (up) and back (down).
+func pipe(a io.ReadWriteCloser, b halfCloser) (up, down int64) {
 	done := make(chan struct{}, 2)
-	cp := func(dst, src io.ReadWriteCloser) {
+	cp := func(dst, src io.ReadWriteCloser, n *int64) {
 		buf := make([]byte, 64<<10)
-		_, _ = io.CopyBuffer(dst, src, buf)
+		*n, _ = io.CopyBuffer(dst, src, buf)
 		if hc, ok := dst.(interface{ CloseWrite() error }); ok {
 			_ = hc.CloseWrite()
 		} else {
@@ -436,10 +444,11 @@ func pipe(a io.ReadWriteCloser, b halfCloser) {
 		}
 		done <- struct{}{}
 	}
-	go cp(a, b)
-	go cp(b, a)
+	go cp(a, b, &down)
+	go cp(b, a, &up)
 	<-done
 	<-done
 	_ = a.Close()
 	_ = b.Close()
+	return up, down
 }

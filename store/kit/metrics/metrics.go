@@ -38,8 +38,13 @@ func Handler(g prometheus.Gatherer) http.Handler {
 }
 
 // Mount returns the handler a function's binary serves: GET /metrics from
-// reg, everything else through next, counted by Instrument into reg.
+// reg, everything else through next, counted by Instrument into reg. An
+// agent's binary passes nil: everything but /metrics is a 404 (its
+// /healthz is server.RunAgent's).
 func Mount(reg *prometheus.Registry, next http.Handler) http.Handler {
+	if next == nil {
+		next = http.NotFoundHandler()
+	}
 	metrics := Handler(reg)
 	api := Instrument(reg, next)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
