@@ -100,12 +100,9 @@ func (n *Notifier) deliver(ctx context.Context, eventID string, sub store.Subscr
 		switch o.result {
 		case resultDelivered:
 			c.delivered.Add(1)
-			// The marker is written even if the event's context just ended
-			// (the batched write does not inherit its cancellation): the
-			// subscriber has the notification.
-			if _, err := n.progress.Do(ctx, store.Progress{Notified: []store.Notified{{EventID: eventID, SubscriptionID: sub.ID}}}); err != nil {
-				n.log.Warn("delivered notification not marked done", "event", eventID, "subscription", sub.ID, "err", err)
-			}
+			// The marker is written with the event's settlement (or touch),
+			// in one batched write that does not inherit its cancellation.
+			c.markDone(store.Notified{EventID: eventID, SubscriptionID: sub.ID})
 			return
 		case resultRejected:
 			c.rejected.Add(1)

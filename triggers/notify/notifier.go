@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -203,6 +204,17 @@ type Stats struct {
 
 type counters struct {
 	events, invalid, delivered, retried, rejected, failed, skipped atomic.Int64
+
+	// notified are the done markers of one event's deliveries, written
+	// with its settlement.
+	mu       sync.Mutex
+	notified []store.Notified
+}
+
+func (c *counters) markDone(d store.Notified) {
+	c.mu.Lock()
+	c.notified = append(c.notified, d)
+	c.mu.Unlock()
 }
 
 func (c *counters) snapshot() Stats {
@@ -285,13 +297,16 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Res
 	if f := c.failed.Load(); f > 0 {
 		// The broker retries it: the relay must not publish it again
 		// meanwhile.
-		if _, err := n.progress.Do(ctx, store.Progress{Touch: []string{e.ID()}}); err != nil {
+		if _, err := n.progress.Do(ctx, store.Progress{Notified: c.notified, Touch: []string{e.ID()}}); err != nil {
 			n.log.Warn("event to be retried not marked as in progress", "event", e.ID(), "err", err)
 		}
 		return cehttp.NewResult(http.StatusBadGateway, "%d of %d callbacks failed", f, len(aud.Subs))
 	}
 	// Every callback was served (or refused for good): the event is done.
-	if _, err := n.progress.Do(ctx, store.Progress{Settle: []string{e.ID()}}); err != nil {
+	// Its done markers go in the same write (one batched round trip per
+	// event), so a publication of it again (a relay that died before
+	// acknowledging it) skips the callbacks.
+	if _, err := n.progress.Do(ctx, store.Progress{Notified: c.notified, Settle: []string{e.ID()}}); err != nil {
 		return n.unavailable(e, err)
 	}
 	return protocol.ResultACK
