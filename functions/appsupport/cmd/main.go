@@ -17,6 +17,7 @@ import (
 	"github.com/kmep-io/kmep/functions/appsupport"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -38,5 +39,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	defer stopVerifier()
 	go verifier.Run(vctx)
 	h := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log, TimeTraceable: traceable})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/kmep-io/kmep/functions/lcm"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -30,5 +31,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer closeStore()
 	h := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/blob"
 	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -49,7 +50,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer closeStore()
 	h := packages.New(packages.Deps{Store: st, Objects: objects, Admin: admin, Log: log, MaxPackageBytes: int64(maxBytes)})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }
 
 // s3Config reads the S3_* settings.

@@ -14,6 +14,7 @@ import (
 	"github.com/kmep-io/kmep/functions/services"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -40,7 +41,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	go cache.Run(cctx)
 	verifier := auth.NewVerifier(st, auth.VerifierOptions{Revocations: st, Log: log})
 	go verifier.Run(cctx)
+	reg := metrics.NewRegistry()
 	h := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
-		Log: log, MinLivenessInterval: minLive})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
+		Log: log, MinLivenessInterval: minLive, Metrics: reg})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(reg, h), Log: log})
 }

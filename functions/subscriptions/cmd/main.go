@@ -20,6 +20,7 @@ import (
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/auth"
 	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -49,5 +50,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	defer stopVerifier()
 	go verifier.Run(vctx)
 	h := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance, Log: log})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kmep-io/kmep/functions/token"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/auth"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -58,6 +59,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer closeStore()
 	go token.PublishKeys(ctx, log, st, signer.JWKS())
-	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log, TrustedProxies: proxies})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
+	reg := metrics.NewRegistry()
+	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log, TrustedProxies: proxies, Metrics: reg})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(reg, h), Log: log})
 }

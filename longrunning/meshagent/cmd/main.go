@@ -26,6 +26,8 @@
 //	KMEP_MESH_BALANCE    round-robin (random, source-hash)
 //	KMEP_NODE_NAME       the host name
 //	KMEP_LOG_LEVEL       info
+//	KMEP_HEALTH_ADDR     where GET /healthz and GET /metrics answer (":$PORT" when only PORT is set;
+//	                     with neither, no HTTP port is opened)
 package main
 
 import (
@@ -43,6 +45,7 @@ import (
 	"github.com/kmep-io/kmep/longrunning/meshagent/proxy"
 	"github.com/kmep-io/kmep/longrunning/meshagent/tunnel"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -85,11 +88,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	a, err := meshagent.New(cfg, meshagent.Deps{Store: st, Log: log})
+	reg := metrics.NewRegistry()
+	a, err := meshagent.New(cfg, meshagent.Deps{Store: st, Log: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 }
 
 func tunnelConfig() (*tunnel.Config, proxy.Config, error) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/kmep-io/kmep/longrunning/reaper"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -31,10 +32,11 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	a, err := reaper.New(reaper.Config{MaxPoll: poll}, reaper.Deps{Store: st, Log: log})
+	reg := metrics.NewRegistry()
+	a, err := reaper.New(reaper.Config{MaxPoll: poll}, reaper.Deps{Store: st, Log: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
 	// Run logs the counters.
-	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Log: log}, a.Run)
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 }

@@ -5,7 +5,9 @@
 // Environment: K_SINK (required), REDIS_URL (redis://127.0.0.1:6379/0),
 // KMEP_RELAY_WORKERS (8), KMEP_RELAY_LEASE_TTL (5s), KMEP_RELAY_REDELIVERY
 // (5m: an event notify has not settled this long after its last activity
-// is published again), KMEP_LOG_LEVEL (info).
+// is published again), KMEP_LOG_LEVEL (info). GET /healthz and GET /metrics
+// answer on KMEP_HEALTH_ADDR, or on ":$PORT" when only PORT is set; with
+// neither, no HTTP port is opened.
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 
 	"github.com/kmep-io/kmep/longrunning/relay"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -49,12 +52,14 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if holder != "" {
 		holder += "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
+	reg := metrics.NewRegistry()
 	a, err := relay.New(relay.Config{Sink: sink, Workers: workers, LeaseTTL: ttl, Holder: holder, Redelivery: redelivery},
-		relay.Deps{Store: st, Log: log})
+		relay.Deps{Store: st, Log: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
-	err = a.Run(ctx)
+	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
+	err = server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 	s := a.Stats()
 	log.Info("stopped", "published", s.Published, "unpublished", s.Unpublished, "malformed", s.Malformed,
 		"send_failures", s.SendFailures, "orphans", s.Orphans, "redelivered", s.Redelivered, "gone", s.Gone)

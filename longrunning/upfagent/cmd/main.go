@@ -37,7 +37,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"os"
 	"strconv"
@@ -51,6 +50,7 @@ import (
 	"github.com/kmep-io/kmep/longrunning/upfagent/vpp"
 	"github.com/kmep-io/kmep/longrunning/upfagent/vppconn"
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -128,37 +128,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 	}
 	defer closeStore()
 	deps.Store = st
+	reg := metrics.NewRegistry()
+	deps.Metrics = reg
 	a, err := upfagent.New(cfg, deps)
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux() // /healthz is answered by server.RunAgent
-	mux.HandleFunc("GET /metrics", func(w http.ResponseWriter, _ *http.Request) { writeMetrics(w, a.Stats()) })
-	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: mux, Log: log}, a.Run)
-}
-
-// writeMetrics writes the agent's counters in the Prometheus text format.
-func writeMetrics(w http.ResponseWriter, s upfagent.Stats) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-	active := 0
-	if s.Active {
-		active = 1
-	}
-	for _, m := range []struct {
-		name, help, kind string
-		v                uint64
-	}{
-		{"kmep_upf_rules_applied_total", "Traffic rules applied to the data plane.", "counter", s.Applied},
-		{"kmep_upf_rules_removed_total", "Traffic rules removed from the data plane.", "counter", s.Removed},
-		{"kmep_upf_rule_failures_total", "Failed data-plane attempts.", "counter", s.Failed},
-		{"kmep_upf_rules_unsupported_total", "Rules the driver cannot express.", "counter", s.Unsupported},
-		{"kmep_upf_resyncs_total", "Full resynchronisations.", "counter", s.Resyncs},
-		{"kmep_upf_changes_total", "Change-stream entries handled.", "counter", s.Changes},
-		{"kmep_upf_store_errors_total", "Store failures that ended an active period.", "counter", s.StoreErrors},
-		{"kmep_upf_active", "1 while this agent holds the lease.", "gauge", uint64(active)},
-	} {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %d\n", m.name, m.help, m.name, m.kind, m.name, m.v)
-	}
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 }
 
 // vppConfig reads the vpp driver's configuration from the environment.

@@ -13,6 +13,7 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/deadletter"
 )
@@ -25,7 +26,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 		return err
 	}
 	defer closeStore()
-	h := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log})
+	reg := metrics.NewRegistry()
+	h := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log, Metrics: reg})
 	p, err := cloudevents.NewHTTP()
 	if err != nil {
 		return fmt.Errorf("cloudevents protocol: %w", err)
@@ -34,5 +36,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cloudevents receiver: %w", err)
 	}
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: receiver, Log: log})
+	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(reg, receiver), Log: log})
 }

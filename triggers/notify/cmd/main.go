@@ -19,6 +19,7 @@ import (
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/callback"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/notify"
 )
@@ -67,7 +68,8 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log,
+	reg := metrics.NewRegistry()
+	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log, Metrics: reg,
 		Concurrency: cfg.concurrency, Timeout: cfg.timeout})
 	if err != nil {
 		return err
@@ -76,5 +78,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return server.Run(ctx, server.Options{Addr: cfg.addr, Handler: h, Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.addr, Handler: metrics.Mount(reg, h), Log: log})
 }
