@@ -23,6 +23,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -114,6 +115,14 @@ type Config struct {
 	Log *slog.Logger
 	// Ready, when set, is called with the listen address once serving.
 	Ready func(addr string)
+	// NoAccessLog turns off the access log (KMEP_ACCESS_LOG=false).
+	// Zero value: one info line per request (server.AccessLog).
+	NoAccessLog bool
+	// Banner, when set, receives the start-up banner as plain lines once
+	// serving: the URL, the DNS address, where the admin token is, and
+	// whether Redis and S3 are embedded. Zero value: the banner is only the
+	// "ready" log line.
+	Banner io.Writer
 }
 
 // Run starts the platform and serves until ctx ends, then drains and
@@ -132,13 +141,26 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
-	rdb, closeStore, err := openRedis(cfg, log)
+	// Before anything starts (a redis-server child on the same data, a
+	// listener): a second platform on this data directory fails here.
+	unlock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	var about banner
+	rdb, closeStore, err := openRedis(cfg, log, &about)
 	if err != nil {
 		return err
 	}
 	defer closeStore()
 	defer rdb.Close()
 
+	about.adminToken = "KMEP_ADMIN_TOKEN (set in the environment)"
+	if cfg.AdminToken == "" {
+		about.tokenFile = filepath.Join(cfg.DataDir, "admin-token")
+		about.adminToken = "in the file " + about.tokenFile
+	}
 	secrets, err := loadSecrets(&cfg, log)
 	if err != nil {
 		return err
@@ -190,7 +212,7 @@ func Run(ctx context.Context, cfg Config) error {
 		Log: log.With("function", "subscriptions")})
 	appSupportH := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log.With("function", "appsupport")})
 	lcmH := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log.With("function", "lcm")})
-	objects, closeS3, err := openS3(ctx, cfg, log)
+	objects, closeS3, err := openS3(ctx, cfg, log, &about)
 	if err != nil {
 		return err
 	}
@@ -256,14 +278,20 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("listen %s: %w", cfg.Addr, err)
 		}
 	}
+	about.url = "http://" + ln.Addr().String()
+	about.dns = cfg.DNSAddr
+	if about.dns == "" {
+		about.dns = "127.0.0.1:5353"
+	}
+	about.print(log, cfg.Banner)
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
-	return server.Run(ctx, server.Options{Listener: ln, Handler: mux, Log: log, DrainTimeout: 10 * time.Second})
+	return server.Run(ctx, server.Options{Listener: ln, Handler: mux, Log: log, DrainTimeout: 10 * time.Second, NoAccessLog: cfg.NoAccessLog})
 }
 
 // openS3 returns the package bucket: cfg.S3's, or an embedded server's.
-func openS3(ctx context.Context, cfg Config, log *slog.Logger) (*blob.Store, func(), error) {
+func openS3(ctx context.Context, cfg Config, log *slog.Logger, about *banner) (*blob.Store, func(), error) {
 	closeS3 := func() {}
 	c := cfg.S3
 	if c.Endpoint == "" {
@@ -274,8 +302,12 @@ func openS3(ctx context.Context, cfg Config, log *slog.Logger) (*blob.Store, fun
 		}
 		closeS3 = func() { _ = srv.Close() }
 		c.Endpoint, c.AccessKey, c.SecretKey = srv.Endpoint, "local", "local"
+		about.s3 = "embedded S3 server on disk under " + dir + " (set S3_ENDPOINT for a real one)"
 		log.Info("S3_ENDPOINT unset: app packages go to an embedded S3 server on disk (single-user, unsigned)",
 			"endpoint", srv.Endpoint, "dir", dir)
+	}
+	if about.s3 == "" {
+		about.s3 = "external S3 at " + c.Endpoint
 	}
 	objects, err := blob.New(c)
 	if err != nil {
@@ -337,13 +369,14 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 }
 
 // openRedis picks the store and announces it as the first log line.
-func openRedis(cfg Config, log *slog.Logger) (*redis.Client, func(), error) {
+func openRedis(cfg Config, log *slog.Logger, about *banner) (*redis.Client, func(), error) {
 	if cfg.RedisURL != "" {
 		c, err := store.Dial(cfg.RedisURL)
 		if err != nil {
 			return nil, nil, err
 		}
 		log.Info("store: external Redis from REDIS_URL", "addr", c.Options().Addr)
+		about.redis = "external Redis from REDIS_URL at " + c.Options().Addr
 		return c, func() {}, nil
 	}
 	if !cfg.NoRedisServer {
@@ -354,6 +387,7 @@ func openRedis(cfg Config, log *slog.Logger) (*redis.Client, func(), error) {
 				return nil, nil, err
 			}
 			log.Info("store: private redis-server child, AOF on", "addr", srv.Addr, "dir", dir)
+			about.redis = "private redis-server child at " + srv.Addr + ", data (AOF) under " + dir
 			c, err := store.Dial(srv.URL())
 			if err != nil {
 				srv.Stop()
@@ -367,6 +401,7 @@ func openRedis(cfg Config, log *slog.Logger) (*redis.Client, func(), error) {
 		return nil, nil, fmt.Errorf("embedded store: %w", err)
 	}
 	log.Warn("store: EMBEDDED in-process Redis-protocol server (miniredis): NO PERSISTENCE, data is lost on exit; install redis-server or set REDIS_URL", "addr", m.Addr())
+	about.redis = "EMBEDDED in-process server (miniredis) at " + m.Addr() + ": NO PERSISTENCE"
 	c, err := store.Dial("redis://" + m.Addr() + "/0")
 	if err != nil {
 		m.Close()
