@@ -44,6 +44,7 @@ build: ## Build every binary into ./bin.
 	$(GO) build -o $(BIN)/instantiate ./functions/instantiate/cmd
 	$(GO) build -o $(BIN)/notify ./triggers/notify/cmd
 	$(GO) build -o $(BIN)/deadletter ./triggers/deadletter/cmd
+	$(GO) build -o $(BIN)/installer ./triggers/installer/cmd
 	$(GO) build -o $(BIN)/relay ./longrunning/relay/cmd
 	$(GO) build -o $(BIN)/reaper ./longrunning/reaper/cmd
 	$(GO) build -o $(BIN)/mepagent ./longrunning/mepagent/cmd

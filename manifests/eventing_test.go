@@ -140,7 +140,7 @@ func TestTriggersDeadLetterAndBelongToTheBroker(t *testing.T) {
 	}
 	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
 	b, err := broker.New(broker.Options{Broker: "kmep", Triggers: trs,
-		Resolve: broker.Services(map[string]http.Handler{"notify": ok, "deadletter": ok})})
+		Resolve: broker.Services(map[string]http.Handler{"notify": ok, "deadletter": ok, "installer": ok})})
 	if err != nil {
 		t.Fatal(err)
 	}

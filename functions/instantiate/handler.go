@@ -4,13 +4,15 @@
 // AK/SK credentials and the APPD's traffic and DNS rules, reports the
 // release's state, and terminates instances.
 //
-// Instantiate and terminate answer 202 with the instance's URL once the
-// request is checked (package distributed to the host, chart renders); the
-// install or the termination then runs in the background and every step is
-// recorded, so GET shows where it is. A failed install is uninstalled, its
-// credentials and rules removed, and the instance left FAILED with the
-// reason. An instance whose worker died (its deadline passed while
-// INSTANTIATING) is reported FAILED ("interrupted").
+// The function is stateless: instantiate and terminate check the request
+// (package distributed to the host, chart renders: 422 with Helm's message),
+// record the instance INSTANTIATING or TERMINATING together with its change
+// in the store's change stream (one atomic step), and answer 202 with the
+// instance's URL. The install and the removal are driven by that change,
+// through the outbox relay, the Broker and the installer trigger
+// (triggers/installer), which records every outcome, so GET shows where it
+// is. A failed install is uninstalled, its credentials and rules removed,
+// and the instance left FAILED with the reason.
 package instantiate
 
 import (
@@ -25,7 +27,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"helm.sh/helm/v3/pkg/chart"
@@ -60,13 +61,11 @@ type Objects interface {
 
 var _ Objects = (*blob.Store)(nil)
 
-// Cluster installs and removes releases (*kube.Deployer).
+// Cluster renders charts and reads releases (*kube.Deployer); the
+// installer trigger installs and removes them.
 type Cluster interface {
 	Reachable(ctx context.Context, kubeconfig []byte) error
 	Render(ch *chart.Chart, name, namespace string, values map[string]any) error
-	EnsureNamespace(ctx context.Context, kubeconfig []byte, namespace string) error
-	Install(ctx context.Context, kubeconfig []byte, namespace, name string, ch *chart.Chart, values map[string]any) error
-	Uninstall(ctx context.Context, kubeconfig []byte, namespace, name string) error
 	Status(ctx context.Context, kubeconfig []byte, namespace, name string) (kube.Status, error)
 }
 
@@ -91,8 +90,9 @@ type Deps struct {
 	// under "mepagent" (the platform's URLs). Zero value: none but
 	// "enabled: true".
 	AgentValues map[string]any
-	// InstallTimeout bounds a background install; past it an
-	// INSTANTIATING instance counts as interrupted. Zero value: 5 min.
+	// InstallTimeout sets an instance's Deadline: when its install is
+	// expected to be done by (the installer resumes it after). Zero value:
+	// 5 min.
 	InstallTimeout time.Duration
 	// Graceful is the termination's graceful timeout (how long subscribers
 	// may take to confirm). Zero value: 10 s.
@@ -101,17 +101,13 @@ type Deps struct {
 	Now func() time.Time
 }
 
-// Handler serves the API. Wait waits for the background work it started.
+// Handler serves the API. It keeps no state between requests.
 type Handler struct {
 	http.Handler
-	d  Deps
-	wg sync.WaitGroup
-	// base is the context of background work: it outlives requests.
-	base   context.Context
-	cancel context.CancelFunc
+	d Deps
 }
 
-// New returns the instantiate handler. Close stops background work.
+// New returns the instantiate handler.
 func New(d Deps) *Handler {
 	if d.Log == nil {
 		d.Log = slog.Default()
@@ -129,36 +125,12 @@ func New(d Deps) *Handler {
 		d.Now = time.Now
 	}
 	h := &Handler{d: d}
-	h.base, h.cancel = context.WithCancel(context.Background())
 	rt := rest.NewRouter(d.Log, h.admit)
 	rt.Handle(InstancePath, map[string]problem.HandlerFunc{"GET": h.get})
 	rt.Handle(InstantiateP, map[string]problem.HandlerFunc{"POST": h.instantiate})
 	rt.Handle(TerminatePath, map[string]problem.HandlerFunc{"POST": h.terminate})
 	h.Handler = rt
 	return h
-}
-
-// Wait blocks until the background installs and terminations started so
-// far have finished.
-func (h *Handler) Wait() { h.wg.Wait() }
-
-// Shutdown lets background work finish until ctx ends, then cancels what
-// is left (an interrupted install is undone and recorded FAILED).
-func (h *Handler) Shutdown(ctx context.Context) {
-	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-	}
-	h.Close()
-}
-
-// Close cancels background work and waits for it: an interrupted install
-// is cleaned up and recorded FAILED before Close returns.
-func (h *Handler) Close() {
-	h.cancel()
-	h.wg.Wait()
 }
 
 func (h *Handler) admit(r *http.Request) (string, error) {
@@ -233,7 +205,7 @@ func (h *Handler) instancePath(r *http.Request) string {
 	return rest.Absolute(r, strings.Replace(p, "{appInstanceId}", r.PathValue("appInstanceId"), 1))
 }
 
-// job is what the background install needs, all checked already.
+// job is what the install needs, all checked already.
 type job struct {
 	inst       store.Instance
 	kubeconfig []byte
@@ -321,18 +293,14 @@ func (h *Handler) instantiate(w http.ResponseWriter, r *http.Request) error {
 	j.inst = store.Instance{AppInstanceID: app, TenantID: tenant, HostAddress: req.HostIP, PackageID: pkg.ID,
 		AppName: req.AppName, Namespace: ns, Release: app, State: store.InstanceInstantiating,
 		Deadline: now.Add(h.d.InstallTimeout), CreatedAt: now, UpdatedAt: now}
-	if err := h.d.Store.CreateInstance(ctx, j.inst); err != nil {
+	spec := store.InstallSpec{Object: pkg.Object, Size: pkg.Size, Values: j.values, AK: j.ak, SK: j.sk, AppD: j.appd}
+	if _, err := h.d.Store.StartInstance(ctx, j.inst, spec); err != nil {
 		if errors.Is(err, store.ErrConflict) {
 			return problem.New(http.StatusConflict, "app instance "+app+" exists")
 		}
 		return err
 	}
 	h.d.Log.Info("instantiating", "app", app, "tenant", tenant, "package", pkg.ID, "host", req.HostIP, "namespace", ns)
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.install(j)
-	}()
 	w.Header().Set("Location", h.instancePath(r))
 	return writeJSON(w, http.StatusAccepted, Accepted{AppInstanceID: app, State: j.inst.State, Status: h.instancePath(r)})
 }
@@ -420,79 +388,11 @@ func chartValues(params map[string]any, app, ak, sk string, agent map[string]any
 	return v
 }
 
-// install runs in the background: credentials, namespace, release, rules;
-// any failure undoes what was done and records FAILED.
-func (h *Handler) install(j job) {
-	ctx, cancel := context.WithTimeout(h.base, h.d.InstallTimeout)
-	defer cancel()
-	log := h.d.Log.With("app", j.inst.AppInstanceID, "release", j.inst.Release, "namespace", j.inst.Namespace)
-	start := h.d.Now()
-	var installed, credentials, rules bool
-	fail := func(step string, err error) {
-		log.Error("instantiate failed", "step", step, "err", err)
-		cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer ccancel()
-		if installed {
-			if uerr := h.d.Cluster.Uninstall(cctx, j.kubeconfig, j.inst.Namespace, j.inst.Release); uerr != nil && !errors.Is(uerr, kube.ErrNotFound) {
-				log.Error("uninstall after a failed instantiate", "err", uerr)
-			}
-		}
-		if rules {
-			if derr := h.d.Store.DeleteAppD(cctx, j.inst.AppInstanceID); derr != nil && !errors.Is(derr, store.ErrNotFound) {
-				log.Error("remove rules after a failed instantiate", "err", derr)
-			}
-		}
-		if credentials {
-			if derr := h.d.Store.DeleteAppConf(cctx, j.inst.AppInstanceID); derr != nil && !errors.Is(derr, store.ErrNotFound) {
-				log.Error("remove credentials after a failed instantiate", "err", derr)
-			}
-		}
-		j.inst.State, j.inst.Reason = store.InstanceFailed, step+": "+err.Error()
-		if uerr := h.d.Store.UpdateInstance(cctx, j.inst); uerr != nil {
-			log.Error("record failed instantiate", "err", uerr)
-		}
-	}
-	if _, err := h.d.Store.PutAppConf(ctx, store.AppConf{AppInstanceID: j.inst.AppInstanceID, AccessKeyID: j.ak,
-		SecretKey: j.sk, AppName: j.inst.AppName}); err != nil {
-		fail("store credentials", err)
-		return
-	}
-	credentials = true
-	if err := h.d.Cluster.EnsureNamespace(ctx, j.kubeconfig, j.inst.Namespace); err != nil {
-		fail("create namespace", err)
-		return
-	}
-	// Install removes what a failed install of its own created; a release
-	// of that name that was there before is not ours to remove.
-	if err := h.d.Cluster.Install(ctx, j.kubeconfig, j.inst.Namespace, j.inst.Release, j.chart, j.values); err != nil {
-		fail("helm install", err)
-		return
-	}
-	installed = true
-	if len(j.appd.Traffic)+len(j.appd.DNS) > 0 {
-		if _, err := h.d.Store.CreateAppD(ctx, j.appd); err != nil {
-			fail("apply APPD rules", err)
-			return
-		}
-		rules = true
-	}
-	j.inst.State = store.InstanceInstantiated
-	if err := h.d.Store.UpdateInstance(ctx, j.inst); err != nil {
-		fail("record instance", err)
-		return
-	}
-	log.Info("instantiated", "took", h.d.Now().Sub(start).String())
-}
-
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
 	ctx := r.Context()
 	in, err := h.d.Store.GetInstance(ctx, r.PathValue("appInstanceId"))
 	if err != nil || in.TenantID != r.PathValue("tenantId") {
 		return notFound(orNotFound(err), "app instance")
-	}
-	if in.State == store.InstanceInstantiating && h.d.Now().After(in.Deadline) {
-		in.State, in.Reason = store.InstanceFailed, "interrupted: the install did not finish by its deadline (its worker stopped); terminate the instance to clean up"
-		_ = h.d.Store.UpdateInstance(ctx, in)
 	}
 	v := View{Instance: in}
 	if in.State != store.InstanceInstantiating {
@@ -554,53 +454,13 @@ func (h *Handler) terminate(w http.ResponseWriter, r *http.Request) error {
 	if err != nil || in.TenantID != r.PathValue("tenantId") {
 		return notFound(orNotFound(err), "app instance")
 	}
-	if in.State == store.InstanceInstantiating && !h.d.Now().After(in.Deadline) {
-		return problem.New(http.StatusConflict, "app instance "+app+" is still being instantiated; terminate it when GET shows it done")
-	}
-	host, err := h.d.Store.GetHostKubeconfig(ctx, in.HostAddress)
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		return err
-	}
-	in.State = store.InstanceTerminating
-	if err := h.d.Store.UpdateInstance(ctx, in); err != nil {
+	// Also while INSTANTIATING: the installer finishes or abandons the
+	// install first, then removes everything it made.
+	in.State, in.Reason = store.InstanceTerminating, ""
+	if _, err := h.d.Store.RequestTermination(ctx, in, graceful); err != nil {
 		return notFound(err, "app instance")
 	}
 	h.d.Log.Info("terminating", "app", app)
-	h.wg.Add(1)
-	go func() {
-		defer h.wg.Done()
-		h.remove(in, host.Kubeconfig, graceful)
-	}()
 	w.Header().Set("Location", h.instancePath(r))
 	return writeJSON(w, http.StatusAccepted, Accepted{AppInstanceID: app, State: in.State, Status: h.instancePath(r)})
-}
-
-// remove runs the termination flow (notify, wait for confirmation or the
-// graceful timeout, purge credentials, rules and services), uninstalls the
-// release and deletes the record. A step that fails leaves the instance
-// TERMINATING with the reason; terminate may be called again.
-func (h *Handler) remove(in store.Instance, kubeconfig []byte, graceful time.Duration) {
-	ctx, cancel := context.WithTimeout(h.base, graceful+h.d.InstallTimeout)
-	defer cancel()
-	log := h.d.Log.With("app", in.AppInstanceID, "release", in.Release)
-	failed := func(step string, err error) {
-		log.Error("terminate failed", "step", step, "err", err)
-		in.Reason = step + ": " + err.Error()
-		_ = h.d.Store.UpdateInstance(context.WithoutCancel(ctx), in)
-	}
-	if _, err := lifecycle.Terminate(ctx, h.d.Store, in.AppInstanceID, graceful); err != nil {
-		failed("termination flow", err)
-		return
-	}
-	if kubeconfig != nil {
-		if err := h.d.Cluster.Uninstall(ctx, kubeconfig, in.Namespace, in.Release); err != nil && !errors.Is(err, kube.ErrNotFound) {
-			failed("helm uninstall", err)
-			return
-		}
-	}
-	if err := h.d.Store.DeleteInstance(ctx, in.AppInstanceID); err != nil {
-		failed("delete record", err)
-		return
-	}
-	log.Info("terminated")
 }

@@ -26,9 +26,11 @@ import (
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/blob"
 	"github.com/kmep-io/kmep/store/csar/csartest"
+	"github.com/kmep-io/kmep/store/events"
 	"github.com/kmep-io/kmep/store/kit/auth"
 	"github.com/kmep-io/kmep/store/kit/kube"
 	"github.com/kmep-io/kmep/store/kit/problem/problemtest"
+	"github.com/kmep-io/kmep/triggers/installer"
 )
 
 const admin = "instantiate-admin-token-0123456789"
@@ -41,11 +43,21 @@ type env struct {
 	st   *store.Store
 	pkgs http.Handler
 	h    *instantiate.Handler
+	// in does the installs and removals the function records.
+	in *installer.Installer
+	// seen is the last change delivered to in.
+	seen string
 }
 
-// newEnv wires both functions over one store and bucket; cluster is the
-// real Deployer or a fake.
-func newEnv(t testing.TB, s3 blob.Config, cluster instantiate.Cluster) *env {
+// cluster is what both the function and the installer use.
+type cluster interface {
+	instantiate.Cluster
+	installer.Cluster
+}
+
+// newEnv wires both functions and the installer trigger over one store and
+// bucket; cluster is the real Deployer or a fake.
+func newEnv(t testing.TB, s3 blob.Config, cluster cluster) *env {
 	t.Helper()
 	st := srv.Store(t, store.Options{EncryptionKey: bytes.Repeat([]byte{9}, 32)})
 	s3.Bucket = "inst-" + strings.ToLower(srv.Prefix())
@@ -60,8 +72,39 @@ func newEnv(t testing.TB, s3 blob.Config, cluster instantiate.Cluster) *env {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	h := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: cluster, Admin: a, Log: quiet,
 		AgentValues: map[string]any{"mepServer": "http://mep.example:8080"}})
-	t.Cleanup(h.Close)
-	return &env{st: st, pkgs: packages.New(packages.Deps{Store: st, Objects: objects, Admin: a, Log: quiet}), h: h}
+	in, err := installer.New(installer.Deps{Store: st, Objects: objects, Cluster: cluster, Log: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen, err := st.LastChangeID(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &env{st: st, pkgs: packages.New(packages.Deps{Store: st, Objects: objects, Admin: a, Log: quiet}), h: h, in: in, seen: seen}
+}
+
+// deliver hands every instance change recorded since the last call to the
+// installer, in order, as the relay and the Broker do, and waits for it.
+func (e *env) deliver(t testing.TB) {
+	t.Helper()
+	ctx := context.Background()
+	chs, err := e.st.ReadChanges(ctx, e.seen, 1000, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range chs {
+		e.seen = c.StreamID
+		ev, ok, err := events.FromChange(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok || ev.Type() != events.TypeInstanceChanged {
+			continue
+		}
+		if res := e.in.Handle(ctx, ev); res != nil {
+			t.Fatalf("installer on %s %s: %v", c.Type, c.AppInstanceID, res)
+		}
+	}
 }
 
 func call(h http.Handler, method, path, body string) *httptest.ResponseRecorder {
@@ -127,7 +170,15 @@ func TestInstantiateOnRealCluster(t *testing.T) {
 	}
 	problemtest.Want(t, call(e.h, "POST", instPath("app-1")+"/instantiate", instantiateBody("pkg-1", "127.0.0.1")),
 		instPath("app-1")+"/instantiate", http.StatusConflict, "")
-	e.h.Wait()
+	// Stateless: the function recorded the instance and its change, nothing
+	// more, until the installer gets the event.
+	if v := view(t, e, "app-1"); v.State != store.InstanceInstantiating {
+		t.Fatalf("before the installer: %+v", v.Instance)
+	}
+	if rels, _ := e.st.GetAppConf(ctx, "app-1"); rels.AccessKeyID != "" {
+		t.Error("the function stored credentials itself")
+	}
+	e.deliver(t)
 
 	v := view(t, e, "app-1")
 	if v.State != store.InstanceInstantiated || v.Release == nil || v.Release.Release != "deployed" {
@@ -172,7 +223,7 @@ func TestInstantiateOnRealCluster(t *testing.T) {
 	if w := call(e.h, "POST", instPath("app-1")+"/terminate", ""); w.Code != http.StatusAccepted {
 		t.Fatalf("terminate: %d %s", w.Code, w.Body)
 	}
-	e.h.Wait()
+	e.deliver(t)
 	problemtest.Want(t, call(e.h, "GET", instPath("app-1"), ""), instPath("app-1"), http.StatusNotFound, "")
 	if _, err := cs.AppsV1().Deployments("mec-apps").Get(ctx, "app-1", metav1.GetOptions{}); err == nil {
 		t.Error("deployment left after terminate")
@@ -198,14 +249,27 @@ func TestInstantiateOnRealCluster(t *testing.T) {
 	}
 	problemtest.Want(t, call(e.h, "GET", instPath("app-2"), ""), instPath("app-2"), http.StatusNotFound, "")
 
-	// The cluster down: 503, no record.
+	// The cluster goes down between the 202 and the install: FAILED with
+	// the reason, the credentials removed again.
+	if w := call(e.h, "POST", instPath("app-3")+"/instantiate", instantiateBody("pkg-1", "127.0.0.1")); w.Code != http.StatusAccepted {
+		t.Fatalf("instantiate: %d %s", w.Code, w.Body)
+	}
 	k.Stop()
-	w = call(e.h, "POST", instPath("app-3")+"/instantiate", instantiateBody("pkg-1", "127.0.0.1"))
-	problemtest.Want(t, w, instPath("app-3")+"/instantiate", http.StatusServiceUnavailable, "")
+	e.deliver(t)
+	if in, err := e.st.GetInstance(ctx, "app-3"); err != nil || in.State != store.InstanceFailed || in.Reason == "" {
+		t.Errorf("install with the cluster down: %+v %v", in, err)
+	}
+	if _, err := e.st.GetAppConf(ctx, "app-3"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("credentials left after a failed install: %v", err)
+	}
+
+	// The cluster down: 503, no record.
+	w = call(e.h, "POST", instPath("app-4")+"/instantiate", instantiateBody("pkg-1", "127.0.0.1"))
+	problemtest.Want(t, w, instPath("app-4")+"/instantiate", http.StatusServiceUnavailable, "")
 	if w.Header().Get("Retry-After") == "" {
 		t.Error("503 without Retry-After")
 	}
-	problemtest.Want(t, call(e.h, "GET", instPath("app-3"), ""), instPath("app-3"), http.StatusNotFound, "")
+	problemtest.Want(t, call(e.h, "GET", instPath("app-4"), ""), instPath("app-4"), http.StatusNotFound, "")
 }
 
 // fakeCluster is a cluster that renders with Helm for real but whose
@@ -216,6 +280,8 @@ type fakeCluster struct {
 	mu         sync.Mutex
 	installs   []string
 	uninstalls []string
+	// installed are the values of each release installed.
+	installed map[string]map[string]any
 }
 
 func (f *fakeCluster) Reachable(context.Context, []byte) error { return nil }
@@ -223,23 +289,42 @@ func (f *fakeCluster) Render(ch *chart.Chart, name, ns string, v map[string]any)
 	return f.real.Render(ch, name, ns, v)
 }
 func (f *fakeCluster) EnsureNamespace(context.Context, []byte, string) error { return nil }
-func (f *fakeCluster) Install(_ context.Context, _ []byte, ns, name string, _ *chart.Chart, _ map[string]any) error {
+func (f *fakeCluster) Install(_ context.Context, _ []byte, ns, name string, _ *chart.Chart, v map[string]any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.installs = append(f.installs, ns+"/"+name)
+	if f.installErr == nil {
+		if f.installed == nil {
+			f.installed = map[string]map[string]any{}
+		}
+		f.installed[ns+"/"+name] = v
+	}
 	return f.installErr
 }
 func (f *fakeCluster) Uninstall(_ context.Context, _ []byte, ns, name string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.uninstalls = append(f.uninstalls, ns+"/"+name)
+	if _, ok := f.installed[ns+"/"+name]; !ok {
+		return kube.ErrNotFound
+	}
+	delete(f.installed, ns+"/"+name)
 	return nil
+}
+func (f *fakeCluster) Release(_ context.Context, _ []byte, ns, name string) (kube.Release, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	v, ok := f.installed[ns+"/"+name]
+	if !ok {
+		return kube.Release{}, kube.ErrNotFound
+	}
+	return kube.Release{Status: "deployed", Values: v}, nil
 }
 func (f *fakeCluster) Status(context.Context, []byte, string, string) (kube.Status, error) {
 	return kube.Status{Release: "deployed"}, nil
 }
 
-var _ instantiate.Cluster = (*fakeCluster)(nil)
+var _ cluster = (*fakeCluster)(nil)
 
 func embeddedS3(t *testing.T) blob.Config {
 	s, err := s3server.Start(t.TempDir(), "127.0.0.1:0", nil)
@@ -261,7 +346,7 @@ func TestFailedInstallIsUndone(t *testing.T) {
 	if w := call(e.h, "POST", instPath("app-1")+"/instantiate", instantiateBody("pkg-1", "192.0.2.1")); w.Code != 202 {
 		t.Fatalf("instantiate: %d %s", w.Code, w.Body)
 	}
-	e.h.Wait()
+	e.deliver(t)
 	v := view(t, e, "app-1")
 	if v.State != store.InstanceFailed || !strings.Contains(v.Reason, "helm install: admission webhook denied") {
 		t.Errorf("state %s reason %q", v.State, v.Reason)
@@ -277,7 +362,7 @@ func TestFailedInstallIsUndone(t *testing.T) {
 	if w := call(e.h, "POST", instPath("app-1")+"/terminate", `{"gracefulTimeout":0}`); w.Code != 202 {
 		t.Fatalf("terminate: %d %s", w.Code, w.Body)
 	}
-	e.h.Wait()
+	e.deliver(t)
 	problemtest.Want(t, call(e.h, "GET", instPath("app-1"), ""), instPath("app-1"), 404, "")
 }
 

@@ -136,8 +136,8 @@ kn service apply instantiate -n kmep \
   --label-service app.kubernetes.io/part-of=kmep \
   --label-revision app.kubernetes.io/part-of=kmep \
   --label-revision app.kubernetes.io/name=instantiate \
-  --scale-min 1 \
-  --scale-max 1 \
+  --scale-min 0 \
+  --scale-max 3 \
   --concurrency-limit 10 \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
@@ -171,6 +171,27 @@ kn service apply notify -n kmep \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=256Mi
+kn service apply installer -n kmep \
+  --image "$(ko build github.com/kmep-io/kmep/triggers/installer/cmd)" \
+  --service-account installer \
+  --label-service app.kubernetes.io/part-of=kmep \
+  --cluster-local \
+  --label-revision app.kubernetes.io/part-of=kmep \
+  --label-revision app.kubernetes.io/name=installer \
+  --scale-min 0 \
+  --scale-max 3 \
+  --concurrency-limit 10 \
+  --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
+  --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
+  --env-value-from KMEP_ENCRYPTION_KEY=secret:kmep-secrets:KMEP_ENCRYPTION_KEY \
+  --env-value-from S3_ENDPOINT=cm:kmep-config:S3_ENDPOINT \
+  --env-value-from S3_BUCKET=cm:kmep-config:S3_BUCKET \
+  --env-value-from S3_REGION=cm:kmep-config:S3_REGION \
+  --env-value-from S3_ACCESS_KEY=secret:kmep-s3:S3_ACCESS_KEY \
+  --env-value-from S3_SECRET_KEY=secret:kmep-s3:S3_SECRET_KEY \
+  --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
+  --request cpu=50m,memory=32Mi \
+  --limit memory=512Mi
 kn service apply deadletter -n kmep \
   --image "$(ko build github.com/kmep-io/kmep/triggers/deadletter/cmd)" \
   --service-account kmep-function \
@@ -196,6 +217,8 @@ kn trigger describe notify-service-changed -n kmep >/dev/null 2>&1 || kn trigger
   --broker kmep --filter type=dev.kmep.service.changed.v1 --sink ksvc:notify
 kn trigger describe notify-app-terminating -n kmep >/dev/null 2>&1 || kn trigger create notify-app-terminating -n kmep \
   --broker kmep --filter type=dev.kmep.app.terminating.v1 --sink ksvc:notify
+kn trigger describe installer-instance-changed -n kmep >/dev/null 2>&1 || kn trigger create installer-instance-changed -n kmep \
+  --broker kmep --filter type=dev.kmep.instance.changed.v1 --sink ksvc:installer
 
 # The agents (manifests/longrunning.yaml) and the relay's K_SINK.
 ko apply -f manifests/longrunning.yaml
