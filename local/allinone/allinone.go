@@ -4,7 +4,8 @@
 // bucket, else in an embedded S3-protocol server on disk under the data
 // directory, announced in the log), the discovery cache, the event
 // pipeline (the outbox relay, an embedded broker routing by
-// manifests/eventing.yaml's Triggers, the notify and deadletter triggers),
+// manifests/eventing.yaml's Triggers, the notify, installer and
+// deadletter triggers),
 // the heartbeat reaper, the UPF agent in its "none" mode (no data plane),
 // the mesh agent's DNS server (KMEP_DNS_ADDR, no tunnel), and the
 // platform's keys and secrets generated on first start under a
@@ -59,6 +60,7 @@ import (
 	"github.com/kmep-io/kmep/store/kit/kube"
 	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/deadletter"
+	"github.com/kmep-io/kmep/triggers/installer"
 	"github.com/kmep-io/kmep/triggers/notify"
 )
 
@@ -218,11 +220,15 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer closeS3()
 	packagesH := packages.New(packages.Deps{Store: st, Objects: objects, Admin: admin, Log: log.With("function", "packages")})
-	instH := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: kube.New(kube.Options{Log: log}),
+	deployer := kube.New(kube.Options{Log: log})
+	instH := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: deployer,
 		Admin: admin, Log: log.With("function", "instantiate"), Namespace: cfg.AppNamespace})
-	defer instH.Close()
+	inst, err := installer.New(installer.Deps{Store: st, Objects: objects, Cluster: deployer, Log: log.With("trigger", "installer")})
+	if err != nil {
+		return err
+	}
 
-	if err := events(bg, cfg, st, policy, log); err != nil {
+	if err := events(bg, cfg, st, policy, inst, log); err != nil {
 		return err
 	}
 	rp, err := reaper.New(reaper.Config{}, reaper.Deps{Store: st, Log: log.With("component", "reaper")})
@@ -327,9 +333,9 @@ const brokerWorkers = 64
 
 // events starts the event pipeline in-process: the relay publishes the
 // change stream to an embedded broker that routes by the very Trigger
-// objects of manifests/eventing.yaml to the notify and deadletter
-// triggers' receiver functions.
-func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, log *slog.Logger) error {
+// objects of manifests/eventing.yaml to the notify, installer and
+// deadletter triggers' receiver functions.
+func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, inst *installer.Installer, log *slog.Logger) error {
 	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify")})
 	if err != nil {
 		return err
@@ -343,7 +349,7 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 		Workers: brokerWorkers,
 		// The triggers' receiver functions, which their binaries serve behind
 		// cloudevents' HTTP receiver: in process, events need no encoding.
-		Resolve: broker.Receivers(map[string]broker.Receiver{"notify": n.Handle, "deadletter": dead.Handle})})
+		Resolve: broker.Receivers(map[string]broker.Receiver{"notify": n.Handle, "deadletter": dead.Handle, "installer": inst.Handle})})
 	if err != nil {
 		return err
 	}

@@ -38,6 +38,9 @@ kn service apply token -n kmep \
   --scale-max 10 \
   --concurrency-target 100 \
   --concurrency-limit 0 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_ENCRYPTION_KEY=secret:kmep-secrets:KMEP_ENCRYPTION_KEY \
@@ -57,6 +60,9 @@ kn service apply services -n kmep \
   --scale-max 20 \
   --concurrency-target 200 \
   --concurrency-limit 0 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
@@ -72,6 +78,9 @@ kn service apply subscriptions -n kmep \
   --scale-max 3 \
   --concurrency-target 100 \
   --concurrency-limit 0 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_CALLBACK_ALLOW=cm:kmep-config:KMEP_CALLBACK_ALLOW \
@@ -89,6 +98,9 @@ kn service apply appsupport -n kmep \
   --scale-max 3 \
   --concurrency-target 100 \
   --concurrency-limit 0 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
@@ -103,6 +115,9 @@ kn service apply lcm -n kmep \
   --scale-min 0 \
   --scale-max 2 \
   --concurrency-limit 10 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
@@ -118,6 +133,9 @@ kn service apply packages -n kmep \
   --scale-min 0 \
   --scale-max 3 \
   --concurrency-limit 4 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
@@ -139,6 +157,9 @@ kn service apply instantiate -n kmep \
   --scale-min 0 \
   --scale-max 3 \
   --concurrency-limit 10 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
@@ -164,6 +185,9 @@ kn service apply notify -n kmep \
   --scale-max 5 \
   --concurrency-target 50 \
   --concurrency-limit 100 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_CALLBACK_ALLOW=cm:kmep-config:KMEP_CALLBACK_ALLOW \
@@ -181,6 +205,9 @@ kn service apply installer -n kmep \
   --scale-min 0 \
   --scale-max 3 \
   --concurrency-limit 10 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_ENCRYPTION_KEY=secret:kmep-secrets:KMEP_ENCRYPTION_KEY \
@@ -202,6 +229,9 @@ kn service apply deadletter -n kmep \
   --scale-min 0 \
   --scale-max 1 \
   --concurrency-limit 0 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \

@@ -1,5 +1,6 @@
 // Command instantiate is the app instance function's binary (package
-// instantiate), served on $PORT. It links Helm and client-go.
+// instantiate), served on $PORT. It links Helm and client-go (to render
+// charts); the installs are the installer trigger's (triggers/installer).
 //
 // Environment: PORT (8080), REDIS_URL (redis://127.0.0.1:6379/0),
 // KMEP_ADMIN_TOKEN (required), KMEP_ENCRYPTION_KEY (required), S3_ENDPOINT,
@@ -61,12 +62,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	h := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: kube.New(kube.Options{Log: log}), Admin: admin,
 		Log: log, Namespace: server.Env("KMEP_APP_NAMESPACE", "mec-apps"), AgentValues: agent,
 		InstallTimeout: installTimeout, Graceful: grace})
-	// After the server drained: background installs get 20 s to finish
-	// (Knative's grace period is 30 s), then are undone and recorded FAILED.
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-		defer cancel()
-		h.Shutdown(sctx)
-	}()
 	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
 }
