@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
@@ -58,6 +59,7 @@ import (
 	"github.com/kmep-io/kmep/store/kit/auth"
 	"github.com/kmep-io/kmep/store/kit/callback"
 	"github.com/kmep-io/kmep/store/kit/kube"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/deadletter"
 	"github.com/kmep-io/kmep/triggers/installer"
@@ -207,9 +209,11 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	verifier := auth.NewVerifier(st, auth.VerifierOptions{Revocations: st, Log: log.With("component", "verifier")})
 	go verifier.Run(bg)
-	tokenH := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log.With("function", "token")})
+	// One registry for every part: GET /metrics shows them all.
+	reg := metrics.NewRegistry()
+	tokenH := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log.With("function", "token"), Metrics: reg})
 	servicesH := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
-		Log: log.With("function", "services"), MinLivenessInterval: cfg.MinLivenessInterval})
+		Log: log.With("function", "services"), MinLivenessInterval: cfg.MinLivenessInterval, Metrics: reg})
 	subsH := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance,
 		Log: log.With("function", "subscriptions")})
 	appSupportH := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log.With("function", "appsupport")})
@@ -228,10 +232,10 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	if err := events(bg, cfg, st, policy, inst, log); err != nil {
+	if err := events(bg, cfg, st, policy, inst, reg, log); err != nil {
 		return err
 	}
-	rp, err := reaper.New(reaper.Config{}, reaper.Deps{Store: st, Log: log.With("component", "reaper")})
+	rp, err := reaper.New(reaper.Config{}, reaper.Deps{Store: st, Log: log.With("component", "reaper"), Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -244,7 +248,7 @@ func Run(ctx context.Context, cfg Config) error {
 	// The UPF agent without a data plane (its "none" driver): traffic rules
 	// get their status and log lines as on a platform without a UPF.
 	upf, err := upfagent.New(upfagent.Config{}, upfagent.Deps{Store: st,
-		Driver: dataplane.None{Log: log.With("component", "upfagent")}, Log: log.With("component", "upfagent")})
+		Driver: dataplane.None{Log: log.With("component", "upfagent")}, Log: log.With("component", "upfagent"), Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -255,7 +259,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}()
 
 	// The mesh agent's DNS server (its tunnel needs other nodes).
-	dnsSrv, err := nameserver.New(nameserver.Config{Addr: cfg.DNSAddr}, nameserver.Deps{Store: st, Log: log.With("component", "meshdns")})
+	dnsSrv, err := nameserver.New(nameserver.Config{Addr: cfg.DNSAddr}, nameserver.Deps{Store: st, Log: log.With("component", "meshdns"), Metrics: reg})
 	if err != nil {
 		return err
 	}
@@ -293,7 +297,7 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
-	return server.Run(ctx, server.Options{Listener: ln, Handler: mux, Log: log, DrainTimeout: 10 * time.Second, NoAccessLog: cfg.NoAccessLog})
+	return server.Run(ctx, server.Options{Listener: ln, Handler: metrics.Mount(reg, mux), Log: log, DrainTimeout: 10 * time.Second, NoAccessLog: cfg.NoAccessLog})
 }
 
 // openS3 returns the package bucket: cfg.S3's, or an embedded server's.
@@ -335,12 +339,13 @@ const brokerWorkers = 64
 // change stream to an embedded broker that routes by the very Trigger
 // objects of manifests/eventing.yaml to the notify, installer and
 // deadletter triggers' receiver functions.
-func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, inst *installer.Installer, log *slog.Logger) error {
-	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify")})
+func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, inst *installer.Installer,
+	reg prometheus.Registerer, log *slog.Logger) error {
+	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify"), Metrics: reg})
 	if err != nil {
 		return err
 	}
-	dead := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log.With("trigger", "deadletter")})
+	dead := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log.With("trigger", "deadletter"), Metrics: reg})
 	triggers, err := broker.LoadTriggers(manifests.Eventing)
 	if err != nil {
 		return fmt.Errorf("manifests/eventing.yaml: %w", err)
@@ -354,6 +359,7 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 		return err
 	}
 	go brk.Run(ctx)
+	brokerMetrics(reg, brk)
 	// The relay's group starts at "$": create it before the platform takes
 	// its first write, so nothing written from now on is missed.
 	if err := st.EnsureGroup(ctx, relay.Group, "$"); err != nil {
@@ -362,7 +368,7 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 	// The broker's queue is in this process: what a previous process left
 	// pending is lost from it, so the relay publishes it again at once.
 	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/", Redelivery: cfg.Redelivery, RedeliverOnStart: true},
-		relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay")})
+		relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay"), Metrics: reg})
 	if err != nil {
 		return err
 	}
