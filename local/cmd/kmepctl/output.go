@@ -71,8 +71,15 @@ func row(r resource, it item) string {
 	return strings.Join(cells, "\t")
 }
 
-// field returns the item's dotted member, or nil.
+// field returns the item's dotted member, or nil; "a|b" is a, else b
+// (one column over two answers' shapes).
 func field(it item, dotted string) any {
+	if first, rest, ok := strings.Cut(dotted, "|"); ok {
+		if v := field(it, first); v != nil {
+			return v
+		}
+		return field(it, rest)
+	}
 	var v any = it
 	for _, k := range strings.Split(dotted, ".") {
 		m, ok := v.(map[string]any)

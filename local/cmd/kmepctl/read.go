@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -111,11 +113,18 @@ const (
 	deleted  = "DELETED"
 )
 
-// watch reads r's list every f.interval and prints what was added,
-// modified or deleted since the last read (at first: every item, added),
-// until ctx ends. The first read's error ends it; later ones are reported
-// and the next read tried.
+// watch reads r's list and prints what was added, modified or deleted
+// since the last read (at first: every item, added), until ctx ends. It
+// reads again after each change the platform's change stream announces
+// (GET /kmep/admin/v1/events, server-sent events), and every f.interval
+// in any case (changes the stream does not carry, a platform without it).
+// The first read's error ends it; later ones are reported and the next
+// read tried.
 func watch(ctx context.Context, stdout, stderr io.Writer, a api, r resource, f *readFlags) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	changed := make(chan struct{}, 1)
+	go a.follow(ctx, eventsPath, changed)
 	p := newEventPrinter(stdout, f.output, r)
 	seen := map[string]string{} // key → the item's JSON
 	first := true
@@ -158,7 +167,39 @@ func watch(ctx context.Context, stdout, stderr io.Writer, a api, r resource, f *
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-changed:
 		case <-time.After(f.interval):
+		}
+	}
+}
+
+// follow reads the server-sent events at path and signals changed
+// (without blocking: one pending signal is enough) on each "change" event,
+// until ctx ends or the stream does.
+func (a api) follow(ctx context.Context, path string, changed chan<- struct{}) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.base+path, nil)
+	if err != nil {
+		return
+	}
+	req.Header.Set("Authorization", "Bearer "+a.token)
+	req.Header.Set("Accept", "text/event-stream")
+	client := *a.client
+	client.Timeout = 0 // the stream lasts
+	res, err := client.Do(req)
+	if err != nil {
+		return
+	}
+	defer res.Body.Close()
+	if res.StatusCode != http.StatusOK || !strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		return
+	}
+	sc := bufio.NewScanner(res.Body)
+	for sc.Scan() {
+		if sc.Text() == "event: change" {
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

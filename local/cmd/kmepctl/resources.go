@@ -48,11 +48,15 @@ type resource struct {
 	columns []column
 }
 
-// Paths of the lists no API served when kmepctl was written; the
-// platform admin's read API (issue 16) serves them where it exists.
+// adminPath is the root of the platform admin's API (functions/dashboard),
+// which serves the lists no MEC API has: every app instance, every
+// instance, the dead letters, the change stream.
+const adminPath = "/kmep/admin/v1"
+
 const (
-	appsPath        = mec.AppMngPath + "/applications"
-	deadLettersPath = "/kmep/v1/deadletters"
+	appsPath        = adminPath + "/apps"
+	deadLettersPath = adminPath + "/dead_letters"
+	eventsPath      = adminPath + "/events"
 )
 
 var resources = []resource{
@@ -60,8 +64,8 @@ var resources = []resource{
 		lists: []listing{{path: mec.ServiceMgmtPath + "/services"}}, gets: []string{mec.ServiceMgmtPath + "/services/{id}"}, id: "serInstanceId",
 		columns: []column{{"SERINSTANCEID", "serInstanceId"}, {"NAME", "serName"}, {"STATE", "state"}, {"VERSION", "version"}, {"CATEGORY", "serCategory.name"}}},
 	{name: "apps", aliases: []string{"app", "applications"}, short: "app instances provisioned with credentials (appMng confs; never secrets)",
-		lists: []listing{{path: appsPath}}, gets: []string{appsPath + "/{id}/confs"}, id: "appInstanceId",
-		columns: []column{{"APPINSTANCEID", "appInstanceId"}, {"NAME", "appInfo.appName"}, {"ACCESSKEY", "authInfo.credentials.accessKeyId"}}},
+		lists: []listing{{path: appsPath}}, gets: []string{mec.AppMngPath + "/applications/{id}/confs"}, id: "appInstanceId",
+		columns: []column{{"APPINSTANCEID", "appInstanceId"}, {"NAME", "appName|appInfo.appName"}, {"ACCESSKEY", "accessKeyId|authInfo.credentials.accessKeyId"}}},
 	{name: "subscriptions", aliases: []string{"subscription", "subs"}, short: "apps' subscriptions (service availability, app termination)",
 		lists: []listing{{path: mec.ServiceMgmtPath + "/applications/{appInstanceId}/subscriptions", links: "subscriptions"},
 			{path: mec.AppSupportPath + "/applications/{appInstanceId}/subscriptions", links: "subscriptions"}},
@@ -75,12 +79,12 @@ var resources = []resource{
 	{name: "packages", aliases: []string{"package", "pkg"}, short: "app packages (CSARs) of a tenant",
 		lists: []listing{{path: mec.LCMControllerPath + "/tenants/{tenantId}/packages"}}, gets: []string{mec.LCMControllerPath + "/tenants/{tenantId}/packages/{id}"}, id: "packageId",
 		columns: []column{{"PACKAGEID", "packageId"}, {"APP", "appName"}, {"VERSION", "appVersion"}, {"PROVIDER", "provider"}, {"SIZE", "size"}, {"CREATED", "createdAt"}}},
-	{name: "instances", aliases: []string{"instance", "inst"}, short: "app instances a tenant instantiated, with their state",
-		lists: []listing{{path: mec.LCMControllerPath + "/tenants/{tenantId}/app_instances"}}, gets: []string{mec.LCMControllerPath + "/tenants/{tenantId}/app_instances/{id}"}, id: "appInstanceId",
-		columns: []column{{"APPINSTANCEID", "appInstanceId"}, {"APP", "appName"}, {"HOST", "hostIp"}, {"STATE", "state"}, {"REASON", "reason"}}},
-	{name: "deadletters", aliases: []string{"deadletter", "dead-letters", "dl"}, short: "notifications notify gave up on",
-		lists: []listing{{path: deadLettersPath}}, gets: []string{deadLettersPath + "/{id}"}, id: "id",
-		columns: []column{{"ID", "id"}, {"SUBSCRIPTION", "subscriptionId"}, {"TYPE", "type"}, {"REASON", "reason"}}},
+	{name: "instances", aliases: []string{"instance", "inst"}, short: "instantiated app instances (Helm releases), with their state",
+		lists: []listing{{path: adminPath + "/instances"}}, gets: []string{mec.LCMControllerPath + "/tenants/{tenantId}/app_instances/{id}"}, id: "appInstanceId",
+		columns: []column{{"APPINSTANCEID", "appInstanceId"}, {"TENANT", "tenantId"}, {"APP", "appName"}, {"HOST", "hostIp"}, {"STATE", "state"}, {"REASON", "reason"}}},
+	{name: "deadletters", aliases: []string{"deadletter", "dead-letters", "dl"}, short: "events a trigger gave up on (the newest 1000)",
+		lists: []listing{{path: deadLettersPath + "?limit=1000"}}, gets: []string{deadLettersPath + "/{id}"}, id: "id",
+		columns: []column{{"ID", "id"}, {"TYPE", "record.type"}, {"APP", "record.app"}, {"DESTINATION", "record.errorDest"}, {"CODE", "record.errorCode"}, {"RECEIVED", "record.receivedAt"}}},
 }
 
 // findResource returns the resource named or aliased name.
@@ -115,9 +119,9 @@ func fill(tmpl string, app, tenant, id string) string {
 	return r.Replace(tmpl)
 }
 
-// needs checks that the scope has what r's paths hold.
-func (s scope) needs(r resource) error {
-	if strings.Contains(r.lists[0].path, "{tenantId}") && s.tenant == "" {
+// needs checks that the scope has what the path template holds.
+func (s scope) needs(r resource, tmpl string) error {
+	if strings.Contains(tmpl, "{tenantId}") && s.tenant == "" {
 		return usagef("%s are per tenant: pass --tenant", r.name)
 	}
 	return nil
@@ -144,7 +148,7 @@ func (s scope) apps(ctx context.Context, a api) ([]string, error) {
 
 // list reads every item of r in scope s, sorted by ID.
 func (s scope) list(ctx context.Context, a api, r resource) ([]item, error) {
-	if err := s.needs(r); err != nil {
+	if err := s.needs(r, r.lists[0].path); err != nil {
 		return nil, err
 	}
 	apps := []string{""}
@@ -172,7 +176,12 @@ func (s scope) list(ctx context.Context, a api, r resource) ([]item, error) {
 					it["id"] = itemID(it)
 				}
 			}
-			out = append(out, items...)
+			for _, it := range items {
+				// A list of every tenant's, read for one: --tenant filters.
+				if s.tenant == "" || strings.Contains(l.path, "{tenantId}") || it["tenantId"] == s.tenant {
+					out = append(out, it)
+				}
+			}
 		}
 	}
 	sort.SliceStable(out, func(i, j int) bool { return key(out[i], r) < key(out[j], r) })
@@ -223,7 +232,7 @@ func key(it item, r resource) string {
 
 // get reads one item of r.
 func (s scope) get(ctx context.Context, a api, r resource, id string) (item, error) {
-	if err := s.needs(r); err != nil {
+	if err := s.needs(r, r.gets[0]); err != nil {
 		return nil, err
 	}
 	if strings.Contains(r.gets[0], "{appInstanceId}") && s.app == "" {
