@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
+	"github.com/kmep-io/kmep/functions/dashboard"
 	"github.com/kmep-io/kmep/functions/lcm"
 	"github.com/kmep-io/kmep/functions/packages"
 	"github.com/kmep-io/kmep/functions/services"
@@ -150,6 +151,11 @@ func TestBaseURLRoutesEveryPathToItsFunction(t *testing.T) {
 		"/lcmcontroller/v1/tenants/{tenantId}/app_instances/{appInstanceId}":             "instantiate",
 		"/lcmcontroller/v1/tenants/{tenantId}/app_instances/{appInstanceId}/instantiate": "instantiate",
 		"/lcmcontroller/v1/tenants/{tenantId}/app_instances/{appInstanceId}/terminate":   "instantiate",
+		"/":                            "dashboard",
+		dashboard.UIPath + "app.js":    "dashboard",
+		dashboard.BasePath + "/apps":   "dashboard",
+		dashboard.BasePath + "/events": "dashboard",
+		"/kmep/admin/v1/dead_letters/1-0/redeliver": "dashboard",
 		// Not any function's: no route, Traefik answers 404.
 		"/mep/tokens":   "",
 		"/healthz":      "",

@@ -237,6 +237,25 @@ kn service apply deadletter -n kmep \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=64Mi
+kn service apply dashboard -n kmep \
+  --image "$(ko build github.com/kmep-io/kmep/functions/dashboard/cmd)" \
+  --service-account kmep-function \
+  --label-service app.kubernetes.io/part-of=kmep \
+  --label-revision app.kubernetes.io/part-of=kmep \
+  --label-revision app.kubernetes.io/name=dashboard \
+  --scale-min 0 \
+  --scale-max 2 \
+  --concurrency-limit 50 \
+  --annotation-revision prometheus.io/scrape=true \
+  --annotation-revision prometheus.io/port=8080 \
+  --annotation-revision prometheus.io/path=/metrics \
+  --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
+  --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
+  --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
+  --env K_SINK=http://broker-ingress.knative-eventing.svc.cluster.local/kmep/kmep \
+  --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
+  --request cpu=50m,memory=32Mi \
+  --limit memory=128Mi
 
 # Eventing (manifests/eventing.yaml).
 kn broker describe kmep -n kmep >/dev/null 2>&1 || kn broker create kmep -n kmep \
