@@ -39,6 +39,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
+	"github.com/kmep-io/kmep/functions/dashboard"
 	"github.com/kmep-io/kmep/functions/instantiate"
 	"github.com/kmep-io/kmep/functions/lcm"
 	"github.com/kmep-io/kmep/functions/packages"
@@ -213,10 +214,10 @@ func Run(ctx context.Context, cfg Config) error {
 	reg := metrics.NewRegistry()
 	tokenH := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log.With("function", "token"), Metrics: reg})
 	servicesH := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
-		Log: log.With("function", "services"), MinLivenessInterval: cfg.MinLivenessInterval, Metrics: reg})
+		AdminRead: admin.Check, Log: log.With("function", "services"), MinLivenessInterval: cfg.MinLivenessInterval, Metrics: reg})
 	subsH := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance,
-		Log: log.With("function", "subscriptions")})
-	appSupportH := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log.With("function", "appsupport")})
+		AdminRead: admin.Check, Log: log.With("function", "subscriptions")})
+	appSupportH := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, AdminRead: admin.Check, Log: log.With("function", "appsupport")})
 	lcmH := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log.With("function", "lcm")})
 	objects, closeS3, err := openS3(ctx, cfg, log, &about)
 	if err != nil {
@@ -232,9 +233,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 
-	if err := events(bg, cfg, st, policy, inst, reg, log); err != nil {
+	brk, err := events(bg, cfg, st, policy, inst, reg, log)
+	if err != nil {
 		return err
 	}
+	// The operator's UI at / and its admin API; redeliveries go to the
+	// embedded broker.
+	dashH := dashboard.New(dashboard.Deps{Store: st, Admin: admin, App: verifier.AppInstance, Sender: brk,
+		Stop: ctx.Done(), Log: log.With("function", "dashboard")})
 	rp, err := reaper.New(reaper.Config{}, reaper.Deps{Store: st, Log: log.With("component", "reaper"), Metrics: reg})
 	if err != nil {
 		return err
@@ -281,6 +287,7 @@ func Run(ctx context.Context, cfg Config) error {
 	mux.Handle(lcm.BasePath+"/", lcmH)
 	mux.Handle(packages.BasePath+"/", packagesH)
 	mux.Handle(instantiate.BasePath+"/tenants/{tenantId}/app_instances/", instH)
+	mux.Handle("/", dashH)
 
 	ln := cfg.Listener
 	if ln == nil {
@@ -340,15 +347,15 @@ const brokerWorkers = 64
 // objects of manifests/eventing.yaml to the notify, installer and
 // deadletter triggers' receiver functions.
 func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, inst *installer.Installer,
-	reg prometheus.Registerer, log *slog.Logger) error {
+	reg prometheus.Registerer, log *slog.Logger) (*broker.Broker, error) {
 	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify"), Metrics: reg})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dead := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log.With("trigger", "deadletter"), Metrics: reg})
 	triggers, err := broker.LoadTriggers(manifests.Eventing)
 	if err != nil {
-		return fmt.Errorf("manifests/eventing.yaml: %w", err)
+		return nil, fmt.Errorf("manifests/eventing.yaml: %w", err)
 	}
 	brk, err := broker.New(broker.Options{Broker: "kmep", Namespace: "kmep", Triggers: triggers, Log: log.With("component", "broker"),
 		Workers: brokerWorkers,
@@ -356,28 +363,28 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 		// cloudevents' HTTP receiver: in process, events need no encoding.
 		Resolve: broker.Receivers(map[string]broker.Receiver{"notify": n.Handle, "deadletter": dead.Handle, "installer": inst.Handle})})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	go brk.Run(ctx)
 	brokerMetrics(reg, brk)
 	// The relay's group starts at "$": create it before the platform takes
 	// its first write, so nothing written from now on is missed.
 	if err := st.EnsureGroup(ctx, relay.Group, "$"); err != nil {
-		return fmt.Errorf("relay group: %w", err)
+		return nil, fmt.Errorf("relay group: %w", err)
 	}
 	// The broker's queue is in this process: what a previous process left
 	// pending is lost from it, so the relay publishes it again at once.
 	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/", Redelivery: cfg.Redelivery, RedeliverOnStart: true},
 		relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay"), Metrics: reg})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	go func() {
 		if err := rl.Run(ctx); err != nil {
 			log.Error("relay stopped", "err", err)
 		}
 	}()
-	return nil
+	return brk, nil
 }
 
 // openRedis picks the store and announces it as the first log line.
