@@ -12,7 +12,8 @@
 // SKs), every instance's Helm/readiness state, each traffic rule's UPF
 // status, mesh peers, dead letters with their redelivery, and the store's
 // change stream as server-sent events, on which the page refetches instead
-// of reloading.
+// of reloading (and every 3 s, for dead letters, UPF statuses and mesh
+// peers, which the change stream does not carry).
 //
 // Every admin API request needs the admin token: none is a 401, an app's
 // token a 403.

@@ -264,6 +264,9 @@
     $("dl-redeliver").addEventListener("click", redeliver);
     $("dl-close").addEventListener("click", () => { $("deadletter").hidden = true; openDL = null; });
     setInterval(tick, 250);
+    // Dead letters, UPF statuses and mesh peers are not on the change
+    // stream: refetch every few seconds as well.
+    setInterval(() => { if (token && !document.hidden) schedule(); }, 3000);
     if (token) login(token).catch(() => logout(""));
   });
 })();
