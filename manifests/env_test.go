@@ -6,7 +6,9 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"path"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
 	"strconv"
@@ -50,6 +52,7 @@ func readsOf(dir string) (map[string]envRead, error) {
 		if err != nil {
 			return nil, err
 		}
+		fileNames[f] = n
 		files = append(files, f)
 	}
 	if len(files) == 0 {
@@ -132,8 +135,120 @@ func readsOf(dir string) (map[string]envRead, error) {
 	if len(bad) > 0 {
 		return reads, fmt.Errorf("environment reads whose name is not a literal: %v", bad)
 	}
+	for _, f := range files {
+		for _, decl := range f.Decls {
+			gd, ok := decl.(*ast.GenDecl)
+			if !ok || gd.Tok != token.TYPE {
+				continue
+			}
+			for _, spec := range gd.Specs {
+				if st, ok := spec.(*ast.TypeSpec).Type.(*ast.StructType); ok {
+					if err := tagReads(f, st, reads); err != nil {
+						return reads, err
+					}
+				}
+			}
+		}
+	}
 	return reads, nil
 }
+
+// tagReads adds the variables of a config struct that server.Main reads
+// with envconfig: each field's `envconfig:"NAME"` (with a default when it
+// has a non-empty `default:` tag), and those of the structs it embeds,
+// found in the module's packages.
+func tagReads(f *ast.File, st *ast.StructType, reads map[string]envRead) error {
+	for _, field := range st.Fields.List {
+		if field.Tag != nil {
+			tag, err := strconv.Unquote(field.Tag.Value)
+			if err != nil {
+				return err
+			}
+			if name := reflect.StructTag(tag).Get("envconfig"); name != "" {
+				r := reads[name]
+				r.name, r.hasDefault = name, r.hasDefault || reflect.StructTag(tag).Get("default") != ""
+				reads[name] = r
+				continue
+			}
+		}
+		if len(field.Names) > 0 {
+			continue
+		}
+		var pkg, typ string // an embedded struct: Type or pkg.Type
+		switch t := field.Type.(type) {
+		case *ast.Ident:
+			typ = t.Name
+		case *ast.SelectorExpr:
+			if x, ok := t.X.(*ast.Ident); ok {
+				pkg, typ = x.Name, t.Sel.Name
+			}
+		}
+		ef, est, err := findStruct(f, pkg, typ)
+		if err != nil {
+			return err
+		}
+		if est != nil {
+			if err := tagReads(ef, est, reads); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// findStruct finds the struct type pkg.typ (typ of f's package when pkg is
+// empty) among the module's packages, with the file declaring it; nil
+// when it is not a struct of the module.
+func findStruct(f *ast.File, pkg, typ string) (*ast.File, *ast.StructType, error) {
+	dir := ""
+	for _, imp := range f.Imports {
+		p, _ := strconv.Unquote(imp.Path.Value)
+		name := path.Base(p)
+		if imp.Name != nil {
+			name = imp.Name.Name
+		}
+		if pkg != "" && name == pkg && strings.HasPrefix(p, module+"/") {
+			dir = filepath.Join("..", strings.TrimPrefix(p, module+"/"))
+		}
+	}
+	if dir == "" {
+		if pkg != "" {
+			return nil, nil, nil
+		}
+		// The same package as f: only embedded structs of the module's own packages get here.
+		dir = filepath.Dir(fileName(f))
+	}
+	names, err := filepath.Glob(filepath.Join(dir, "*.go"))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, "_test.go") {
+			continue
+		}
+		pf, err := parser.ParseFile(token.NewFileSet(), n, nil, parser.SkipObjectResolution)
+		if err != nil {
+			return nil, nil, err
+		}
+		fileNames[pf] = n
+		for _, decl := range pf.Decls {
+			if gd, ok := decl.(*ast.GenDecl); ok && gd.Tok == token.TYPE {
+				for _, spec := range gd.Specs {
+					ts := spec.(*ast.TypeSpec)
+					if st, ok := ts.Type.(*ast.StructType); ok && ts.Name.Name == typ {
+						return pf, st, nil
+					}
+				}
+			}
+		}
+	}
+	return nil, nil, fmt.Errorf("embedded struct %s.%s not found in %s", pkg, typ, dir)
+}
+
+// fileNames remembers the path of each file findStruct parsed.
+var fileNames = map[*ast.File]string{}
+
+func fileName(f *ast.File) string { return fileNames[f] }
 
 // rangeTables finds loops over a literal table of structs, such as
 //
@@ -225,7 +340,8 @@ var optional = map[string]map[string]string{
 	"upfagent": {"KMEP_HEALTH_ADDR": "no health port", "PORT": "no health port", "KMEP_UPF_AGENT_ID": "host-pid-random",
 		"KMEP_VPP_INTERFACES": "vpp driver only", "KMEP_VPP_NEXT_HOP": "vpp driver only",
 		"KMEP_VPP_NEXT_HOP_INTERFACE": "vpp driver only", "KMEP_VPP_TABLE_ID": "vpp driver only",
-		"KMEP_VPP_ABF_POLICY_BASE": "vpp driver only", "KMEP_VPP_ACL_TAG_PREFIX": "vpp driver only"},
+		"KMEP_VPP_ABF_POLICY_BASE": "vpp driver only", "KMEP_VPP_ACL_TAG_PREFIX": "vpp driver only",
+		"KMEP_NFT_INTERFACES": "every interface (nftables driver only)", "KMEP_NFT_NETNS": "the agent's own namespace (nftables driver only)"},
 	"meshagent": {"KMEP_DNS_UPSTREAMS": "resolv.conf's nameservers", "KMEP_MESH_LISTEN": "/ip4/0.0.0.0/tcp/4001",
 		"KMEP_MESH_ANNOUNCE": "the listen addresses", "KMEP_MESH_PSK": "no private network",
 		"KMEP_MESH_PSK_FILE": "no private network", "KMEP_MESH_NETWORKS": "none",
@@ -351,7 +467,7 @@ func TestReadsOf(t *testing.T) {
 	}
 	want := map[string]bool{"REQUIRED": false, "LOOKED_UP": false, "WITH_DEFAULT": true, "INT_DEFAULT": true,
 		"DURATION_DEFAULT": true, "VIA_WRAPPER": false, "VIA_GETENV": false, "KMEP_LOG_LEVEL": true,
-		"TABLE_A": false, "TABLE_B": false}
+		"TABLE_A": false, "TABLE_B": false, "TAGGED": false, "TAGGED_DEFAULT": true, "PORT": true}
 	if len(reads) != len(want) {
 		t.Errorf("reads %v, want %v", reads, want)
 	}

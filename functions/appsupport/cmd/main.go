@@ -10,9 +10,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"strconv"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
 	"github.com/kmep-io/kmep/store"
@@ -23,12 +21,15 @@ import (
 
 func main() { server.Main("appsupport", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	traceable, err := strconv.ParseBool(server.Env("KMEP_TIME_TRACEABLE", "false"))
-	if err != nil {
-		return errors.New("KMEP_TIME_TRACEABLE: want true or false")
-	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	TimeTraceable bool `envconfig:"KMEP_TIME_TRACEABLE" default:"false" desc:"true only when the node's clock is locked to a UTC source (PTP): current_time reports TRACEABLE"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
@@ -38,6 +39,6 @@ func run(ctx context.Context, log *slog.Logger) error {
 	vctx, stopVerifier := context.WithCancel(context.Background())
 	defer stopVerifier()
 	go verifier.Run(vctx)
-	h := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log, TimeTraceable: traceable})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
+	h := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, Log: log, TimeTraceable: cfg.TimeTraceable})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -15,7 +15,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/kmep-io/kmep/functions/instantiate"
@@ -23,44 +22,49 @@ import (
 	"github.com/kmep-io/kmep/store/blob"
 	"github.com/kmep-io/kmep/store/kit/auth"
 	"github.com/kmep-io/kmep/store/kit/kube"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 func main() { server.Main("instantiate", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	admin, err := auth.NewAdmin(os.Getenv("KMEP_ADMIN_TOKEN"))
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	blob.S3
+	AdminToken     string                  `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
+	EncryptionKey  string                  `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex"`
+	Namespace      string                  `envconfig:"KMEP_APP_NAMESPACE" default:"mec-apps" desc:"the apps' namespace"`
+	MEPURL         string                  `envconfig:"KMEP_MEP_URL" desc:"the platform URL given to each app's mep-agent (unset: none)"`
+	InstallTimeout server.PositiveDuration `envconfig:"KMEP_INSTALL_TIMEOUT" default:"5m" desc:"bound of one install"`
+	Grace          server.PositiveDuration `envconfig:"KMEP_TERMINATION_GRACE" default:"10s" desc:"the apps' graceful termination period"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	admin, err := auth.NewAdmin(cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	key, err := store.ParseEncryptionKey(os.Getenv("KMEP_ENCRYPTION_KEY"))
+	key, err := store.ParseEncryptionKey(cfg.EncryptionKey)
 	if err != nil {
 		return fmt.Errorf("KMEP_ENCRYPTION_KEY: %w", err)
 	}
-	installTimeout, err := server.EnvDuration("KMEP_INSTALL_TIMEOUT", 5*time.Minute)
+	objects, err := blob.New(cfg.Blob())
 	if err != nil {
 		return err
 	}
-	grace, err := server.EnvDuration("KMEP_TERMINATION_GRACE", 10*time.Second)
-	if err != nil {
-		return err
-	}
-	objects, err := blob.New(blob.Config{Endpoint: os.Getenv("S3_ENDPOINT"), Bucket: server.Env("S3_BUCKET", "kmep-packages"),
-		AccessKey: os.Getenv("S3_ACCESS_KEY"), SecretKey: os.Getenv("S3_SECRET_KEY"), Region: server.Env("S3_REGION", "us-east-1")})
-	if err != nil {
-		return err
-	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{EncryptionKey: key})
+	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: key})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
 	agent := map[string]any{}
-	if u := os.Getenv("KMEP_MEP_URL"); u != "" {
+	if u := cfg.MEPURL; u != "" {
 		agent["mepServer"] = u
 	}
 	h := instantiate.New(instantiate.Deps{Store: st, Objects: objects, Cluster: kube.New(kube.Options{Log: log}), Admin: admin,
-		Log: log, Namespace: server.Env("KMEP_APP_NAMESPACE", "mec-apps"), AgentValues: agent,
-		InstallTimeout: installTimeout, Graceful: grace})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: h, Log: log})
+		Log: log, Namespace: cfg.Namespace, AgentValues: agent,
+		InstallTimeout: time.Duration(cfg.InstallTimeout), Graceful: time.Duration(cfg.Grace)})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -9,7 +9,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/kmep-io/kmep/functions/lcm"
 	"github.com/kmep-io/kmep/store"
@@ -20,16 +19,23 @@ import (
 
 func main() { server.Main("lcm", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	admin, err := auth.NewAdmin(os.Getenv("KMEP_ADMIN_TOKEN"))
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	AdminToken string `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	admin, err := auth.NewAdmin(cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
 	h := lcm.New(lcm.Deps{Store: st, Admin: admin, Log: log})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/kmep-io/kmep/functions/packages"
 	"github.com/kmep-io/kmep/store"
@@ -24,37 +23,37 @@ import (
 
 func main() { server.Main("packages", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	admin, err := auth.NewAdmin(os.Getenv("KMEP_ADMIN_TOKEN"))
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	blob.S3
+	AdminToken    string             `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
+	EncryptionKey string             `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: seals the kubeconfigs"`
+	MaxBytes      server.PositiveInt `envconfig:"KMEP_PACKAGE_MAX_BYTES" default:"1073741824" desc:"the largest package upload"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	admin, err := auth.NewAdmin(cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	key, err := store.ParseEncryptionKey(os.Getenv("KMEP_ENCRYPTION_KEY"))
+	key, err := store.ParseEncryptionKey(cfg.EncryptionKey)
 	if err != nil {
 		return fmt.Errorf("KMEP_ENCRYPTION_KEY: %w", err)
 	}
-	maxBytes, err := server.EnvInt("KMEP_PACKAGE_MAX_BYTES", 1<<30)
-	if err != nil {
-		return err
-	}
-	objects, err := blob.New(s3Config())
+	objects, err := blob.New(cfg.Blob())
 	if err != nil {
 		return err
 	}
 	if err := objects.EnsureBucket(ctx); err != nil {
 		log.Warn("bucket not checked; uploads answer 503 until S3 answers", "err", err)
 	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{EncryptionKey: key})
+	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: key})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	h := packages.New(packages.Deps{Store: st, Objects: objects, Admin: admin, Log: log, MaxPackageBytes: int64(maxBytes)})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
-}
-
-// s3Config reads the S3_* settings.
-func s3Config() blob.Config {
-	return blob.Config{Endpoint: os.Getenv("S3_ENDPOINT"), Bucket: server.Env("S3_BUCKET", "kmep-packages"),
-		AccessKey: os.Getenv("S3_ACCESS_KEY"), SecretKey: os.Getenv("S3_SECRET_KEY"), Region: server.Env("S3_REGION", "us-east-1")}
+	h := packages.New(packages.Deps{Store: st, Objects: objects, Admin: admin, Log: log, MaxPackageBytes: int64(cfg.MaxBytes)})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -20,16 +20,17 @@ import (
 
 func main() { server.Main("services", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	minLive, err := server.EnvDuration("KMEP_MIN_LIVENESS_INTERVAL", time.Second)
-	if err != nil {
-		return err
-	}
-	stale, err := server.EnvDuration("KMEP_CACHE_MAX_STALENESS", time.Second)
-	if err != nil {
-		return err
-	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	MinLivenessInterval server.PositiveDuration `envconfig:"KMEP_MIN_LIVENESS_INTERVAL" default:"1s" desc:"the shortest heartbeat interval a service may ask for"`
+	CacheMaxStaleness   server.PositiveDuration `envconfig:"KMEP_CACHE_MAX_STALENESS" default:"1s" desc:"how stale the discovery cache may get before a read resyncs it"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	minLive, stale := time.Duration(cfg.MinLivenessInterval), time.Duration(cfg.CacheMaxStaleness)
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
@@ -44,5 +45,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	reg := metrics.NewRegistry()
 	h := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
 		Log: log, MinLivenessInterval: minLive, Metrics: reg})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(reg, h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, h), Log: log})
 }

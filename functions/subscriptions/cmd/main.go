@@ -14,7 +14,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	"github.com/kmep-io/kmep/functions/subscriptions"
 	"github.com/kmep-io/kmep/store"
@@ -26,12 +25,19 @@ import (
 
 func main() { server.Main("subscriptions", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	allow, err := callback.ParseAllowList(os.Getenv("KMEP_CALLBACK_ALLOW"))
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	callback.Lists
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	allow, err := callback.ParseAllowList(cfg.CallbackAllow)
 	if err != nil {
 		return fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
 	}
-	deny, err := callback.ParseDenyList(os.Getenv("KMEP_CALLBACK_DENY"))
+	deny, err := callback.ParseDenyList(cfg.CallbackDeny)
 	if err != nil {
 		return fmt.Errorf("KMEP_CALLBACK_DENY: %w", err)
 	}
@@ -39,7 +45,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
@@ -50,5 +56,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	defer stopVerifier()
 	go verifier.Run(vctx)
 	h := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance, Log: log})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }

@@ -26,13 +26,24 @@ import (
 
 func main() { server.Main("token", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	key, err := store.ParseEncryptionKey(os.Getenv("KMEP_ENCRYPTION_KEY"))
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	EncryptionKey  string `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: seals the app secrets"`
+	SigningKey     string `envconfig:"KMEP_TOKEN_SIGNING_KEY" desc:"PEM of one or more Ed25519 PKCS#8 keys, the first signs (or KMEP_TOKEN_SIGNING_KEY_FILE)"`
+	SigningKeyFile string `envconfig:"KMEP_TOKEN_SIGNING_KEY_FILE" desc:"file of KMEP_TOKEN_SIGNING_KEY when that is unset"`
+	AdminToken     string `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
+	TrustedProxies string `envconfig:"KMEP_TRUSTED_PROXIES" desc:"comma-separated addresses and CIDRs of the proxies whose X-Forwarded-For names the client (unset: none)"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	key, err := store.ParseEncryptionKey(cfg.EncryptionKey)
 	if err != nil {
 		return err
 	}
-	pem := []byte(os.Getenv("KMEP_TOKEN_SIGNING_KEY"))
-	if f := os.Getenv("KMEP_TOKEN_SIGNING_KEY_FILE"); len(pem) == 0 && f != "" {
+	pem := []byte(cfg.SigningKey)
+	if f := cfg.SigningKeyFile; len(pem) == 0 && f != "" {
 		if pem, err = os.ReadFile(f); err != nil {
 			return fmt.Errorf("KMEP_TOKEN_SIGNING_KEY_FILE: %w", err)
 		}
@@ -45,15 +56,15 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	admin, err := auth.NewAdmin(os.Getenv("KMEP_ADMIN_TOKEN"))
+	admin, err := auth.NewAdmin(cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	proxies, err := token.ParseTrustedProxies(server.Env("KMEP_TRUSTED_PROXIES", ""))
+	proxies, err := token.ParseTrustedProxies(cfg.TrustedProxies)
 	if err != nil {
 		return fmt.Errorf("KMEP_TRUSTED_PROXIES: %w", err)
 	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{EncryptionKey: key})
+	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: key})
 	if err != nil {
 		return err
 	}
@@ -61,5 +72,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	go token.PublishKeys(ctx, log, st, signer.JWKS())
 	reg := metrics.NewRegistry()
 	h := token.New(token.Deps{Store: st, Signer: signer, Admin: admin, Log: log, TrustedProxies: proxies, Metrics: reg})
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(reg, h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, h), Log: log})
 }

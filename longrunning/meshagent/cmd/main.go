@@ -36,7 +36,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"strconv"
 	"strings"
 	"time"
 
@@ -51,9 +50,34 @@ import (
 
 func main() { server.Main("meshagent", run) }
 
-func list(key string) []string {
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Agent
+	store.Redis
+	DNSAddr      string                  `envconfig:"KMEP_DNS_ADDR" default:"127.0.0.1:5353" desc:"the DNS server's address (UDP and TCP)"`
+	DNSZone      string                  `envconfig:"KMEP_DNS_ZONE" default:"mec.local." desc:"the zone of the MEC services' records"`
+	DNSUpstreams string                  `envconfig:"KMEP_DNS_UPSTREAMS" desc:"comma-separated host:port (unset: the nameservers of /etc/resolv.conf)"`
+	DNSTTL       server.PositiveInt      `envconfig:"KMEP_DNS_TTL" default:"60" desc:"seconds: TTL of service records and rules without a ttl"`
+	Tunnel       bool                    `envconfig:"KMEP_MESH_TUNNEL" default:"true" desc:"false: DNS only, no libp2p host"`
+	KeyFile      string                  `envconfig:"KMEP_MESH_KEY_FILE" default:"/var/lib/kmep/mesh/identity.key" desc:"the node's identity key (created on first start)"`
+	PSK          string                  `envconfig:"KMEP_MESH_PSK" desc:"64 hex digits or swarm.key content: the mesh secret (unset: an open mesh, QUIC on)"`
+	PSKFile      string                  `envconfig:"KMEP_MESH_PSK_FILE" desc:"a file holding the PSK (instead of KMEP_MESH_PSK)"`
+	PNet         bool                    `envconfig:"KMEP_MESH_PNET" default:"false" desc:"true: also a libp2p private network keyed with the PSK"`
+	Listen       string                  `envconfig:"KMEP_MESH_LISTEN" desc:"comma-separated multiaddrs (unset: /ip4/0.0.0.0/tcp/4001)"`
+	Announce     string                  `envconfig:"KMEP_MESH_ANNOUNCE" desc:"comma-separated multiaddrs published instead of the listen ones"`
+	Relay        bool                    `envconfig:"KMEP_MESH_RELAY" default:"false" desc:"true: this node is a relay"`
+	Networks     string                  `envconfig:"KMEP_MESH_NETWORKS" desc:"comma-separated prefixes of the endpoints on this node"`
+	PeerTTL      server.PositiveDuration `envconfig:"KMEP_MESH_PEER_TTL" default:"30s" desc:"the peer records' time to live"`
+	DirectDial   server.PositiveDuration `envconfig:"KMEP_MESH_DIRECT_DIAL_TIMEOUT" default:"1s" desc:"how long to try a peer's direct addresses when none of its relays is up"`
+	ProxyIP      string                  `envconfig:"KMEP_MESH_PROXY_IP" desc:"the service listeners' address (unset: 127.0.0.1)"`
+	Balance      string                  `envconfig:"KMEP_MESH_BALANCE" desc:"round-robin (unset), random or source-hash"`
+	NodeName     string                  `envconfig:"KMEP_NODE_NAME" desc:"this node's name (unset: the host name)"`
+}
+
+// list splits a comma-separated setting, dropping blanks.
+func list(v string) []string {
 	var out []string
-	for _, s := range strings.Split(os.Getenv(key), ",") {
+	for _, s := range strings.Split(v, ",") {
 		if s = strings.TrimSpace(s); s != "" {
 			out = append(out, s)
 		}
@@ -61,29 +85,21 @@ func list(key string) []string {
 	return out
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	ttl, err := server.EnvInt("KMEP_DNS_TTL", 60)
-	if err != nil {
-		return err
-	}
+func run(ctx context.Context, log *slog.Logger, env config) error {
 	cfg := meshagent.Config{DNS: nameserver.Config{
-		Addr:      server.Env("KMEP_DNS_ADDR", "127.0.0.1:5353"),
-		Zone:      server.Env("KMEP_DNS_ZONE", "mec.local."),
-		Upstreams: list("KMEP_DNS_UPSTREAMS"),
-		TTL:       uint32(ttl),
+		Addr:      env.DNSAddr,
+		Zone:      env.DNSZone,
+		Upstreams: list(env.DNSUpstreams),
+		TTL:       uint32(env.DNSTTL),
 	}}
-	tunnelOn, err := strconv.ParseBool(server.Env("KMEP_MESH_TUNNEL", "true"))
-	if err != nil {
-		return fmt.Errorf("KMEP_MESH_TUNNEL: %w", err)
-	}
-	if tunnelOn {
-		tc, pc, err := tunnelConfig()
+	if env.Tunnel {
+		tc, pc, err := tunnelConfig(env)
 		if err != nil {
 			return err
 		}
 		cfg.Tunnel, cfg.Proxy = tc, pc
 	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+	st, closeStore, err := env.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
@@ -93,43 +109,30 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
-	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: env.HealthAddr(), Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 }
 
-func tunnelConfig() (*tunnel.Config, proxy.Config, error) {
+func tunnelConfig(env config) (*tunnel.Config, proxy.Config, error) {
 	var pc proxy.Config
-	peerTTL, err := server.EnvDuration("KMEP_MESH_PEER_TTL", 30*time.Second)
-	if err != nil {
-		return nil, pc, err
+	node := env.NodeName
+	if node == "" {
+		node, _ = os.Hostname()
 	}
-	directDial, err := server.EnvDuration("KMEP_MESH_DIRECT_DIAL_TIMEOUT", time.Second)
-	if err != nil {
-		return nil, pc, err
-	}
-	relay, err := strconv.ParseBool(server.Env("KMEP_MESH_RELAY", "false"))
-	if err != nil {
-		return nil, pc, fmt.Errorf("KMEP_MESH_RELAY: %w", err)
-	}
-	privateNet, err := strconv.ParseBool(server.Env("KMEP_MESH_PNET", "false"))
-	if err != nil {
-		return nil, pc, fmt.Errorf("KMEP_MESH_PNET: %w", err)
-	}
-	hostname, _ := os.Hostname()
 	tc := &tunnel.Config{
-		KeyFile:       server.Env("KMEP_MESH_KEY_FILE", "/var/lib/kmep/mesh/identity.key"),
-		ListenAddrs:   list("KMEP_MESH_LISTEN"),
-		AnnounceAddrs: list("KMEP_MESH_ANNOUNCE"),
-		Relay:         relay,
-		PNet:          privateNet,
-		Node:          server.Env("KMEP_NODE_NAME", hostname),
-		PeerTTL:       peerTTL,
+		KeyFile:       env.KeyFile,
+		ListenAddrs:   list(env.Listen),
+		AnnounceAddrs: list(env.Announce),
+		Relay:         env.Relay,
+		PNet:          env.PNet,
+		Node:          node,
+		PeerTTL:       time.Duration(env.PeerTTL),
 		// How long to try a peer's direct addresses when none of its
 		// relays is up (then the dial fails fast with a RouteError).
-		DirectDialTimeout: directDial,
+		DirectDialTimeout: time.Duration(env.DirectDial),
 	}
-	psk := os.Getenv("KMEP_MESH_PSK")
-	if f := os.Getenv("KMEP_MESH_PSK_FILE"); f != "" {
+	psk := env.PSK
+	var err error
+	if f := env.PSKFile; f != "" {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			return nil, pc, fmt.Errorf("KMEP_MESH_PSK_FILE: %w", err)
@@ -141,19 +144,19 @@ func tunnelConfig() (*tunnel.Config, proxy.Config, error) {
 			return nil, pc, err
 		}
 	}
-	for _, s := range list("KMEP_MESH_NETWORKS") {
+	for _, s := range list(env.Networks) {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
 			return nil, pc, fmt.Errorf("KMEP_MESH_NETWORKS: %w", err)
 		}
 		tc.Networks = append(tc.Networks, p)
 	}
-	if s := os.Getenv("KMEP_MESH_PROXY_IP"); s != "" {
+	if s := env.ProxyIP; s != "" {
 		if pc.ListenIP, err = netip.ParseAddr(s); err != nil {
 			return nil, pc, fmt.Errorf("KMEP_MESH_PROXY_IP: %w", err)
 		}
 	}
-	if pc.Balance, err = proxy.ParseBalance(os.Getenv("KMEP_MESH_BALANCE")); err != nil {
+	if pc.Balance, err = proxy.ParseBalance(env.Balance); err != nil {
 		return nil, pc, fmt.Errorf("KMEP_MESH_BALANCE: %w", err)
 	}
 	return tc, pc, nil

@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/kmep-io/kmep/longrunning/reaper"
@@ -21,22 +20,24 @@ import (
 
 func main() { server.Main("reaper", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	poll, err := server.EnvDuration("KMEP_REAPER_INTERVAL", 200*time.Millisecond)
-	if err != nil {
-		return err
-	}
-	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Agent
+	store.Redis
+	Interval server.PositiveDuration `envconfig:"KMEP_REAPER_INTERVAL" default:"200ms" desc:"the longest sleep between two peeks at the earliest deadline"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
 	reg := metrics.NewRegistry()
-	a, err := reaper.New(reaper.Config{MaxPoll: poll}, reaper.Deps{Store: st, Log: log, Metrics: reg})
+	a, err := reaper.New(reaper.Config{MaxPoll: time.Duration(cfg.Interval)}, reaper.Deps{Store: st, Log: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
 	// Run logs the counters.
-	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: cfg.HealthAddr(), Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 }

@@ -12,7 +12,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"os"
 	"strconv"
@@ -26,24 +25,19 @@ import (
 
 func main() { server.Main("relay", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	sink := os.Getenv("K_SINK")
-	if sink == "" {
-		return errors.New("K_SINK is not set (bind the Deployment to the Broker with a SinkBinding)")
-	}
-	workers, err := server.EnvInt("KMEP_RELAY_WORKERS", 8)
-	if err != nil {
-		return err
-	}
-	ttl, err := server.EnvDuration("KMEP_RELAY_LEASE_TTL", 5*time.Second)
-	if err != nil {
-		return err
-	}
-	redelivery, err := server.EnvDuration("KMEP_RELAY_REDELIVERY", relay.DefaultRedelivery)
-	if err != nil {
-		return err
-	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Agent
+	store.Redis
+	Sink     string                  `envconfig:"K_SINK" required:"true" desc:"the Broker's URL (bind the Deployment to the Broker with a SinkBinding)"`
+	Workers  server.PositiveInt      `envconfig:"KMEP_RELAY_WORKERS" default:"8" desc:"publishes in flight at most"`
+	LeaseTTL server.PositiveDuration `envconfig:"KMEP_RELAY_LEASE_TTL" default:"5s" desc:"the relay lease's time to live"`
+	// The default is relay.DefaultRedelivery (main_test.go checks they agree).
+	Redelivery server.PositiveDuration `envconfig:"KMEP_RELAY_REDELIVERY" default:"5m" desc:"an event notify has not settled this long after its last activity is published again"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
@@ -53,13 +47,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 		holder += "-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	}
 	reg := metrics.NewRegistry()
-	a, err := relay.New(relay.Config{Sink: sink, Workers: workers, LeaseTTL: ttl, Holder: holder, Redelivery: redelivery},
+	a, err := relay.New(relay.Config{Sink: cfg.Sink, Workers: int(cfg.Workers), LeaseTTL: time.Duration(cfg.LeaseTTL), Holder: holder,
+		Redelivery: time.Duration(cfg.Redelivery)},
 		relay.Deps{Store: st, Log: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
-	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
-	err = server.RunAgent(ctx, server.AgentOptions{HealthAddr: healthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
+	err = server.RunAgent(ctx, server.AgentOptions{HealthAddr: cfg.HealthAddr(), Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 	s := a.Stats()
 	log.Info("stopped", "published", s.Published, "unpublished", s.Unpublished, "malformed", s.Malformed,
 		"send_failures", s.SendFailures, "orphans", s.Orphans, "redelivered", s.Redelivered, "gone", s.Gone)

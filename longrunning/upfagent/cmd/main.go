@@ -56,35 +56,56 @@ import (
 
 func main() { server.Main("upfagent", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	ttl, err := server.EnvDuration("KMEP_UPF_LEASE_TTL", 5*time.Second)
-	if err != nil {
-		return err
-	}
-	space, err := server.EnvInt("KMEP_UPF_INDEX_SPACE", 65535)
-	if err != nil {
-		return err
-	}
-	if space > store.MaxIndexSpace {
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Agent
+	store.Redis
+	UPF        string                  `envconfig:"KMEP_UPF_NAME" default:"upf" desc:"the UPF whose rules this agent applies"`
+	Driver     string                  `envconfig:"KMEP_UPF_DRIVER" default:"none" desc:"none (log only), mp2upf, vpp or nftables"`
+	Socket     string                  `envconfig:"KMEP_VPP_API_SOCKET" default:"/run/vpp/api.sock" desc:"VPP's binary API socket (mp2upf and vpp drivers)"`
+	LeaseTTL   server.PositiveDuration `envconfig:"KMEP_UPF_LEASE_TTL" default:"5s" desc:"the active agent's lease time to live"`
+	IndexSpace server.PositiveInt      `envconfig:"KMEP_UPF_INDEX_SPACE" default:"65535" desc:"how many rule indexes the UPF offers (at most 4294967294)"`
+	AgentID    string                  `envconfig:"KMEP_UPF_AGENT_ID" desc:"this agent's lease holder name (unset: host-pid-random)"`
+
+	VPPInterfaces       string `envconfig:"KMEP_VPP_INTERFACES" desc:"vpp driver (required): comma-separated sw_if_index of the interfaces the rules act on"`
+	VPPNextHop          string `envconfig:"KMEP_VPP_NEXT_HOP" desc:"vpp driver: next hop of FORWARD_* rules whose dstInterface has no dstIpAddress"`
+	VPPNextHopInterface string `envconfig:"KMEP_VPP_NEXT_HOP_INTERFACE" desc:"vpp driver: sw_if_index next hops are reached through (unset: FIB lookup)"`
+	VPPTableID          string `envconfig:"KMEP_VPP_TABLE_ID" desc:"vpp driver: the FIB table next hops are resolved in (unset: 0)"`
+	VPPPolicyBase       string `envconfig:"KMEP_VPP_ABF_POLICY_BASE" desc:"vpp driver: a rule's ABF policy id is this plus its index (unset: 0)"`
+	VPPTagPrefix        string `envconfig:"KMEP_VPP_ACL_TAG_PREFIX" desc:"vpp driver: tag prefix of the ACLs the agent owns (unset: kmep)"`
+
+	NFTTable      string `envconfig:"KMEP_NFT_TABLE" default:"kmep" desc:"nftables driver: the name of its tables (families ip and ip6)"`
+	NFTInterfaces string `envconfig:"KMEP_NFT_INTERFACES" desc:"nftables driver: comma-separated UE-side interfaces, a trailing * a prefix (unset: every interface)"`
+	NFTNetNS      string `envconfig:"KMEP_NFT_NETNS" desc:"nftables driver: file of the network namespace to program (unset: the agent's own)"`
+}
+
+// Validate implements server.Validator.
+func (c config) Validate() error {
+	if c.IndexSpace > store.MaxIndexSpace {
 		return fmt.Errorf("KMEP_UPF_INDEX_SPACE: at most %d", uint32(store.MaxIndexSpace))
 	}
-	cfg := upfagent.Config{UPF: server.Env("KMEP_UPF_NAME", "upf"), AgentID: os.Getenv("KMEP_UPF_AGENT_ID"),
-		LeaseTTL: ttl, IndexSpace: uint32(space)}
-	healthAddr := server.HealthAddr(os.Getenv("KMEP_HEALTH_ADDR"), os.Getenv("PORT"))
+	return nil
+}
 
+func run(ctx context.Context, log *slog.Logger, env config) error {
+	cfg := upfagent.Config{UPF: env.UPF, AgentID: env.AgentID,
+		LeaseTTL: time.Duration(env.LeaseTTL), IndexSpace: uint32(env.IndexSpace)}
+	healthAddr := env.HealthAddr()
+
+	var err error
 	deps := upfagent.Deps{Log: log}
-	d := server.Env("KMEP_UPF_DRIVER", "none")
+	d := env.Driver
 	var vcfg vpp.Config
 	switch d {
 	case "none":
 		deps.Driver = dataplane.None{Log: log}
 	case "vpp":
-		if vcfg, err = vppConfig(log); err != nil {
+		if vcfg, err = vppConfig(log, env); err != nil {
 			return err
 		}
 		fallthrough
 	case "mp2upf":
-		sock := server.Env("KMEP_VPP_API_SOCKET", "/run/vpp/api.sock")
+		sock := env.Socket
 		conn, err := vppconn.Dial(socketAdapter(sock), time.Second, log.With("socket", sock))
 		if err != nil {
 			return fmt.Errorf("VPP API %s: %w", sock, err)
@@ -99,13 +120,13 @@ func run(ctx context.Context, log *slog.Logger) error {
 			return err
 		}
 	case "nftables":
-		ncfg := nft.Config{Table: server.Env("KMEP_NFT_TABLE", "kmep"), Log: log}
-		for _, i := range strings.Split(server.Env("KMEP_NFT_INTERFACES", ""), ",") {
+		ncfg := nft.Config{Table: env.NFTTable, Log: log}
+		for _, i := range strings.Split(env.NFTInterfaces, ",") {
 			if i = strings.TrimSpace(i); i != "" {
 				ncfg.Interfaces = append(ncfg.Interfaces, i)
 			}
 		}
-		if p := server.Env("KMEP_NFT_NETNS", ""); p != "" {
+		if p := env.NFTNetNS; p != "" {
 			f, err := os.Open(p)
 			if err != nil {
 				return fmt.Errorf("KMEP_NFT_NETNS: %w", err)
@@ -122,7 +143,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 	default:
 		return fmt.Errorf("KMEP_UPF_DRIVER %q: want none, mp2upf, vpp or nftables", d)
 	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+	st, closeStore, err := env.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
@@ -138,9 +159,9 @@ func run(ctx context.Context, log *slog.Logger) error {
 }
 
 // vppConfig reads the vpp driver's configuration from the environment.
-func vppConfig(log *slog.Logger) (vpp.Config, error) {
-	cfg := vpp.Config{TagPrefix: os.Getenv("KMEP_VPP_ACL_TAG_PREFIX"), Log: log}
-	list := os.Getenv("KMEP_VPP_INTERFACES")
+func vppConfig(log *slog.Logger, env config) (vpp.Config, error) {
+	cfg := vpp.Config{TagPrefix: env.VPPTagPrefix, Log: log}
+	list := env.VPPInterfaces
 	if list == "" {
 		return cfg, fmt.Errorf("KMEP_VPP_INTERFACES: the vpp driver needs the sw_if_index of its interfaces, e.g. 1,2")
 	}
@@ -151,7 +172,7 @@ func vppConfig(log *slog.Logger) (vpp.Config, error) {
 		}
 		cfg.Interfaces = append(cfg.Interfaces, uint32(n))
 	}
-	if s := os.Getenv("KMEP_VPP_NEXT_HOP"); s != "" {
+	if s := env.VPPNextHop; s != "" {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
 			return cfg, fmt.Errorf("KMEP_VPP_NEXT_HOP: %q is not an IP address", s)
@@ -159,10 +180,11 @@ func vppConfig(log *slog.Logger) (vpp.Config, error) {
 		cfg.NextHop = a
 	}
 	for _, v := range []struct {
-		key string
-		dst *uint32
-	}{{"KMEP_VPP_NEXT_HOP_INTERFACE", &cfg.NextHopInterface}, {"KMEP_VPP_TABLE_ID", &cfg.TableID}, {"KMEP_VPP_ABF_POLICY_BASE", &cfg.PolicyBase}} {
-		s := os.Getenv(v.key)
+		key, s string
+		dst    *uint32
+	}{{"KMEP_VPP_NEXT_HOP_INTERFACE", env.VPPNextHopInterface, &cfg.NextHopInterface}, {"KMEP_VPP_TABLE_ID", env.VPPTableID, &cfg.TableID},
+		{"KMEP_VPP_ABF_POLICY_BASE", env.VPPPolicyBase, &cfg.PolicyBase}} {
+		s := v.s
 		if s == "" {
 			continue
 		}

@@ -17,7 +17,15 @@ func list(key string) []string { return strings.Split(os.Getenv(key), ",") }
 
 func fromEnv(getenv func(string) string) string { return getenv("VIA_GETENV") }
 
-func run(ctx context.Context, log *slog.Logger) error {
+// config is read by server.Main with envconfig.
+type config struct {
+	server.Serve        // PORT and KMEP_LOG_LEVEL, with defaults
+	Tagged       string `envconfig:"TAGGED" desc:"no default"`
+	TaggedDef    string `envconfig:"TAGGED_DEFAULT" default:"x"`
+	Plain        int
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	_ = os.Getenv("REQUIRED")
 	_, _ = os.LookupEnv("LOOKED_UP")
 	_ = server.Env("WITH_DEFAULT", "x")

@@ -11,17 +11,36 @@ import (
 	"time"
 )
 
-// Main is the body of every kmep binary's main: it builds the component's
-// logger (NewLogger on stderr, its level from KMEP_LOG_LEVEL: the one
-// environment variable read here, so that even a configuration error is
-// logged at the level asked for), runs run with a context that ends on
-// SIGTERM or an interrupt, and when run fails logs "exit" with the error
-// and exits with status 1. run reads the rest of the environment, wires
-// the binary and blocks until ctx ends.
-func Main(component string, run func(ctx context.Context, log *slog.Logger) error) {
-	log := NewLogger(os.Stderr, component, os.Getenv("KMEP_LOG_LEVEL"))
+// Main is the body of every kmep binary's main: the whole of it is
+// server.Main("name", run). It answers the command line first: --version
+// prints the version, -h (--help) the binary's settings (Usage), and both
+// exit 0 without starting anything; any other argument exits 2. It then
+// reads the environment into the binary's config C (Parse: a struct with
+// envconfig tags that embeds Base, directly or through Serve or Agent),
+// builds the component's logger (NewLogger on stderr at C's
+// KMEP_LOG_LEVEL), runs run with a context that ends on SIGTERM or an
+// interrupt, and when the config or run fails logs "exit" with the error
+// and exits with status 1. run wires the binary and blocks until ctx ends.
+func Main[C any, P interface {
+	*C
+	base() *Base
+}](component string, run func(ctx context.Context, log *slog.Logger, cfg C) error) {
+	var cfg C
+	if code, done := handleArgs(os.Stdout, os.Stderr, component, &cfg, os.Args[1:]); done {
+		os.Exit(code)
+	}
+	err := Parse(&cfg)
+	level := P(&cfg).base().LogLevel
+	if err != nil {
+		level = os.Getenv("KMEP_LOG_LEVEL") // the config failed: still the level asked for
+	}
+	log := NewLogger(os.Stderr, component, level)
+	if err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	err := run(ctx, log)
+	err = run(ctx, log, cfg)
 	stop()
 	if err != nil {
 		log.Error("exit", "err", err)

@@ -25,7 +25,9 @@ func TestMainChild(t *testing.T) {
 	if mode == "" {
 		t.Skip("only run as the child of TestMainProcess")
 	}
-	server.Main("testbin", func(ctx context.Context, log *slog.Logger) error {
+	type config struct{ server.Serve }
+	os.Args = os.Args[:1] // the -test flags are not the binary's
+	server.Main("testbin", func(ctx context.Context, log *slog.Logger, _ config) error {
 		log.Debug("debug line")
 		log.Info("ready")
 		switch mode {

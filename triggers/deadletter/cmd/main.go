@@ -20,8 +20,14 @@ import (
 
 func main() { server.Main("deadletter", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
@@ -36,5 +42,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("cloudevents receiver: %w", err)
 	}
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(reg, receiver), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, receiver), Log: log})
 }

@@ -13,8 +13,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/netip"
-	"os"
 	"time"
 
 	"github.com/kmep-io/kmep/store"
@@ -26,51 +24,39 @@ import (
 
 func main() { server.Main("notify", run) }
 
-// config is the environment, read once.
+// config is the binary's environment (server.Main reads it).
 type config struct {
-	addr        string
-	redisURL    string
-	allow       callback.AllowList
-	deny        []netip.Prefix
-	concurrency int
-	timeout     time.Duration
+	server.Serve
+	store.Redis
+	callback.Lists
+	// The defaults are notify.DefaultConcurrency and notify.DefaultTimeout
+	// (main_test.go checks they agree).
+	Concurrency server.PositiveInt      `envconfig:"KMEP_NOTIFY_CONCURRENCY" default:"64" desc:"deliveries in flight at most"`
+	Timeout     server.PositiveDuration `envconfig:"KMEP_NOTIFY_TIMEOUT" default:"5s" desc:"bound of one callback POST"`
 }
 
-func readConfig() (config, error) {
-	c := config{addr: ":" + server.Env("PORT", "8080"), redisURL: server.Env("REDIS_URL", "redis://127.0.0.1:6379/0")}
-	var err error
-	if c.allow, err = callback.ParseAllowList(os.Getenv("KMEP_CALLBACK_ALLOW")); err != nil {
-		return c, fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
-	}
-	if c.deny, err = callback.ParseDenyList(os.Getenv("KMEP_CALLBACK_DENY")); err != nil {
-		return c, fmt.Errorf("KMEP_CALLBACK_DENY: %w", err)
-	}
-	if c.concurrency, err = server.EnvInt("KMEP_NOTIFY_CONCURRENCY", notify.DefaultConcurrency); err != nil {
-		return c, err
-	}
-	if c.timeout, err = server.EnvDuration("KMEP_NOTIFY_TIMEOUT", notify.DefaultTimeout); err != nil {
-		return c, err
-	}
-	return c, nil
-}
-
-func run(ctx context.Context, log *slog.Logger) error {
-	cfg, err := readConfig()
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	allow, err := callback.ParseAllowList(cfg.CallbackAllow)
 	if err != nil {
-		return err
+		return fmt.Errorf("KMEP_CALLBACK_ALLOW: %w", err)
 	}
-	st, closeStore, err := store.Open(cfg.redisURL, store.Options{})
+	deny, err := callback.ParseDenyList(cfg.CallbackDeny)
+	if err != nil {
+		return fmt.Errorf("KMEP_CALLBACK_DENY: %w", err)
+	}
+	timeout := time.Duration(cfg.Timeout)
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	policy, err := callback.New(callback.Options{Allow: cfg.allow, Deny: cfg.deny, IncludeInterfaceAddrs: true, Timeout: cfg.timeout})
+	policy, err := callback.New(callback.Options{Allow: allow, Deny: deny, IncludeInterfaceAddrs: true, Timeout: timeout})
 	if err != nil {
 		return err
 	}
 	reg := metrics.NewRegistry()
 	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log, Metrics: reg,
-		Concurrency: cfg.concurrency, Timeout: cfg.timeout})
+		Concurrency: int(cfg.Concurrency), Timeout: timeout})
 	if err != nil {
 		return err
 	}
@@ -78,5 +64,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return server.Run(ctx, server.Options{Addr: cfg.addr, Handler: metrics.Mount(reg, h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, h), Log: log})
 }

@@ -1,23 +1,31 @@
 package main
 
 import (
+	"context"
+	"log/slog"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/kmep-io/kmep/store/kit/server"
+	"github.com/kmep-io/kmep/triggers/notify"
 )
 
-// readConfig reads KMEP_CALLBACK_DENY into the callback policy's deny list
-// and refuses a malformed one, naming it.
-func TestReadConfigCallbackDeny(t *testing.T) {
-	t.Setenv("KMEP_CALLBACK_DENY", "10.0.0.0/8, fd00::/8")
-	c, err := readConfig()
-	if err != nil {
+// The config's defaults are notify's, and a malformed KMEP_CALLBACK_DENY
+// stops the binary before it serves, naming it.
+func TestConfig(t *testing.T) {
+	var cfg config
+	if err := server.Parse(&cfg); err != nil {
 		t.Fatal(err)
 	}
-	if len(c.deny) != 2 || c.deny[0].String() != "10.0.0.0/8" || c.deny[1].String() != "fd00::/8" {
-		t.Fatalf("deny = %v", c.deny)
+	if int(cfg.Concurrency) != notify.DefaultConcurrency || time.Duration(cfg.Timeout) != notify.DefaultTimeout {
+		t.Fatalf("defaults %d %v, want notify's %d %v", cfg.Concurrency, cfg.Timeout, notify.DefaultConcurrency, notify.DefaultTimeout)
 	}
 	t.Setenv("KMEP_CALLBACK_DENY", "internal.example")
-	if _, err := readConfig(); err == nil || !strings.Contains(err.Error(), "KMEP_CALLBACK_DENY") {
-		t.Fatalf("readConfig with a host name in KMEP_CALLBACK_DENY: %v", err)
+	if err := server.Parse(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if err := run(context.Background(), slog.New(slog.DiscardHandler), cfg); err == nil || !strings.Contains(err.Error(), "KMEP_CALLBACK_DENY") {
+		t.Fatalf("run with a host name in KMEP_CALLBACK_DENY: %v", err)
 	}
 }
