@@ -3,6 +3,9 @@ GO      ?= go
 BIN     ?= bin
 PKGS    ?= ./...
 BENCHTIME ?= 1s
+# VERSION is what every binary's --version prints (server.Version).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS ?= -X github.com/kmep-io/kmep/store/kit/server.version=$(VERSION)
 
 .DEFAULT_GOAL := help
 
@@ -12,7 +15,7 @@ help: ## List the targets.
 
 .PHONY: run
 run: ## Build and start the all-in-one platform on 127.0.0.1:8080 (KMEP_ADDR overrides).
-	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kmep ./local/cmd/kmep
 	$(BIN)/kmep
 
 .PHONY: test
@@ -35,23 +38,23 @@ lint: ## go vet and a gofmt check.
 
 .PHONY: build
 build: ## Build every binary into ./bin.
-	$(GO) build -o $(BIN)/token ./functions/token/cmd
-	$(GO) build -o $(BIN)/services ./functions/services/cmd
-	$(GO) build -o $(BIN)/subscriptions ./functions/subscriptions/cmd
-	$(GO) build -o $(BIN)/appsupport ./functions/appsupport/cmd
-	$(GO) build -o $(BIN)/lcm ./functions/lcm/cmd
-	$(GO) build -o $(BIN)/packages ./functions/packages/cmd
-	$(GO) build -o $(BIN)/instantiate ./functions/instantiate/cmd
-	$(GO) build -o $(BIN)/notify ./triggers/notify/cmd
-	$(GO) build -o $(BIN)/deadletter ./triggers/deadletter/cmd
-	$(GO) build -o $(BIN)/installer ./triggers/installer/cmd
-	$(GO) build -o $(BIN)/relay ./longrunning/relay/cmd
-	$(GO) build -o $(BIN)/reaper ./longrunning/reaper/cmd
-	$(GO) build -o $(BIN)/mepagent ./longrunning/mepagent/cmd
-	$(GO) build -o $(BIN)/upfagent ./longrunning/upfagent/cmd
-	$(GO) build -o $(BIN)/meshagent ./longrunning/meshagent/cmd
-	$(GO) build -o $(BIN)/kmep ./local/cmd/kmep
-	$(GO) build -o $(BIN)/kmepctl ./local/cmd/kmepctl
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/token ./functions/token/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/services ./functions/services/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/subscriptions ./functions/subscriptions/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/appsupport ./functions/appsupport/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/lcm ./functions/lcm/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/packages ./functions/packages/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/instantiate ./functions/instantiate/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/notify ./triggers/notify/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/deadletter ./triggers/deadletter/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/installer ./triggers/installer/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/relay ./longrunning/relay/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/reaper ./longrunning/reaper/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/mepagent ./longrunning/mepagent/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/upfagent ./longrunning/upfagent/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/meshagent ./longrunning/meshagent/cmd
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kmep ./local/cmd/kmep
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/kmepctl ./local/cmd/kmepctl
 
 .PHONY: fuzz
 fuzz: ## Run each fuzz target for FUZZTIME (default 30s).
