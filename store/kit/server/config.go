@@ -220,3 +220,6 @@ func handleArgs(stdout, stderr io.Writer, component string, cfg any, args []stri
 		component, strings.Join(args, " "), component, component)
 	return 2, true
 }
+
+// String is the duration's text ("5s").
+func (d PositiveDuration) String() string { return time.Duration(d).String() }
