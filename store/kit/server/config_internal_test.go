@@ -16,9 +16,9 @@ type testConfig struct {
 // argument goes on to start the binary.
 func TestHandleArgs(t *testing.T) {
 	for _, tc := range []struct {
-		args       []string
-		code       int
-		done       bool
+		args        []string
+		code        int
+		done        bool
 		out, errOut string
 	}{
 		{args: nil},
