@@ -188,7 +188,8 @@ func TestWalkthrough(t *testing.T) {
 	}{
 		{"no token", "GET", "/mep/mec_service_mgmt/v1/services", "", "", 401},
 		{"forged token", "GET", "/mep/mec_service_mgmt/v1/services", tok1[:len(tok1)-4] + "AAAA", "", 401},
-		{"admin token is not an app token", "GET", "/mep/mec_service_mgmt/v1/services", admin, "", 401},
+		{"admin token reads discovery", "GET", "/mep/mec_service_mgmt/v1/services", admin, "", 200},
+		{"admin token is not an app token for writes", "POST", "/mep/mec_service_mgmt/v1/applications/app-1/services", admin, strings.Replace(egService, "%s", "x", 1), 403},
 		{"app token is not an admin token", "GET", "/mep/appMng/v1/applications/app-1/confs", tok1, "", 401},
 		{"foreign app register", "POST", "/mep/mec_service_mgmt/v1/applications/app-1/services", tok2, strings.Replace(egService, "%s", "x", 1), 403},
 		{"foreign app delete", "DELETE", created.Links.Self.Href, tok2, "", 403},

@@ -250,6 +250,8 @@ func crashCase(t *testing.T, bins string, killNotify, killRelay bool) {
 				return broker.Target{URL: "http://" + notifyAddr}, nil
 			case "deadletter":
 				return broker.Target{URL: "http://" + deadAddr}, nil
+			case "installer": // no instance changes here: acknowledged
+				return broker.Target{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })}, nil
 			}
 		}
 		return broker.Target{}, errors.New("unknown destination")

@@ -76,7 +76,9 @@ func TestPipeline(t *testing.T) {
 		t.Fatal(err)
 	}
 	b, err := broker.New(broker.Options{Broker: "kmep", Namespace: "kmep", Triggers: trs, Log: quiet(),
-		Resolve: broker.Services(map[string]http.Handler{"notify": notify, "deadletter": dl})})
+		Resolve: broker.Services(map[string]http.Handler{"notify": notify, "deadletter": dl,
+			// Instance changes are not part of this pipeline: acknowledged.
+			"installer": http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusOK) })})})
 	if err != nil {
 		t.Fatal(err)
 	}

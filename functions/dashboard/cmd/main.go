@@ -11,7 +11,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 
@@ -24,18 +23,27 @@ import (
 
 func main() { server.Main("dashboard", run) }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	admin, err := auth.NewAdmin(os.Getenv("KMEP_ADMIN_TOKEN"))
+// config is the binary's environment (server.Main reads it).
+type config struct {
+	server.Serve
+	store.Redis
+	AdminToken string `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
+	Sink       string `envconfig:"K_SINK" desc:"the broker's URL, where redelivered dead letters go (unset: redelivery answers 501)"`
+	UPF        string `envconfig:"KMEP_UPF" default:"upf" desc:"the data plane whose rule statuses are shown"`
+}
+
+func run(ctx context.Context, log *slog.Logger, cfg config) error {
+	admin, err := auth.NewAdmin(cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	st, closeStore, err := store.Open(server.Env("REDIS_URL", "redis://127.0.0.1:6379/0"), store.Options{})
+	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
 	}
 	defer closeStore()
-	d := dashboard.Deps{Store: st, Admin: admin, UPF: server.Env("KMEP_UPF", "upf"), Stop: ctx.Done(), Log: log}
-	if sink := os.Getenv("K_SINK"); sink != "" {
+	d := dashboard.Deps{Store: st, Admin: admin, UPF: cfg.UPF, Stop: ctx.Done(), Log: log}
+	if sink := cfg.Sink; sink != "" {
 		c, err := cloudevents.NewClientHTTP(cloudevents.WithTarget(sink))
 		if err != nil {
 			return fmt.Errorf("K_SINK: %w", err)
@@ -49,5 +57,5 @@ func run(ctx context.Context, log *slog.Logger) error {
 	go verifier.Run(vctx)
 	d.App = verifier.AppInstance
 	h := dashboard.New(d)
-	return server.Run(ctx, server.Options{Addr: ":" + server.Env("PORT", "8080"), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }
