@@ -37,7 +37,8 @@ var Floors = []string{"functions", "triggers", "longrunning"}
 // except the root store, which stands for itself only.
 //
 //	0  vocabulary and plumbing with no kmep imports
-//	1  plumbing over the vocabulary (rest: bodies, field errors)
+//	1  plumbing over the vocabulary or the runtime contract (rest: bodies,
+//	   field errors; metrics: the request metrics over server's StatusRecorder)
 //	2  the store (Redis keys, scripts, streams)
 //	3  what builds on the store
 var Ranks = map[string]int{
@@ -47,11 +48,11 @@ var Ranks = map[string]int{
 	"store/kit/aksk":     0,
 	"store/kit/callback": 0,
 	"store/kit/server":   0,
-	"store/kit/metrics":  0,
 	"store/kit/kube":     0,
 	"store/csar":         0,
 	"store/blob":         0,
 	"store/kit/rest":     1,
+	"store/kit/metrics":  1,
 	"store":              2,
 	"store/events":       3,
 	"store/lease":        3,

@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"github.com/kmep-io/kmep/store/kit/server"
 	"net/http"
 	"strconv"
 	"time"
@@ -29,13 +30,13 @@ func Instrument(reg prometheus.Registerer, next http.Handler) http.Handler {
 		nil, "route", "method")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &server.StatusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		route, method := r.Pattern, methodLabel(r.Method)
 		if route == "" {
 			route = Unmatched
 		}
-		code := rec.code
+		code := rec.Code
 		if code == 0 {
 			code = http.StatusOK
 		}
@@ -52,33 +53,3 @@ func methodLabel(m string) string {
 	}
 	return "other"
 }
-
-// statusRecorder remembers the status a handler wrote. Unwrap lets
-// http.ResponseController reach the connection (flushes, deadlines).
-type statusRecorder struct {
-	http.ResponseWriter
-	code int
-}
-
-func (s *statusRecorder) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
-	}
-	s.ResponseWriter.WriteHeader(code)
-}
-
-func (s *statusRecorder) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
-	}
-	return s.ResponseWriter.Write(b)
-}
-
-// Flush passes a flush on (a streamed answer such as server-sent events).
-func (s *statusRecorder) Flush() {
-	if f, ok := s.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

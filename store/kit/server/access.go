@@ -24,13 +24,13 @@ const UnmatchedRoute = "unmatched"
 func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusWriter{ResponseWriter: w}
+		rec := &StatusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		route := r.Pattern
 		if route == "" {
 			route = UnmatchedRoute
 		}
-		status := rec.code
+		status := rec.Code
 		if status == 0 {
 			status = http.StatusOK
 		}
@@ -43,32 +43,35 @@ func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 	})
 }
 
-// statusWriter remembers the status a handler wrote. Unwrap lets
-// http.ResponseController reach the connection (flushes, deadlines).
-type statusWriter struct {
+// StatusRecorder remembers the status a handler wrote (Code, 0 until it
+// writes), for middleware that reports it (the access log, the request
+// metrics). Unwrap lets http.ResponseController reach the connection
+// (flushes, deadlines).
+type StatusRecorder struct {
 	http.ResponseWriter
-	code int
+	Code int
 }
 
-func (s *statusWriter) WriteHeader(code int) {
-	if s.code == 0 {
-		s.code = code
+func (s *StatusRecorder) WriteHeader(code int) {
+	if s.Code == 0 {
+		s.Code = code
 	}
 	s.ResponseWriter.WriteHeader(code)
 }
 
-func (s *statusWriter) Write(b []byte) (int, error) {
-	if s.code == 0 {
-		s.code = http.StatusOK
+func (s *StatusRecorder) Write(b []byte) (int, error) {
+	if s.Code == 0 {
+		s.Code = http.StatusOK
 	}
 	return s.ResponseWriter.Write(b)
 }
 
 // Flush passes a flush on (a streamed answer such as server-sent events).
-func (s *statusWriter) Flush() {
+func (s *StatusRecorder) Flush() {
 	if f, ok := s.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
 }
 
-func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+// Unwrap is the wrapped ResponseWriter.
+func (s *StatusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
