@@ -28,6 +28,21 @@ func ParseEncryptionKey(s string) ([]byte, error) {
 	return nil, errors.New("KMEP_ENCRYPTION_KEY must be 32 bytes, base64 or hex encoded")
 }
 
+// EncryptionKey is KMEP_ENCRYPTION_KEY as a binary's config field: it
+// decodes through ParseEncryptionKey (envconfig.Decoder), so a bad key
+// fails at start naming the variable.
+type EncryptionKey []byte
+
+// Decode implements envconfig.Decoder.
+func (k *EncryptionKey) Decode(s string) error {
+	b, err := ParseEncryptionKey(s)
+	if err != nil {
+		return err
+	}
+	*k = b
+	return nil
+}
+
 // sealer encrypts secrets at rest with AES-256-GCM. The associated data binds
 // a ciphertext to the record it belongs to, so a sealed secret copied to
 // another record does not open.

@@ -34,7 +34,7 @@ type config struct {
 	store.Redis
 	blob.S3
 	AdminToken     string                  `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
-	EncryptionKey  string                  `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex"`
+	EncryptionKey  store.EncryptionKey     `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex"`
 	Namespace      string                  `envconfig:"KMEP_APP_NAMESPACE" default:"mec-apps" desc:"the apps' namespace"`
 	MEPURL         string                  `envconfig:"KMEP_MEP_URL" desc:"the platform URL given to each app's mep-agent (unset: none)"`
 	InstallTimeout server.PositiveDuration `envconfig:"KMEP_INSTALL_TIMEOUT" default:"5m" desc:"bound of one install"`
@@ -46,15 +46,11 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
 	}
-	key, err := store.ParseEncryptionKey(cfg.EncryptionKey)
-	if err != nil {
-		return fmt.Errorf("KMEP_ENCRYPTION_KEY: %w", err)
-	}
 	objects, err := blob.New(cfg.Blob())
 	if err != nil {
 		return err
 	}
-	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: key})
+	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: cfg.EncryptionKey})
 	if err != nil {
 		return err
 	}

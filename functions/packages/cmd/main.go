@@ -28,19 +28,15 @@ type config struct {
 	server.Serve
 	store.Redis
 	blob.S3
-	AdminToken    string             `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
-	EncryptionKey string             `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: seals the kubeconfigs"`
-	MaxBytes      server.PositiveInt `envconfig:"KMEP_PACKAGE_MAX_BYTES" default:"1073741824" desc:"the largest package upload"`
+	AdminToken    string              `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
+	EncryptionKey store.EncryptionKey `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: seals the kubeconfigs"`
+	MaxBytes      server.PositiveInt  `envconfig:"KMEP_PACKAGE_MAX_BYTES" default:"1073741824" desc:"the largest package upload"`
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	admin, err := auth.NewAdmin(cfg.AdminToken)
 	if err != nil {
 		return fmt.Errorf("KMEP_ADMIN_TOKEN: %w", err)
-	}
-	key, err := store.ParseEncryptionKey(cfg.EncryptionKey)
-	if err != nil {
-		return fmt.Errorf("KMEP_ENCRYPTION_KEY: %w", err)
 	}
 	objects, err := blob.New(cfg.Blob())
 	if err != nil {
@@ -49,7 +45,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err := objects.EnsureBucket(ctx); err != nil {
 		log.Warn("bucket not checked; uploads answer 503 until S3 answers", "err", err)
 	}
-	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: key})
+	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: cfg.EncryptionKey})
 	if err != nil {
 		return err
 	}

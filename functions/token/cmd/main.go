@@ -30,18 +30,15 @@ func main() { server.Main("token", run) }
 type config struct {
 	server.Serve
 	store.Redis
-	EncryptionKey  string `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: seals the app secrets"`
-	SigningKey     string `envconfig:"KMEP_TOKEN_SIGNING_KEY" desc:"PEM of one or more Ed25519 PKCS#8 keys, the first signs (or KMEP_TOKEN_SIGNING_KEY_FILE)"`
-	SigningKeyFile string `envconfig:"KMEP_TOKEN_SIGNING_KEY_FILE" desc:"file of KMEP_TOKEN_SIGNING_KEY when that is unset"`
-	AdminToken     string `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
-	TrustedProxies string `envconfig:"KMEP_TRUSTED_PROXIES" desc:"comma-separated addresses and CIDRs of the proxies whose X-Forwarded-For names the client (unset: none)"`
+	EncryptionKey  store.EncryptionKey `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: seals the app secrets"`
+	SigningKey     string              `envconfig:"KMEP_TOKEN_SIGNING_KEY" desc:"PEM of one or more Ed25519 PKCS#8 keys, the first signs (or KMEP_TOKEN_SIGNING_KEY_FILE)"`
+	SigningKeyFile string              `envconfig:"KMEP_TOKEN_SIGNING_KEY_FILE" desc:"file of KMEP_TOKEN_SIGNING_KEY when that is unset"`
+	AdminToken     string              `envconfig:"KMEP_ADMIN_TOKEN" required:"true" desc:"the platform admin's bearer token"`
+	TrustedProxies string              `envconfig:"KMEP_TRUSTED_PROXIES" desc:"comma-separated addresses and CIDRs of the proxies whose X-Forwarded-For names the client (unset: none)"`
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config) error {
-	key, err := store.ParseEncryptionKey(cfg.EncryptionKey)
-	if err != nil {
-		return err
-	}
+	var err error
 	pem := []byte(cfg.SigningKey)
 	if f := cfg.SigningKeyFile; len(pem) == 0 && f != "" {
 		if pem, err = os.ReadFile(f); err != nil {
@@ -64,7 +61,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("KMEP_TRUSTED_PROXIES: %w", err)
 	}
-	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: key})
+	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: cfg.EncryptionKey})
 	if err != nil {
 		return err
 	}

@@ -27,21 +27,17 @@ type config struct {
 	server.Serve
 	store.Redis
 	blob.S3
-	EncryptionKey string                  `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: opens the install specs and kubeconfigs, seals the credentials"`
+	EncryptionKey store.EncryptionKey     `envconfig:"KMEP_ENCRYPTION_KEY" required:"true" desc:"32 bytes, base64 or hex: opens the install specs and kubeconfigs, seals the credentials"`
 	Timeout       server.PositiveDuration `envconfig:"KMEP_INSTALL_TIMEOUT" default:"5m" desc:"bound of one install or removal"`
 	LeaseTTL      server.PositiveDuration `envconfig:"KMEP_INSTALL_LEASE_TTL" default:"30s" desc:"how long a stopped installer's hold on an instance lasts"`
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config) error {
-	key, err := store.ParseEncryptionKey(cfg.EncryptionKey)
-	if err != nil {
-		return fmt.Errorf("KMEP_ENCRYPTION_KEY: %w", err)
-	}
 	objects, err := blob.New(cfg.Blob())
 	if err != nil {
 		return err
 	}
-	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: key})
+	st, closeStore, err := cfg.OpenStore(store.Options{EncryptionKey: cfg.EncryptionKey})
 	if err != nil {
 		return err
 	}
