@@ -59,6 +59,11 @@ type Change struct {
 	Data []byte
 	// Rev is the record's revision after the change (other kinds).
 	Rev int64
+	// Bulk reports that the change is one of many made together by the
+	// platform (the reaper's expiries, an app's purge) rather than one a
+	// client asked for: the relay and the broker let the other changes
+	// pass it (see package relay), keeping the order of each subject.
+	Bulk bool
 }
 
 // Change-stream entry fields. changeFields is their one definition: the Lua
@@ -75,7 +80,12 @@ const (
 	fieldRev    = "rev"
 	fieldData   = "data"
 	fieldRevoke = "revoke"
+	fieldLane   = "lane"
 )
+
+// laneBulk is the lane field's one value: the entry is a bulk change
+// (Change.Bulk). Entries of the live lane have no lane field.
+const laneBulk = "bulk"
 
 // changeField is one field of a change-stream entry.
 type changeField struct {
@@ -101,6 +111,8 @@ var changeFields = []changeField{
 	{fieldData, func(c *Change, v string) { c.Data = []byte(v) }},
 	// The token generation an entry revokes; ReadRevocations reads it.
 	{fieldRevoke, nil},
+	// "bulk" for a change made with many others (Change.Bulk), else absent.
+	{fieldLane, func(c *Change, v string) { c.Bulk = v == laneBulk }},
 }
 
 // changeLua defines, for the scripts that append to the change stream:
@@ -109,8 +121,10 @@ var changeFields = []changeField{
 //     (absent ones left out); a field not in changeFields is an error;
 //   - kmep_record(k): the service record hash k as a table by field name
 //     (recordFields), nil when it does not exist;
-//   - kmep_service_change(stream, maxlen, change, id, r): the entry of a
-//     change of service id whose record (after the change) is r.
+//   - kmep_service_change(stream, maxlen, change, id, r, lane): the entry
+//     of a change of service id whose record (after the change) is r; lane
+//     is kmep_bulk for one change of many (Change.Bulk), else nil;
+//   - kmep_bulk: the lane field's value of a bulk change.
 var changeLua = `
 local kmep_change_fields = {` + luaStrings(fieldNames(changeFields)) + `}
 local kmep_record_fields = {` + luaStrings(recordFields) + `}
@@ -136,8 +150,9 @@ local function kmep_record(k)
   for i, f in ipairs(kmep_record_fields) do r[f] = v[i] or nil end
   return r
 end
-local function kmep_service_change(stream, maxlen, change, id, r)
-  local e = {kind = 'service', change = change, id = id}
+local kmep_bulk = '` + laneBulk + `'
+local function kmep_service_change(stream, maxlen, change, id, r, lane)
+  local e = {kind = 'service', change = change, id = id, lane = lane}
   for _, f in ipairs(kmep_record_fields) do e[f] = r[f] end
   return kmep_change(stream, maxlen, e)
 end

@@ -179,7 +179,8 @@ func (s *Store) ReadyAt(ctx context.Context, app string) (time.Time, error) {
 }
 
 // purgeScript removes everything an app instance has, in one atomic step:
-// its services (each REMOVED, as a delete would), subscriptions, rules and
+// its services (each REMOVED, as a delete would, but in the bulk lane: an
+// app may have many, and they go together), subscriptions, rules and
 // rule configuration, registration, readiness, credentials and termination
 // state; revokes its tokens (see revokeLua); then appends TERMINATED.
 var purgeScript = redis.NewScript(changeLua + revokeLua + `
@@ -196,7 +197,7 @@ for _, id in ipairs(redis.call('SMEMBERS', p .. ':idx:app:' .. app)) do
     redis.call('ZREM', p .. ':liveness', id)
     redis.call('DEL', k)
     r.app, r.rev = app, tostring(tonumber(r.rev) + 1)
-    kmep_service_change(stream, maxlen, 'REMOVED', id, r)
+    kmep_service_change(stream, maxlen, 'REMOVED', id, r, kmep_bulk)
   end
 end
 redis.call('DEL', p .. ':idx:app:' .. app)
@@ -235,7 +236,8 @@ return ev({kind = 'app', change = 'TERMINATED', app = app, id = app, revoke = ge
 `)
 
 // PurgeApp removes everything of an app instance (the end of its
-// termination) and returns the stream id of TERMINATED.
+// termination) and returns the stream id of TERMINATED. Its services'
+// REMOVED entries are bulk changes (Change.Bulk).
 func (s *Store) PurgeApp(ctx context.Context, app string) (string, error) {
 	sid, err := purgeScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen).Text()
 	return sid, wrap("purge app "+app, err)

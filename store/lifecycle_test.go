@@ -216,6 +216,10 @@ func TestTerminationAndPurge(t *testing.T) {
 	var seq []string
 	for _, ch := range chs {
 		seq = append(seq, ch.Kind+"/"+ch.Type)
+		// The services' removals are bulk changes; the rest is not.
+		if ch.Bulk != (ch.Kind == store.KindService) {
+			t.Errorf("%s/%s: Bulk %v", ch.Kind, ch.Type, ch.Bulk)
+		}
 	}
 	want := "service/REMOVED subscription/DELETED subscription/DELETED trafficrule/REMOVED appd/DELETED registration/DELETED appconf/DELETED app/TERMINATED"
 	if strings.Join(seq, " ") != want {

@@ -38,7 +38,8 @@ func (e Expiry) Suspended() bool { return e.StreamID != "" }
 // set. Each one it takes is acted on exactly once, whoever else runs it at
 // the same time: the ZREM and the state change happen in this one script.
 // An ACTIVE service becomes SUSPENDED with STATE_CHANGED (the same fields as
-// the other service scripts); an INACTIVE (or already SUSPENDED) one only
+// the other service scripts, in the bulk lane: an expiry is as often as not
+// one of a node's many); an INACTIVE (or already SUSPENDED) one only
 // loses its deadline, without an event, until its next heartbeat sets one
 // again; a deadline of a service that is gone is dropped. It returns
 // {id, deadline, state, rev, streamID} per deadline taken.
@@ -57,7 +58,7 @@ for i = 1, #due, 2 do
   elseif r.state == 'ACTIVE' then
     r.state, r.rev = 'SUSPENDED', tostring(tonumber(r.rev) + 1)
     redis.call('HSET', k, 'state', r.state, 'rev', r.rev)
-    out[#out + 1] = {id, dl, r.state, r.rev, kmep_service_change(p .. ':events', maxlen, 'STATE_CHANGED', id, r)}
+    out[#out + 1] = {id, dl, r.state, r.rev, kmep_service_change(p .. ':events', maxlen, 'STATE_CHANGED', id, r, kmep_bulk)}
   else
     out[#out + 1] = {id, dl, r.state, r.rev, ''}
   end
@@ -68,7 +69,9 @@ return out
 // ClaimExpired acts on up to limit liveness deadlines that passed by now
 // (deadline <= now), earliest first, in one atomic script: each deadline is
 // removed, and a service that was ACTIVE becomes SUSPENDED (Rev+1) with a
-// STATE_CHANGED entry in the change stream. An INACTIVE service only loses
+// STATE_CHANGED entry in the change stream, a bulk change (Change.Bulk:
+// when a node dies its services lapse together, and the changes clients
+// make meanwhile pass them). An INACTIVE service only loses
 // its deadline (no event); a deadline whose service is gone is dropped. The
 // result has one Expiry per deadline removed, so fewer than limit means none
 // was left due. Because the claim is one script, replicas calling it at the

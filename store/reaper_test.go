@@ -126,7 +126,7 @@ func TestClaimExpired(t *testing.T) {
 	}
 
 	// Exactly one entry: STATE_CHANGED to SUSPENDED, with every field the
-	// other service scripts write.
+	// other service scripts write, in the bulk lane.
 	msgs, err := c.XRange(ctx, prefix+":events", "("+start, "+").Result()
 	if err != nil {
 		t.Fatal(err)
@@ -134,8 +134,8 @@ func TestClaimExpired(t *testing.T) {
 	if len(msgs) != 1 {
 		t.Fatalf("%d stream entries, want 1: %v", len(msgs), msgs)
 	}
-	if f := entryFields(msgs[0]); f != strings.Join(sortStrings(strings.Fields(streamFields)), " ") {
-		t.Fatalf("entry fields %q, want %q", f, streamFields)
+	if f := entryFields(msgs[0]); f != strings.Join(sortStrings(strings.Fields(streamFields+" lane")), " ") {
+		t.Fatalf("entry fields %q, want %q", f, streamFields+" lane")
 	}
 	if msgs[0].ID != byID["act"].StreamID {
 		t.Fatalf("entry %s, claim says %s", msgs[0].ID, byID["act"].StreamID)
@@ -145,7 +145,8 @@ func TestClaimExpired(t *testing.T) {
 	if ch.Kind != store.KindService || ch.Type != store.ChangeStateChanged || ch.Service.ID != "act" ||
 		ch.AppInstanceID != "app" || ch.Service.Name != "rni" || ch.Service.CategoryID != "cat1" ||
 		ch.Service.State != store.StateSuspended || ch.Service.Rev != 2 || ch.Service.LivenessInterval != 10 ||
-		!ch.Service.LastHeartbeat.Equal(now) || string(ch.Service.Info) != string(svc("act", "app", "rni", "cat1", 10).Info) {
+		!ch.Service.LastHeartbeat.Equal(now) || string(ch.Service.Info) != string(svc("act", "app", "rni", "cat1", 10).Info) ||
+		!ch.Bulk {
 		t.Fatalf("change %+v", ch)
 	}
 	if got, err := s.ClaimExpired(ctx, deadline.Add(time.Second), 100); err != nil || len(got) != 0 {
@@ -160,7 +161,8 @@ func TestClaimExpired(t *testing.T) {
 		t.Fatalf("heartbeat after suspension: %+v %v", l, err)
 	}
 	chs, _ = s.ReadChanges(ctx, msgs[0].ID, 10, 0)
-	if len(chs) != 1 || chs[0].Type != store.ChangeStateChanged || chs[0].Service.State != store.StateActive || chs[0].Service.Rev != 3 {
+	if len(chs) != 1 || chs[0].Type != store.ChangeStateChanged || chs[0].Service.State != store.StateActive || chs[0].Service.Rev != 3 ||
+		chs[0].Bulk {
 		t.Fatalf("changes after heartbeat: %+v", chs)
 	}
 	again := now.Add(10*time.Second + store.Grace(10*time.Second))

@@ -5,7 +5,10 @@
 // change carries the same id and receivers can deduplicate. The subject is
 // the record the change is about (serInstanceId, appInstanceId); the
 // extension "kmepapp" carries the appInstanceId and "kmepchange" the change
-// type, so Triggers can filter on them.
+// type, so Triggers can filter on them. "kmeplane" is "bulk" on the event of
+// a bulk change (store.Change.Bulk) and absent otherwise: the relay, the
+// all-in-one's broker and notify let the other events pass those (Knative's
+// broker ignores the extension and passes it on).
 package events
 
 import (
@@ -42,7 +45,18 @@ const Source = "/kmep/mep"
 const (
 	ExtApp    = "kmepapp"
 	ExtChange = "kmepchange"
+	ExtLane   = "kmeplane"
 )
+
+// LaneBulk is ExtLane's value on the event of a bulk change.
+const LaneBulk = "bulk"
+
+// Bulk reports whether e is the event of a bulk change (ExtLane is
+// LaneBulk).
+func Bulk(e cloudevents.Event) bool {
+	v, _ := e.Extensions()[ExtLane].(string)
+	return v == LaneBulk
+}
 
 // ServiceChanged is the data of TypeServiceChanged.
 type ServiceChanged struct {
@@ -89,6 +103,9 @@ func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
 	e.SetSource(Source)
 	e.SetExtension(ExtApp, c.AppInstanceID)
 	e.SetExtension(ExtChange, c.Type)
+	if c.Bulk {
+		e.SetExtension(ExtLane, LaneBulk)
+	}
 	switch {
 	case c.Kind == store.KindService:
 		e.SetType(TypeServiceChanged)
