@@ -24,13 +24,27 @@
 // is published again at the Agent's first leadership.
 //
 // Order: events are partitioned by a hash of their subject (the service or
-// app instance the change is about) over Config.Workers FIFO workers. A
-// failed send blocks its partition and is retried with capped exponential
-// backoff and jitter until it succeeds: an event is never skipped and never
+// app instance the change is about) over Config.Workers workers. A failed
+// send blocks its partition and is retried with capped exponential backoff
+// and jitter until it succeeds: an event is never skipped and never
 // overtaken by a later event of the same subject, while the other partitions
 // go on. Events published again (redelivered, or found pending at a start)
 // come late, after newer events of their subject: at-least-once wins over
 // order there, and the broker does not keep order anyway.
+//
+// Lanes: a partition has two queues. Bulk changes (store.Change.Bulk: the
+// reaper's expiries, an app's purge; the event carries kmeplane=bulk)
+// queue in the bulk lane, up to Config.BulkQueueSize per partition; the
+// others in the live lane, up to Config.QueueSize. The worker publishes
+// live events first (after liveBurst of them in a row, one bulk event, so
+// that neither lane starves), so a change a client makes while thousands of
+// services lapse is published next, not after them, and the reader reads
+// past a burst, as far as the bulk lane's bound, instead of leaving what
+// follows it in Redis. A live event whose subject still has bulk events
+// queued or being published goes into the bulk lane behind them: order per
+// subject holds across the lanes. The reader blocks only when the lane an
+// entry needs is full. Config.FIFO puts every event in the live lane (one
+// FIFO queue per partition, the baseline the benchmarks compare with).
 //
 // Only one relay publishes at a time: the Redis lease "relay" is taken for
 // Config.LeaseTTL and renewed every third of it. A relay that cannot renew
@@ -39,5 +53,8 @@
 // every start of leadership, and then every Config.PendingCheck, the relay
 // re-reads the group's pending entries and publishes those it does not have
 // in flight, so an entry that a stepped-down relay read at the last moment is
-// not stranded, and claims the events overdue for redelivery.
+// not stranded, and claims the events overdue for redelivery. Entries that
+// wait in a lane count as in flight (from their read until their
+// acknowledgment), however long they wait: a claim does not publish them
+// a second time.
 package relay

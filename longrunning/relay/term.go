@@ -20,7 +20,7 @@ import (
 // the set of entries it has in flight (read and not yet acknowledged).
 type term struct {
 	a     *Agent
-	parts []chan item
+	parts []*part
 	acks  chan string
 
 	mu       sync.Mutex
@@ -28,8 +28,13 @@ type term struct {
 }
 
 type item struct {
-	id string
-	e  cloudevents.Event
+	id      string
+	e       cloudevents.Event
+	subject string
+	// bulk: the change is a bulk change (store.Change.Bulk, and the lane is
+	// on); lane: the item was queued in the bulk lane (bulk, or behind bulk
+	// items of its subject).
+	bulk, lane bool
 }
 
 // lead relays while the lease taken at start holds, then tears the term
@@ -38,7 +43,7 @@ type item struct {
 func (a *Agent) lead(ctx context.Context, start time.Time) {
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	t := &term{a: a, parts: make([]chan item, a.cfg.Workers),
+	t := &term{a: a, parts: make([]*part, a.cfg.Workers),
 		acks: make(chan string, a.cfg.Workers*a.cfg.QueueSize+int(a.cfg.Batch)), inflight: map[string]struct{}{}}
 
 	// The acknowledger outlives the term's context by a short flush.
@@ -50,7 +55,7 @@ func (a *Agent) lead(ctx context.Context, start time.Time) {
 	var wg sync.WaitGroup
 	wg.Go(func() { a.keepLease(tctx, cancel, start) })
 	for i := range t.parts {
-		t.parts[i] = make(chan item, a.cfg.QueueSize)
+		t.parts[i] = newPart(a.cfg.QueueSize, a.cfg.BulkQueueSize)
 		wg.Go(func() { t.work(tctx, t.parts[i]) })
 	}
 	t.read(tctx)
@@ -174,6 +179,12 @@ func (t *term) check(ctx context.Context, first bool) error {
 	}
 	total := 0
 	for {
+		// Taken before the claim: only this goroutine adds to the in-flight
+		// set, so what the claim returns and the snapshot lacks is not in
+		// flight. (Taken after it, the snapshot would lack an event that was
+		// published and acknowledged during the claim, and it would be
+		// published twice.)
+		known = t.snapshot()
 		due, gone, err := a.store.ClaimOverdue(ctx, cutoff, claimPage)
 		if err != nil {
 			return fmt.Errorf("claim overdue events: %w", err)
@@ -182,7 +193,6 @@ func (t *term) check(ctx context.Context, first bool) error {
 			a.gone.Add(uint64(len(gone)))
 			a.log.Error("pending events no longer in the stream: they cannot be published again", "count", len(gone), "first", gone[0])
 		}
-		known = t.snapshot()
 		var redo []store.Change
 		for _, c := range due {
 			if _, ok := known[c.StreamID]; !ok {
@@ -215,8 +225,8 @@ func (t *term) snapshot() map[string]struct{} {
 	return m
 }
 
-// dispatch queues each change on its subject's partition, or for
-// acknowledgement when it is not published. With hold, the events are
+// dispatch queues each change on its subject's partition, in its lane, or
+// for acknowledgement when it is not published. With hold, the events are
 // first recorded as pending (store.AddPending), so that no consumer can
 // settle one before it is. It reports false when ctx ended first.
 func (t *term) dispatch(ctx context.Context, chs []store.Change, hold bool) bool {
@@ -242,15 +252,13 @@ func (t *term) dispatch(ctx context.Context, chs []store.Change, hold bool) bool
 			}
 			continue
 		}
-		items = append(items, item{id: c.StreamID, e: e})
+		items = append(items, item{id: c.StreamID, e: e, subject: e.Subject(), bulk: c.Bulk && !t.a.cfg.FIFO})
 	}
 	if hold && !t.hold(ctx, items) {
 		return false
 	}
 	for _, it := range items {
-		select {
-		case t.parts[partition(it.e.Subject(), len(t.parts))] <- it:
-		case <-ctx.Done():
+		if !t.parts[partition(it.subject, len(t.parts))].put(ctx, it) {
 			return false
 		}
 	}
@@ -298,17 +306,16 @@ func (t *term) ack(ctx context.Context, id string) bool {
 	}
 }
 
-// work publishes one partition's events in order. A failed send is
-// retried until it succeeds or the term ends; nothing behind it moves.
-func (t *term) work(ctx context.Context, in <-chan item) {
+// work publishes one partition's events, live ones first, in order per
+// subject. A failed send is retried until it succeeds or the term ends;
+// nothing behind it moves.
+func (t *term) work(ctx context.Context, p *part) {
 	a := t.a
 	backoff := retry.Backoff{Min: a.cfg.MinBackoff, Max: a.cfg.MaxBackoff}
 	for {
-		var it item
-		select {
-		case <-ctx.Done():
+		it, ok := p.take(ctx)
+		if !ok {
 			return
-		case it = <-in:
 		}
 		for attempt := 0; ; attempt++ {
 			sctx, cancel := context.WithTimeout(ctx, a.cfg.SendTimeout)
@@ -330,6 +337,7 @@ func (t *term) work(ctx context.Context, in <-chan item) {
 				return
 			}
 		}
+		p.done(it)
 		if !t.ack(ctx, it.id) {
 			return
 		}
