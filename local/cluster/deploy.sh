@@ -23,9 +23,15 @@ secrets() {
   fi
 }
 
+# The apps this cluster instantiates (into itself: host-kubeconfig.sh)
+# reach the platform through its cluster-internal base URL, Traefik's
+# internal entrypoint: kmep-config's KMEP_MEP_URL (empty in manifests/).
+MEP_URL=http://traefik-internal.traefik.svc.cluster.local
+
 resolve() {
-  KO_DOCKER_REPO="$REGISTRY/kmep" KO_DEFAULTBASEIMAGE="$(cat "$CACHE/images/base.ref")" GOFLAGS= \
-    ko resolve --sbom=none --platform=linux/amd64 -P -f manifests/ >"$STATE/kmep.yaml.new"
+  ko_resolve manifests/ >"$STATE/kmep.yaml.new"
+  sed -E -i "s#^(\s*KMEP_MEP_URL:)\s*(\"\"|'')\s*\$#\1 $MEP_URL#" "$STATE/kmep.yaml.new"
+  grep -q "KMEP_MEP_URL: $MEP_URL\$" "$STATE/kmep.yaml.new" || die "manifests/config.yaml has no empty KMEP_MEP_URL to set"
   mv "$STATE/kmep.yaml.new" "$STATE/kmep.yaml"
 }
 
@@ -38,9 +44,41 @@ ready() {
   kubectl rollout status daemonset --timeout=300s -n kmep
 }
 
+# eventing_ready waits until the Broker, every Trigger and every
+# SinkBinding of the namespace is Ready; one that is not within
+# $KMEP_DEPLOY_EVENTING_TIMEOUT (120 s) fails the deploy, named with its
+# Ready condition (reason: message), e.g. a Trigger whose Broker or
+# subscriber does not exist.
+eventing_ready() {
+  local deadline=$(($(date +%s) + ${KMEP_DEPLOY_EVENTING_TIMEOUT:-120})) bad
+  while :; do
+    bad=$(for kind in broker trigger sinkbinding; do
+      kubectl get "$kind" -n kmep -o go-template="$(cat <<'TPL'
+{{- range .items}}{{$ready := "Unknown"}}{{$why := "no Ready condition yet"}}
+{{- range .status.conditions}}{{if eq .type "Ready"}}{{$ready = .status}}{{$why = printf "%s: %s" (or .reason "") (or .message "")}}{{end}}{{end}}
+{{- if ne $ready "True"}}{{$.kind}} {{.metadata.name}}: Ready={{$ready}} ({{$why}}){{"\n"}}{{end}}
+{{- end}}
+TPL
+)" | sed "s/^List /$kind /"
+    done)
+    [ -z "$bad" ] && return 0
+    if [ "$(date +%s)" -ge "$deadline" ]; then
+      echo "deploy: not Ready in namespace kmep:" >&2
+      echo "$bad" | sed 's/^/  /' >&2
+      return 1
+    fi
+    sleep 2
+  done
+}
+
 step "namespace and Secrets" secrets
 step "ko resolve manifests/ (images)" resolve
 step "apply" apply
 step "ready (statefulsets, ksvcs, deployments)" ready
+if ! eventing_ready 2>"$STATE/eventing-ready.err"; then
+  cat "$STATE/eventing-ready.err" >&2
+  die "Knative Eventing objects not Ready (above): make deploy failed"
+fi
+echo "deploy: Broker, Triggers and SinkBindings Ready"
 kubectl get ksvc -n kmep
 echo "deploy: done in $(($(date +%s) - t0))s"

@@ -57,3 +57,13 @@ step() {
   echo "--- full log: $log" >&2
   exit 1
 }
+
+# ko_resolve FILE...: prints the YAML of FILE(s) (files or directories)
+# with every ko:// image built onto the local base image and pushed to the
+# loopback registry (by digest), as deploy.sh applies manifests/.
+ko_resolve() {
+  local f args=()
+  for f in "$@"; do args+=(-f "$f"); done
+  KO_DOCKER_REPO="$REGISTRY/kmep" KO_DEFAULTBASEIMAGE="$(cat "$CACHE/images/base.ref")" GOFLAGS= \
+    ko resolve --sbom=none --platform=linux/amd64 -P "${args[@]}"
+}

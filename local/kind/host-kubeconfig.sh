@@ -6,6 +6,8 @@
 # server from inside the cluster, and POSTs it to the packages function.
 #
 #   sh local/kind/host-kubeconfig.sh [MEC_HOST_IP]   (default 10.0.0.1)
+#   KMEP_URL=http://127.0.0.1:8080 sh local/kind/host-kubeconfig.sh 10.213.0.1
+#                                  (the local cluster: make cluster-env)
 #
 # Needs kubectl, curl, jq. Run from the repository root.
 set -eu
@@ -34,7 +36,9 @@ contexts:
 current-context: kmep-deployer@this-cluster
 YAML
 )
-PACKAGES_URL=$(kubectl get ksvc packages -n kmep -o jsonpath='{.status.url}')
+# The packages function: through the base URL KMEP_URL when set (the local
+# cluster's), else its Knative Service's own URL (kind's).
+PACKAGES_URL=${KMEP_URL:-$(kubectl get ksvc packages -n kmep -o jsonpath='{.status.url}')}
 ADMIN=$(kubectl get secret kmep-secrets -n kmep -o jsonpath='{.data.KMEP_ADMIN_TOKEN}' | base64 -d)
 jq -n --arg ip "$HOST_IP" --arg kc "$KUBECONFIG_TEXT" '{mechostIp: $ip, mechostName: "this-cluster", city: "", kubeconfig: $kc}' |
   curl -sS --fail-with-body -X POST "$PACKAGES_URL/lcmcontroller/v1/hosts" \

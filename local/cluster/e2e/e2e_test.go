@@ -79,6 +79,11 @@ func TestLocalCluster(t *testing.T) {
 
 	t.Run("ScaleToZero", func(t *testing.T) { scaleToZero(t, e, say) })
 	t.Run("PodKill", func(t *testing.T) { podKill(t, e, say) })
+	t.Run("MeshDNS", func(t *testing.T) { meshDNS(t, e, say) })
+	t.Run("Sidecar", func(t *testing.T) { sidecar(t, e, say) })
+	t.Run("Instantiate", func(t *testing.T) { instantiate(t, e, say) })
+	t.Run("DeployNamesNotReady", func(t *testing.T) { deployNamesNotReady(t, e, say) })
+	t.Run("Eventing", func(t *testing.T) { eventing(t, e, say) })
 	say("total: %s; peak memory in use %s", since(mem.started), mib(mem.peak()))
 }
 
@@ -182,6 +187,16 @@ func podKill(t *testing.T, e env, say func(string, ...any)) {
 
 // appToken provisions app's AK/SK over Mm5 and returns a token for it.
 func appToken(t *testing.T, e env, app string) string {
+	ak, sk := provision(t, e, app)
+	tok, err := exec.Command(filepath.Join(e.root, "bin", "kmepctl"), "token", "--ak", ak, "--sk", sk, "--url", e.url+"/mep/token").Output()
+	if err != nil {
+		t.Fatalf("kmepctl token: %v", err)
+	}
+	return strings.TrimSpace(string(tok))
+}
+
+// provision makes an AK/SK and provisions it for app over Mm5.
+func provision(t *testing.T, e env, app string) (ak, sk string) {
 	kmepctl := filepath.Join(e.root, "bin", "kmepctl")
 	out, err := exec.Command(kmepctl, "keygen").Output()
 	if err != nil {
@@ -205,11 +220,7 @@ func appToken(t *testing.T, e env, app string) string {
 	if resp.StatusCode/100 != 2 {
 		t.Fatalf("provision %s: %s", app, resp.Status)
 	}
-	tok, err := exec.Command(kmepctl, "token", "--ak", kv["AK"], "--sk", kv["SK"], "--url", e.url+"/mep/token").Output()
-	if err != nil {
-		t.Fatalf("kmepctl token: %v", err)
-	}
-	return strings.TrimSpace(string(tok))
+	return kv["AK"], kv["SK"]
 }
 
 // waitZero waits until ksvc's Deployment is scaled to zero and none of
