@@ -65,6 +65,7 @@ kn service apply services -n kmep \
   --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
+  --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=256Mi
@@ -85,6 +86,7 @@ kn service apply subscriptions -n kmep \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
   --env-value-from KMEP_CALLBACK_ALLOW=cm:kmep-config:KMEP_CALLBACK_ALLOW \
   --env-value-from KMEP_CALLBACK_DENY=cm:kmep-config:KMEP_CALLBACK_DENY \
+  --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=128Mi
@@ -103,6 +105,7 @@ kn service apply appsupport -n kmep \
   --annotation-revision prometheus.io/path=/metrics \
   --probe-readiness http:::/healthz --probe-readiness-opts InitialDelaySeconds=0 \
   --env-value-from REDIS_URL=cm:kmep-config:REDIS_URL \
+  --env-value-from KMEP_ADMIN_TOKEN=secret:kmep-secrets:KMEP_ADMIN_TOKEN \
   --env-value-from KMEP_LOG_LEVEL=cm:kmep-config:KMEP_LOG_LEVEL \
   --request cpu=50m,memory=32Mi \
   --limit memory=128Mi

@@ -1,6 +1,8 @@
-// Package testenv starts the real servers kmep's tests run against (today a
-// redis-server on a free loopback port) and cleans them up. It is the one
-// shared harness: tests never start servers of their own.
+// Package testenv starts the real servers kmep's tests run against
+// (redis-server, MinIO, etcd and kube-apiserver, CoreDNS, on free loopback
+// ports), runs a function's binary in the test's process against a
+// redis-server of its own (NewFunction), and cleans them up. It is the
+// one shared harness: tests never start servers of their own.
 package testenv
 
 import (

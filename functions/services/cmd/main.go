@@ -3,6 +3,8 @@
 //
 // Environment: PORT (8080), REDIS_URL (redis://127.0.0.1:6379/0),
 // KMEP_MIN_LIVENESS_INTERVAL (1s), KMEP_CACHE_MAX_STALENESS (1s),
+// KMEP_ADMIN_TOKEN (unset: no admin reads; set: the platform admin reads
+// discovery and every app instance's services, and writes none),
 // KMEP_LOG_LEVEL (info).
 package main
 
@@ -24,12 +26,17 @@ func main() { server.Main("services", run) }
 type config struct {
 	server.Serve
 	store.Redis
+	auth.AdminReads
 	MinLivenessInterval server.PositiveDuration `envconfig:"KMEP_MIN_LIVENESS_INTERVAL" default:"1s" desc:"the shortest heartbeat interval a service may ask for"`
 	CacheMaxStaleness   server.PositiveDuration `envconfig:"KMEP_CACHE_MAX_STALENESS" default:"1s" desc:"how stale the discovery cache may get before a read resyncs it"`
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	minLive, stale := time.Duration(cfg.MinLivenessInterval), time.Duration(cfg.CacheMaxStaleness)
+	adminRead, err := cfg.AdminRead()
+	if err != nil {
+		return err
+	}
 	st, closeStore, err := cfg.OpenStore(store.Options{})
 	if err != nil {
 		return err
@@ -44,6 +51,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	go verifier.Run(cctx)
 	reg := metrics.NewRegistry()
 	h := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
-		Log: log, MinLivenessInterval: minLive, Metrics: reg})
+		AdminRead: adminRead, Log: log, MinLivenessInterval: minLive, Metrics: reg})
 	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, h), Log: log})
 }

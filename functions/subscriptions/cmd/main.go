@@ -6,7 +6,9 @@
 // KMEP_CALLBACK_ALLOW (none: callback URLs to loopback, link-local, metadata
 // and this host's own addresses are refused; see callback.ParseAllowList),
 // KMEP_CALLBACK_DENY (none: private ranges are allowed; CIDRs refused on
-// top of the default rules, see callback.ParseDenyList), KMEP_LOG_LEVEL
+// top of the default rules, see callback.ParseDenyList), KMEP_ADMIN_TOKEN
+// (unset: no admin reads; set: the platform admin reads every app
+// instance's subscriptions, and creates and deletes none), KMEP_LOG_LEVEL
 // (info).
 package main
 
@@ -30,6 +32,7 @@ type config struct {
 	server.Serve
 	store.Redis
 	callback.Lists
+	auth.AdminReads
 }
 
 func run(ctx context.Context, log *slog.Logger, cfg config) error {
@@ -40,6 +43,10 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	deny, err := callback.ParseDenyList(cfg.CallbackDeny)
 	if err != nil {
 		return fmt.Errorf("KMEP_CALLBACK_DENY: %w", err)
+	}
+	adminRead, err := cfg.AdminRead()
+	if err != nil {
+		return err
 	}
 	policy, err := callback.New(callback.Options{Allow: allow, Deny: deny, IncludeInterfaceAddrs: true})
 	if err != nil {
@@ -55,6 +62,7 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	vctx, stopVerifier := context.WithCancel(context.Background())
 	defer stopVerifier()
 	go verifier.Run(vctx)
-	h := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance, Log: log})
+	h := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance,
+		AdminRead: adminRead, Log: log})
 	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
 }
