@@ -407,6 +407,13 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) error {
 			switch {
 			case err == nil:
 				v.Release = &st
+				// A pod that the kubelet cannot start as specified (its
+				// image cannot be pulled, ...): the instance has failed,
+				// with the kubelet's reason. Not stored: it is read from
+				// the cluster each time, and clears when the pods start.
+				if st.Failure != "" && in.State == store.InstanceInstantiated {
+					v.State, v.Reason = store.InstanceFailed, st.Failure
+				}
 			case errors.Is(err, kube.ErrNotFound):
 				v.ClusterError = "no Helm release " + in.Release + " on the host"
 			case errors.Is(err, kube.ErrUnreachable):

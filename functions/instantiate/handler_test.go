@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"helm.sh/helm/v3/pkg/chart"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
@@ -194,6 +195,38 @@ func TestInstantiateOnRealCluster(t *testing.T) {
 	}
 	rc, _ := clientcmd.RESTConfigFromKubeConfig(k.Kubeconfig)
 	cs, _ := kubernetes.NewForConfig(rc)
+
+	// A pod of the Deployment whose image the kubelet cannot pull (this
+	// API server has no kubelet: the pod and its status are written as a
+	// kubelet would): GET says FAILED with the kubelet's reason.
+	pod, err := cs.CoreV1().Pods("mec-apps").Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "app-1-abc12", Labels: map[string]string{"app": "app-1"}},
+		Spec: corev1.PodSpec{ServiceAccountName: "app-1", // the chart's (this API server makes no default one)
+			Containers: []corev1.Container{{Name: "app", Image: "registry.local/demo:1.0"}}},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pod.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: "app", Image: "registry.local/demo:1.0",
+		State: corev1.ContainerState{Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff",
+			Message: `Back-off pulling image "registry.local/demo:1.0"`}}}}
+	if _, err := cs.CoreV1().Pods("mec-apps").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := view(t, e, "app-1"); v.State != store.InstanceFailed ||
+		v.Reason != `Deployment/app-1: pod app-1-abc12 container app: ImagePullBackOff: Back-off pulling image "registry.local/demo:1.0"` {
+		t.Errorf("with a pod whose image cannot be pulled: %s %q", v.State, v.Reason)
+	}
+	// Only waiting reasons that waiting does not mend count.
+	pod, _ = cs.CoreV1().Pods("mec-apps").Get(ctx, "app-1-abc12", metav1.GetOptions{})
+	pod.Status.ContainerStatuses[0].State.Waiting.Reason = "ContainerCreating"
+	if _, err := cs.CoreV1().Pods("mec-apps").UpdateStatus(ctx, pod, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if v := view(t, e, "app-1"); v.State != store.InstanceInstantiated || v.Reason != "" {
+		t.Errorf("with a pod being created: %s %q", v.State, v.Reason)
+	}
+	_ = cs.CoreV1().Pods("mec-apps").Delete(ctx, "app-1-abc12", metav1.DeleteOptions{})
 	sec, err := cs.CoreV1().Secrets("mec-apps").Get(ctx, "app-1-aksk", metav1.GetOptions{})
 	if err != nil || string(sec.Data["AK"]) != conf.AccessKeyID || len(sec.Data["SK"]) != 64 {
 		t.Fatalf("AK/SK secret: %v", err)

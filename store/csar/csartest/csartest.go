@@ -16,11 +16,14 @@ import (
 
 // ChartFiles are the chart's files, relative to its directory. The
 // templates use .Values.ak, .Values.appInstanceId and .Values.mepagent the
-// way instantiate fills them.
+// way instantiate fills them. With a value mepagent.image (ChartValues)
+// the Deployment gets kmep's mep-agent as a sidecar, which registers one
+// service named after the release (a sixth object: its
+// app_instance_info.yaml ConfigMap) and heartbeats it.
 func ChartFiles(name string) map[string]string {
 	return map[string]string{
 		"Chart.yaml":  "apiVersion: v2\nname: " + name + "\nversion: 0.1.0\nappVersion: \"1.0\"\n",
-		"values.yaml": "replicaCount: 1\nimage: registry.local/" + name + ":1.0\nport: 8080\n",
+		"values.yaml": ChartValues(name, "", ""),
 		"templates/deployment.yaml": `apiVersion: apps/v1
 kind: Deployment
 metadata:
@@ -38,6 +41,46 @@ spec:
         image: {{ .Values.image }}
         ports: [{containerPort: {{ .Values.port }}}]
         envFrom: [{secretRef: {name: {{ .Release.Name }}-aksk}}, {configMapRef: {name: {{ .Release.Name }}-mep}}]
+      {{- $agent := .Values.mepagent | default dict }}
+      {{- if $agent.image }}
+      - name: mep-agent
+        image: {{ $agent.image }}
+        env:
+        - {name: KMEP_URL, value: {{ $agent.mepServer | default "" | quote }}}
+        - {name: APP_INSTANCE_INFO, value: /etc/mep-agent/app_instance_info.yaml}
+        envFrom: [{secretRef: {name: {{ .Release.Name }}-aksk}}]
+        volumeMounts: [{name: mep-agent, mountPath: /etc/mep-agent, readOnly: true}]
+      volumes:
+      - name: mep-agent
+        configMap: {name: {{ .Release.Name }}-mep-agent}
+      {{- end }}
+`,
+		"templates/mep-agent.yaml": `{{- $agent := .Values.mepagent | default dict }}
+{{- if $agent.image }}
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: {{ .Release.Name }}-mep-agent}
+data:
+  app_instance_info.yaml: |
+    appInstanceId: {{ .Values.appInstanceId }}
+    serviceInfoPosts:
+      - serName: {{ .Release.Name }}
+        version: "1.0"
+        state: ACTIVE
+        serializer: JSON
+        livenessInterval: 10
+        transportInfo:
+          id: {{ .Release.Name }}-rest
+          name: REST
+          type: REST_HTTP
+          protocol: HTTP
+          version: "1.1"
+          endpoint:
+            addresses:
+              - host: {{ .Release.Name }}.{{ .Release.Namespace }}.svc.cluster.local
+                port: {{ .Values.port }}
+          security: {}
+{{- end }}
 `,
 		"templates/service.yaml": `apiVersion: v1
 kind: Service
@@ -126,6 +169,24 @@ type Options struct {
 	// Padding adds Artifacts/Docs/padding.bin of this many incompressible
 	// bytes, stored (for large-upload benchmarks).
 	Padding int64
+	// Image and MepAgentImage are the chart's default values image and
+	// mepagent.image (ChartValues). Zero values: registry.local/NAME:1.0
+	// and no sidecar.
+	Image, MepAgentImage string
+}
+
+// ChartValues is the chart's values.yaml for the app image image (zero
+// value: registry.local/NAME:1.0) and, when agentImage is set, the
+// mep-agent sidecar's image.
+func ChartValues(name, image, agentImage string) string {
+	if image == "" {
+		image = "registry.local/" + name + ":1.0"
+	}
+	v := "replicaCount: 1\nimage: " + image + "\nport: 8080\n"
+	if agentImage != "" {
+		v += "mepagent:\n  image: " + agentImage + "\n"
+	}
+	return v
 }
 
 // CSAR builds a package.
@@ -141,7 +202,9 @@ func Write(w io.Writer, o Options) error {
 		o.Name = "demo"
 	}
 	if o.Chart == nil {
-		o.Chart = Chart(o.Name, ChartFiles(o.Name))
+		files := ChartFiles(o.Name)
+		files["values.yaml"] = ChartValues(o.Name, o.Image, o.MepAgentImage)
+		o.Chart = Chart(o.Name, files)
 	}
 	zw := zip.NewWriter(w)
 	add := func(name string, body []byte) error {

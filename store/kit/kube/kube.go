@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -278,7 +279,17 @@ type Workload struct {
 	Name    string `json:"name"`
 	Desired int32  `json:"desired"`
 	Ready   int32  `json:"ready"`
+	// Failure is the kubelet's reason why a pod of the workload cannot
+	// start (PodFailureReasons), "pod P container C: Reason: message".
+	Failure string `json:"failure,omitempty"`
 }
+
+// PodFailureReasons are the container waiting reasons that Status reports
+// as a failure: the kubelet cannot start the container as specified (its
+// image cannot be pulled, its configuration is wrong), which waiting does
+// not mend. CrashLoopBackOff and the like are only "not ready".
+var PodFailureReasons = []string{"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull",
+	"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
 
 // Status is a release's state on the cluster.
 type Status struct {
@@ -291,6 +302,9 @@ type Status struct {
 	Ready bool `json:"ready"`
 	// Message explains what is not ready.
 	Message string `json:"message,omitempty"`
+	// Failure is the first workload's Failure: the release cannot become
+	// ready as it is.
+	Failure string `json:"failure,omitempty"`
 }
 
 // Status reads release name's Helm status and its workloads' readiness.
@@ -321,13 +335,14 @@ func (d *Deployer) Status(ctx context.Context, kubeconfig []byte, namespace, nam
 		kind := r.Mapping.GroupVersionKind.Kind
 		st.Resources = append(st.Resources, kind+"/"+r.Name)
 		w := Workload{Kind: kind, Name: r.Name}
+		var sel *metav1.LabelSelector
 		switch kind {
 		case "Deployment":
 			o, err := cs.AppsV1().Deployments(r.Namespace).Get(ctx, r.Name, metav1.GetOptions{})
 			if err != nil {
 				return st, classify("get deployment "+r.Name, err)
 			}
-			w.Desired, w.Ready = 1, o.Status.ReadyReplicas
+			w.Desired, w.Ready, sel = 1, o.Status.ReadyReplicas, o.Spec.Selector
 			if o.Spec.Replicas != nil {
 				w.Desired = *o.Spec.Replicas
 			}
@@ -336,7 +351,7 @@ func (d *Deployer) Status(ctx context.Context, kubeconfig []byte, namespace, nam
 			if err != nil {
 				return st, classify("get statefulset "+r.Name, err)
 			}
-			w.Desired, w.Ready = 1, o.Status.ReadyReplicas
+			w.Desired, w.Ready, sel = 1, o.Status.ReadyReplicas, o.Spec.Selector
 			if o.Spec.Replicas != nil {
 				w.Desired = *o.Spec.Replicas
 			}
@@ -345,14 +360,20 @@ func (d *Deployer) Status(ctx context.Context, kubeconfig []byte, namespace, nam
 			if err != nil {
 				return st, classify("get daemonset "+r.Name, err)
 			}
-			w.Desired, w.Ready = o.Status.DesiredNumberScheduled, o.Status.NumberReady
+			w.Desired, w.Ready, sel = o.Status.DesiredNumberScheduled, o.Status.NumberReady, o.Spec.Selector
 		default:
 			continue
 		}
-		st.Workloads = append(st.Workloads, w)
 		if w.Ready < w.Desired {
+			if w.Failure, err = podFailure(ctx, cs, r.Namespace, sel); err != nil {
+				return st, classify("list pods of "+r.Name, err)
+			}
 			notReady = append(notReady, fmt.Sprintf("%s/%s %d/%d ready", w.Kind, w.Name, w.Ready, w.Desired))
+			if st.Failure == "" && w.Failure != "" {
+				st.Failure = kind + "/" + r.Name + ": " + w.Failure
+			}
 		}
+		st.Workloads = append(st.Workloads, w)
 	}
 	st.Ready = rel.Info.Status == release.StatusDeployed && len(notReady) == 0
 	switch {
@@ -362,6 +383,31 @@ func (d *Deployer) Status(ctx context.Context, kubeconfig []byte, namespace, nam
 		st.Message = "pods not ready: " + strings.Join(notReady, ", ")
 	}
 	return st, nil
+}
+
+// podFailure is the first PodFailureReasons waiting reason of a container
+// (init containers first) of the pods that sel selects in namespace, ""
+// when there is none.
+func podFailure(ctx context.Context, cs kubernetes.Interface, namespace string, sel *metav1.LabelSelector) (string, error) {
+	if sel == nil {
+		return "", nil
+	}
+	selector, err := metav1.LabelSelectorAsSelector(sel)
+	if err != nil || selector.Empty() {
+		return "", nil
+	}
+	pods, err := cs.CoreV1().Pods(namespace).List(ctx, metav1.ListOptions{LabelSelector: selector.String()})
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods.Items {
+		for _, c := range append(slices.Clone(p.Status.InitContainerStatuses), p.Status.ContainerStatuses...) {
+			if wt := c.State.Waiting; wt != nil && slices.Contains(PodFailureReasons, wt.Reason) {
+				return fmt.Sprintf("pod %s container %s: %s: %s", p.Name, c.Name, wt.Reason, wt.Message), nil
+			}
+		}
+	}
+	return "", nil
 }
 
 // classify marks errors of reaching the cluster as ErrUnreachable.

@@ -131,3 +131,67 @@ func TestInstallAgainstAPIServer(t *testing.T) {
 		t.Errorf("install with the API server down: %v", err)
 	}
 }
+
+// TestInstallWithMepAgentSidecar: a chart whose values name
+// mepagent.image (kmepctl csar --mep-agent-image) gets the sidecar, with
+// instantiate's mepagent values merged over the chart's (Helm keeps the
+// chart's image), and the sidecar's app_instance_info.yaml names the
+// instance.
+func TestInstallWithMepAgentSidecar(t *testing.T) {
+	k := testenv.NeedKube(t)
+	ctx := context.Background()
+	d := kube.New(kube.Options{})
+	files := csartest.ChartFiles("demo")
+	files["values.yaml"] = csartest.ChartValues("demo", "registry.local/sampleapp:2", "registry.local/mep-agent:3")
+	ch, err := kube.LoadChart(csartest.Chart("demo", files))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.EnsureNamespace(ctx, k.Kubeconfig, "sidecar"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Install(ctx, k.Kubeconfig, "sidecar", "app-9", ch, values()); err != nil {
+		t.Fatal(err)
+	}
+	cs := clientset(t, k.Kubeconfig)
+	dep, err := cs.AppsV1().Deployments("sidecar").Get(ctx, "app-9", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs0 := dep.Spec.Template.Spec.Containers
+	if len(cs0) != 2 || cs0[0].Image != "registry.local/sampleapp:2" || cs0[1].Name != "mep-agent" || cs0[1].Image != "registry.local/mep-agent:3" {
+		t.Fatalf("containers: %+v", cs0)
+	}
+	env := map[string]string{}
+	for _, e := range cs0[1].Env {
+		env[e.Name] = e.Value
+	}
+	if env["KMEP_URL"] != "http://mep" || env["APP_INSTANCE_INFO"] != "/etc/mep-agent/app_instance_info.yaml" ||
+		len(cs0[1].EnvFrom) != 1 || cs0[1].EnvFrom[0].SecretRef.Name != "app-9-aksk" {
+		t.Errorf("sidecar env: %v, envFrom %+v", env, cs0[1].EnvFrom)
+	}
+	cm, err := cs.CoreV1().ConfigMaps("sidecar").Get(ctx, "app-9-mep-agent", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := cm.Data["app_instance_info.yaml"]
+	for _, want := range []string{"appInstanceId: app-1", "serName: app-9", "host: app-9.sidecar.svc.cluster.local", "port: 8080"} {
+		if !strings.Contains(info, want) {
+			t.Errorf("app_instance_info.yaml lacks %q:\n%s", want, info)
+		}
+	}
+	// Without mepagent.image: the five objects, one container.
+	plain, err := kube.LoadChart(csartest.Chart("demo", csartest.ChartFiles("demo")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Install(ctx, k.Kubeconfig, "sidecar", "app-10", plain, values()); err != nil {
+		t.Fatal(err)
+	}
+	if dep, err := cs.AppsV1().Deployments("sidecar").Get(ctx, "app-10", metav1.GetOptions{}); err != nil || len(dep.Spec.Template.Spec.Containers) != 1 {
+		t.Errorf("plain chart: %v", err)
+	}
+	if _, err := cs.CoreV1().ConfigMaps("sidecar").Get(ctx, "app-10-mep-agent", metav1.GetOptions{}); err == nil {
+		t.Error("plain chart made the sidecar's ConfigMap")
+	}
+}
