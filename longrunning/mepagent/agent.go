@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
@@ -73,6 +75,9 @@ type Deps struct {
 	Client *http.Client
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// Metrics is the binary's registry, into which New registers the
+	// agent's counters (see metrics.go). Zero value: they count, unseen.
+	Metrics prometheus.Registerer
 }
 
 // Agent is EdgeGallery's mep-agent for kmep: it keeps the app's token,
@@ -86,6 +91,7 @@ type Agent struct {
 	log    *slog.Logger
 	sk     []byte
 
+	m        agentMetrics
 	tokens   *tokenState
 	services []*service
 	subs     []*subscription
@@ -140,6 +146,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		client: deps.Client,
 		log:    deps.Log,
 		sk:     append([]byte(nil), cfg.SecretKey...),
+		m:      newMetrics(deps.Metrics),
 		tokens: newTokenState(),
 	}
 	a.cfg.SecretKey = nil

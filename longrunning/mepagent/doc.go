@@ -22,6 +22,9 @@
 //     Config.DeregisterOnStop is set, so that consumers see them REMOVED at
 //     once.
 //
+// It counts its token requests, registrations and heartbeats by outcome
+// into Deps.Metrics, which the binary serves as GET /metrics.
+//
 // Every step is retried with capped exponential backoff and jitter while the
 // platform is unreachable or answers 5xx, 429 or 401, and never given up; a
 // refusal that no retry can mend (another 4xx, e.g. a 400 on a

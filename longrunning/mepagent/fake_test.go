@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/kmep-io/kmep/local/testenv"
 	"github.com/kmep-io/kmep/longrunning/mepagent"
 	"github.com/kmep-io/kmep/store/kit/aksk"
@@ -294,6 +296,13 @@ type running struct {
 // (also called at cleanup) cancels it and returns what Run returned.
 func startAgent(t *testing.T, cfg mepagent.Config) running {
 	t.Helper()
+	return startAgentWithMetrics(t, cfg, nil)
+}
+
+// startAgentWithMetrics is startAgent with the agent's metrics registered
+// into reg (nil: none).
+func startAgentWithMetrics(t *testing.T, cfg mepagent.Config, reg prometheus.Registerer) running {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +318,8 @@ func startAgent(t *testing.T, cfg mepagent.Config) running {
 		cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	}
 	logs := &testenv.LogBuffer{}
-	a, err := mepagent.New(cfg, mepagent.Deps{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	a, err := mepagent.New(cfg, mepagent.Deps{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Metrics: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,8 @@ func (a *Agent) runService(ctx context.Context, s *service) {
 func (a *Agent) register(ctx context.Context, s *service) error {
 	var reg registration
 	key := newKey()
-	err := a.retry(ctx, "register "+s.name, func(ctx context.Context, token string) error {
+	err := a.retry(ctx, "register "+s.name, func(ctx context.Context, token string) (err error) {
+		defer func() { count(ctx, a.m.registrations, err) }()
 		res, body, err := a.callWithKey(ctx, http.MethodPost, a.url(a.servicesPath()), token, key, s.body)
 		if err != nil {
 			return err
@@ -176,6 +177,11 @@ func (a *Agent) heartbeat(ctx context.Context, s *service) (lost bool) {
 		_, _, err = a.call(ctx, http.MethodPatch, reg.liveness, token, heartbeatBody)
 		var se *StatusError
 		isStatus := errors.As(err, &se)
+		if isStatus && se.Status == http.StatusNotFound {
+			a.m.heartbeats.WithLabelValues(outcomeLost).Inc()
+		} else {
+			count(ctx, a.m.heartbeats, err)
+		}
 		switch {
 		case err == nil:
 			if failures > 0 {
@@ -253,6 +259,7 @@ func (a *Agent) deregister(ctx context.Context, s *service, reg registration) {
 		case isStatus && se.Status == http.StatusUnauthorized && !renewed:
 			renewed = true
 			t, ferr := a.fetchToken(ctx)
+			count(ctx, a.m.tokens, ferr)
 			if ferr != nil {
 				a.log.Error("deregister: no token", "service", s.name, "err", ferr)
 				return

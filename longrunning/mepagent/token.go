@@ -98,6 +98,7 @@ func (a *Agent) runTokens(ctx context.Context) {
 	b := a.newBackoff()
 	for {
 		tok, err := a.fetchToken(ctx)
+		count(ctx, a.m.tokens, err)
 		if err != nil {
 			if ctx.Err() != nil {
 				return

@@ -4,7 +4,9 @@
 // /mep-agent/v1/token and /mep-agent/v1/endpoint/{serName}, and on SIGTERM
 // deregisters the services.
 //
-// Environment:
+// Its settings are the environment, read once at start; -h lists them,
+// --version prints the version, and any other argument exits 2 (as every
+// kmep binary: server.Main):
 //
 //	KMEP_URL               the platform, e.g. http://127.0.0.1:8080; wins over the next three
 //	MEP_IP, MEP_APIGW_PORT the platform as EdgeGallery names it (https://MEP_IP:MEP_APIGW_PORT)
@@ -17,6 +19,9 @@
 //	MEP_TLS_INSECURE       true: do not verify the platform's certificate (laptops only)
 //	MEP_AGENT_ADDR         listen address of the agent's API (default 127.0.0.1:8090)
 //	MEP_AGENT_DEREGISTER   delete the services on SIGTERM (default true)
+//	KMEP_HEALTH_ADDR       listen address of GET /healthz and GET /metrics (the agent's token
+//	                       fetches, registrations and heartbeats by outcome), e.g. :8091
+//	                       (default: none, no such port)
 //	KMEP_LOG_LEVEL         debug, info (default), warn or error
 package main
 
@@ -28,27 +33,40 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/kmep-io/kmep/longrunning/mepagent"
+	"github.com/kmep-io/kmep/store/kit/metrics"
 	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 // defaultInfoPath is where EdgeGallery's mep-agent reads its file.
 const defaultInfoPath = "./conf/app_instance_info.yaml"
 
-func main() {
-	log := server.NewLogger(os.Stderr, "mep-agent", os.Getenv("KMEP_LOG_LEVEL"))
-	if err := run(log); err != nil {
-		log.Error("exit", "err", err)
-		os.Exit(1)
-	}
+func main() { server.Main("mep-agent", run) }
+
+// config is the binary's environment (server.Main reads it). EdgeGallery's
+// lower-case ak and sk are not in it (envconfig upper-cases every name):
+// fromEnv reads them when AK and SK are unset.
+type config struct {
+	server.Base
+	URL           string `envconfig:"KMEP_URL" desc:"the platform, e.g. http://127.0.0.1:8080; wins over MEP_IP and MEP_APIGW_PORT"`
+	MEPIP         string `envconfig:"MEP_IP" desc:"the platform's host as EdgeGallery names it (MEP_SCHEME://MEP_IP:MEP_APIGW_PORT)"`
+	MEPPort       string `envconfig:"MEP_APIGW_PORT" desc:"the platform's port, with MEP_IP"`
+	Scheme        string `envconfig:"MEP_SCHEME" default:"https" desc:"https or http, with MEP_IP"`
+	AK            string `envconfig:"AK" desc:"the app's access key (unset: ak); removed from the environment once read"`
+	SK            string `envconfig:"SK" desc:"the app's secret key (unset: sk); removed from the environment once read"`
+	AppInstanceID string `envconfig:"APPINSTID" desc:"the app instance id (unset: appInstanceId of app_instance_info.yaml)"`
+	InfoPath      string `envconfig:"APP_INSTANCE_INFO" desc:"path of app_instance_info.yaml, which must exist (unset: ./conf/app_instance_info.yaml; when that is missing, nothing is registered)"`
+	CACert        string `envconfig:"MEP_CA_CERT" desc:"PEM file of the CA the platform's certificate chains to (unset: system roots)"`
+	TLSInsecure   bool   `envconfig:"MEP_TLS_INSECURE" default:"false" desc:"true: do not verify the platform's certificate (laptops only)"`
+	Addr          string `envconfig:"MEP_AGENT_ADDR" default:"127.0.0.1:8090" desc:"listen address of the agent's API (loopback: other pods must not read the app's token)"`
+	Deregister    bool   `envconfig:"MEP_AGENT_DEREGISTER" default:"true" desc:"delete the services on SIGTERM"`
+	HealthAddr    string `envconfig:"KMEP_HEALTH_ADDR" desc:"listen address of GET /healthz and GET /metrics, e.g. :8091 (unset: no such port)"`
 }
 
-// settings is the environment, read once.
+// settings is what the agent is built from.
 type settings struct {
 	cfg    mepagent.Config
 	client mepagent.ClientOptions
@@ -58,34 +76,27 @@ type settings struct {
 	infoExplicit bool
 }
 
-func fromEnv(getenv func(string) string) (settings, error) {
+// fromEnv checks c and turns it into settings; getenv reads EdgeGallery's
+// lower-case ak and sk, which c cannot hold.
+func fromEnv(c config, getenv func(string) string) (settings, error) {
 	var s settings
-	base, err := baseURL(getenv)
+	base, err := baseURL(c)
 	if err != nil {
 		return s, err
 	}
 	s.cfg.BaseURL = base
-	s.cfg.AccessKey = first(getenv("AK"), getenv("ak"))
-	sk := first(getenv("SK"), getenv("sk"))
+	s.cfg.AccessKey = first(c.AK, getenv("ak"))
+	sk := first(c.SK, getenv("sk"))
 	if s.cfg.AccessKey == "" || sk == "" {
 		return s, errors.New("AK and SK must be set")
 	}
 	s.cfg.SecretKey = []byte(sk)
-	s.cfg.AppInstanceID = getenv("APPINSTID")
-	s.cfg.Addr = first(getenv("MEP_AGENT_ADDR"), "127.0.0.1:8090")
-	s.cfg.DeregisterOnStop = true
-	if v := getenv("MEP_AGENT_DEREGISTER"); v != "" {
-		if s.cfg.DeregisterOnStop, err = strconv.ParseBool(v); err != nil {
-			return s, fmt.Errorf("MEP_AGENT_DEREGISTER: want true or false, not %q", v)
-		}
-	}
-	if v := getenv("MEP_TLS_INSECURE"); v != "" {
-		if s.client.InsecureSkipVerify, err = strconv.ParseBool(v); err != nil {
-			return s, fmt.Errorf("MEP_TLS_INSECURE: want true or false, not %q", v)
-		}
-	}
-	s.client.CAFile = getenv("MEP_CA_CERT")
-	s.infoPath = getenv("APP_INSTANCE_INFO")
+	s.cfg.AppInstanceID = c.AppInstanceID
+	s.cfg.Addr = c.Addr
+	s.cfg.DeregisterOnStop = c.Deregister
+	s.client.InsecureSkipVerify = c.TLSInsecure
+	s.client.CAFile = c.CACert
+	s.infoPath = c.InfoPath
 	s.infoExplicit = s.infoPath != ""
 	if !s.infoExplicit {
 		s.infoPath = defaultInfoPath
@@ -93,12 +104,12 @@ func fromEnv(getenv func(string) string) (settings, error) {
 	return s, nil
 }
 
-// baseURL is KMEP_URL, else scheme://MEP_IP:MEP_APIGW_PORT.
-func baseURL(getenv func(string) string) (string, error) {
-	if u := getenv("KMEP_URL"); u != "" {
-		return u, nil
+// baseURL is KMEP_URL, else MEP_SCHEME://MEP_IP:MEP_APIGW_PORT.
+func baseURL(c config) (string, error) {
+	if c.URL != "" {
+		return c.URL, nil
 	}
-	ip, port := getenv("MEP_IP"), getenv("MEP_APIGW_PORT")
+	ip, port := c.MEPIP, c.MEPPort
 	if ip == "" || port == "" {
 		return "", errors.New("set KMEP_URL, or MEP_IP and MEP_APIGW_PORT")
 	}
@@ -108,7 +119,7 @@ func baseURL(getenv func(string) string) (string, error) {
 	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
 		return "", fmt.Errorf("MEP_APIGW_PORT: %q is not a port", port)
 	}
-	scheme := strings.ToLower(first(getenv("MEP_SCHEME"), "https"))
+	scheme := strings.ToLower(first(c.Scheme, "https"))
 	if scheme != "https" && scheme != "http" {
 		return "", fmt.Errorf("MEP_SCHEME: want https or http, not %q", scheme)
 	}
@@ -144,10 +155,8 @@ func loadInfo(log *slog.Logger, path string, explicit bool) (mepagent.AppInstanc
 	return info, nil
 }
 
-func run(log *slog.Logger) error {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	s, err := fromEnv(os.Getenv)
+func run(ctx context.Context, log *slog.Logger, c config) error {
+	s, err := fromEnv(c, os.Getenv)
 	for _, k := range []string{"AK", "SK", "ak", "sk"} {
 		_ = os.Unsetenv(k) // no child process inherits them
 	}
@@ -171,9 +180,10 @@ func run(log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	a, err := mepagent.New(s.cfg, mepagent.Deps{Client: client, Log: log})
+	reg := metrics.NewRegistry()
+	a, err := mepagent.New(s.cfg, mepagent.Deps{Client: client, Log: log, Metrics: reg})
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	return server.RunAgent(ctx, server.AgentOptions{HealthAddr: c.HealthAddr, Handler: metrics.Mount(reg, nil), Log: log}, a.Run)
 }

@@ -7,8 +7,32 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
+// parseEnv reads env as the binary does: server.Main's Parse into its
+// config (every other variable of it unset), then fromEnv with the
+// lower-case ak and sk of env.
+func parseEnv(t *testing.T, env map[string]string) (settings, error) {
+	t.Helper()
+	keys, err := server.Keys(&config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		t.Setenv(k, env[k]) // empty counts as unset
+	}
+	var c config
+	if err := server.Parse(&c); err != nil {
+		return settings{}, err
+	}
+	return fromEnv(c, func(k string) string { return env[k] })
+}
+
+// The environment as EdgeGallery's mep-agent takes it (MEP_IP,
+// MEP_APIGW_PORT, AK/SK or ak/sk) and as kmep adds to it (KMEP_URL), with
+// each bad value refused naming its variable.
 func TestFromEnv(t *testing.T) {
 	creds := map[string]string{"AK": "AKAPP", "SK": "secret"}
 	with := func(m map[string]string) map[string]string {
@@ -34,6 +58,7 @@ func TestFromEnv(t *testing.T) {
 		insecure   bool
 		info       string
 		explicit   bool
+		ak, sk     string // the credentials read; empty: any
 		err        string
 	}{
 		{name: "EdgeGallery", env: with(map[string]string{"MEP_IP": "192.168.1.10", "MEP_APIGW_PORT": "8443", "APPINSTID": "app-1"}),
@@ -47,6 +72,12 @@ func TestFromEnv(t *testing.T) {
 			base: "http://127.0.0.1:8080", addr: "127.0.0.1:9000", insecure: true, info: "/etc/x.yaml", explicit: true},
 		{name: "lower-case ak sk", env: map[string]string{"KMEP_URL": "http://h", "ak": "A", "sk": "S"},
 			base: "http://h", addr: "127.0.0.1:8090", deregister: true, info: defaultInfoPath},
+		{name: "upper-case wins", env: map[string]string{"KMEP_URL": "http://h", "AK": "A", "SK": "S", "ak": "a", "sk": "s"},
+			base: "http://h", addr: "127.0.0.1:8090", deregister: true, info: defaultInfoPath, ak: "A", sk: "S"},
+		{name: "upper-case SK, lower-case ak", env: map[string]string{"KMEP_URL": "http://h", "ak": "a", "SK": "S"},
+			base: "http://h", addr: "127.0.0.1:8090", deregister: true, info: defaultInfoPath, ak: "a", sk: "S"},
+		{name: "no AK", env: map[string]string{"KMEP_URL": "http://h", "SK": "S"}, err: "AK and SK"},
+		{name: "bad insecure", env: with(map[string]string{"KMEP_URL": "http://h", "MEP_TLS_INSECURE": "yes please"}), err: "MEP_TLS_INSECURE"},
 		{name: "no platform", env: with(nil), err: "KMEP_URL"},
 		{name: "no port", env: with(map[string]string{"MEP_IP": "10.0.0.1"}), err: "MEP_APIGW_PORT"},
 		{name: "bad port", env: with(map[string]string{"MEP_IP": "10.0.0.1", "MEP_APIGW_PORT": "99999"}), err: "MEP_APIGW_PORT"},
@@ -56,7 +87,7 @@ func TestFromEnv(t *testing.T) {
 		{name: "bad deregister", env: with(map[string]string{"KMEP_URL": "http://h", "MEP_AGENT_DEREGISTER": "maybe"}), err: "MEP_AGENT_DEREGISTER"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s, err := fromEnv(func(k string) string { return tc.env[k] })
+			s, err := parseEnv(t, tc.env)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) {
 					t.Fatalf("err %v, want one naming %s", err, tc.err)
@@ -72,6 +103,9 @@ func TestFromEnv(t *testing.T) {
 			}
 			if s.cfg.AccessKey == "" || len(s.cfg.SecretKey) == 0 {
 				t.Fatal("credentials not read")
+			}
+			if tc.ak != "" && (s.cfg.AccessKey != tc.ak || string(s.cfg.SecretKey) != tc.sk) {
+				t.Fatalf("credentials %q %q, want %q %q", s.cfg.AccessKey, s.cfg.SecretKey, tc.ak, tc.sk)
 			}
 		})
 	}
