@@ -66,6 +66,17 @@ type Options struct {
 	QueueSize int
 	// Workers is the number of deliveries made at once. Zero value: 4.
 	Workers int
+	// Bulk, when set, sorts events into two lanes: those it reports true
+	// for (kmep's: events.Bulk) are bulk, the others live. Workers take
+	// live deliveries first (one bulk one after liveBurst live ones in a
+	// row, so neither starves), and bulk events are admitted only while
+	// LiveReserve places stay free. Zero value: one lane, every event
+	// live (the baseline the benchmarks compare with).
+	Bulk func(cloudevents.Event) bool
+	// LiveReserve is how many places of QueueSize bulk events may not
+	// take: live events find room while bulk ones fill the queue. Only
+	// with Bulk. Zero value: QueueSize/4.
+	LiveReserve int
 	// RetryAfter is the Retry-After of a 503 for a full queue (rounded up
 	// to whole seconds). Zero value: 1 s.
 	RetryAfter time.Duration
@@ -114,7 +125,8 @@ type Broker struct {
 	opts   Options
 	log    *slog.Logger
 	routes []*route
-	jobs   chan *job
+	// jobs and bulk are the lanes' queues (bulk only with Options.Bulk).
+	jobs, bulk chan *job
 
 	mu       sync.RWMutex // RLock: filtering and admission; Lock: closing
 	inflight atomic.Int64
@@ -136,6 +148,9 @@ func New(opts Options) (*Broker, error) {
 	if opts.Workers == 0 {
 		opts.Workers = 4
 	}
+	if opts.LiveReserve == 0 {
+		opts.LiveReserve = opts.QueueSize / 4
+	}
 	if opts.RetryAfter == 0 {
 		opts.RetryAfter = time.Second
 	}
@@ -154,7 +169,13 @@ func New(opts Options) (*Broker, error) {
 	if opts.QueueSize < 0 || opts.Workers < 0 || opts.RetryAfter < 0 || opts.RequestTimeout < 0 {
 		return nil, errors.New("broker: QueueSize, Workers, RetryAfter and RequestTimeout must be positive")
 	}
+	if opts.LiveReserve < 0 || opts.LiveReserve >= opts.QueueSize {
+		return nil, errors.New("broker: LiveReserve must be positive and less than QueueSize")
+	}
 	b := &Broker{opts: opts, log: opts.Log, jobs: make(chan *job, opts.QueueSize), freed: make(chan struct{}, 1)}
+	if opts.Bulk != nil {
+		b.bulk = make(chan *job, opts.QueueSize-opts.LiveReserve)
+	}
 	for _, t := range opts.Triggers {
 		if !b.ours(t) {
 			continue
@@ -357,7 +378,8 @@ var (
 	errClosed = errors.New("broker stopped")
 )
 
-// enqueue queues one delivery of e per matching route, all or none.
+// enqueue queues one delivery of e per matching route, all or none, in
+// e's lane.
 func (b *Broker) enqueue(e cloudevents.Event) error {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -373,21 +395,36 @@ func (b *Broker) enqueue(e cloudevents.Event) error {
 	if len(match) == 0 {
 		return nil
 	}
-	if !b.admit(len(match)) {
+	bulk := b.bulk != nil && b.opts.Bulk(e)
+	if !b.admit(len(match), bulk) {
 		return errFull
 	}
 	for _, r := range match {
-		// Never blocks: the channel holds at most QueueSize admitted jobs.
-		b.jobs <- &job{r: r, e: e.Clone()}
+		// Never blocks: the lane's channel holds as many jobs as it admits.
+		j := &job{r: r, e: e.Clone(), bulk: bulk}
+		b.lane(j) <- j
 	}
 	return nil
 }
 
-// admit reserves n places.
-func (b *Broker) admit(n int) bool {
+// lane is j's queue.
+func (b *Broker) lane(j *job) chan *job {
+	if j.bulk {
+		return b.bulk
+	}
+	return b.jobs
+}
+
+// admit reserves n places: of QueueSize for live events, of QueueSize -
+// LiveReserve for bulk ones.
+func (b *Broker) admit(n int, bulk bool) bool {
+	limit := int64(b.opts.QueueSize)
+	if bulk {
+		limit -= int64(b.opts.LiveReserve)
+	}
 	for {
 		cur := b.inflight.Load()
-		if cur+int64(n) > int64(b.opts.QueueSize) {
+		if cur+int64(n) > limit {
 			return false
 		}
 		if b.inflight.CompareAndSwap(cur, cur+int64(n)) {
@@ -405,13 +442,17 @@ func (b *Broker) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for range b.opts.Workers {
 		wg.Go(func() {
-			for {
-				select {
-				case <-ctx.Done():
+			for liveRun := 0; ctx.Err() == nil; {
+				j := b.next(ctx, liveRun >= liveBurst)
+				if j == nil {
 					return
-				case j := <-b.jobs:
-					b.deliver(ctx, j)
 				}
+				if j.bulk {
+					liveRun = 0
+				} else {
+					liveRun++
+				}
+				b.deliver(ctx, j)
 			}
 		})
 	}
@@ -425,6 +466,38 @@ func (b *Broker) Run(ctx context.Context) error {
 		b.log.Warn("broker stopped with deliveries pending: dropped", "count", n)
 	}
 	return nil
+}
+
+// liveBurst is how many live deliveries a worker makes in a row before it
+// takes a bulk one that waits.
+const liveBurst = 7
+
+// next waits for the next job: a live one when there is one (a bulk one
+// first when bulkTurn), else whichever comes first. It is nil when ctx
+// ended first. (b.bulk is nil without lanes: its cases never fire.)
+func (b *Broker) next(ctx context.Context, bulkTurn bool) *job {
+	first, second := b.jobs, b.bulk
+	if bulkTurn {
+		first, second = second, first
+	}
+	select {
+	case j := <-first:
+		return j
+	default:
+	}
+	select {
+	case j := <-second:
+		return j
+	default:
+	}
+	select {
+	case <-ctx.Done():
+		return nil
+	case j := <-b.jobs:
+		return j
+	case j := <-b.bulk:
+		return j
+	}
 }
 
 func (b *Broker) cleanup() {

@@ -25,6 +25,7 @@ type job struct {
 	e       cloudevents.Event
 	attempt int  // failed attempts at the current destination
 	dead    bool // delivering to the dead-letter sink
+	bulk    bool // in the bulk lane
 }
 
 // outcome is one delivery attempt's result.
@@ -95,14 +96,15 @@ func (b *Broker) deliver(ctx context.Context, j *job) {
 	b.log.Error("delivery failed for good: event dropped", "trigger", r.name, "to", what, "id", j.e.ID(), "type", j.e.Type(), "attempts", j.attempt+1, "err", o)
 }
 
-// requeue puts a job back on the queue (its place is still reserved).
+// requeue puts a job back on its lane's queue (its place is still
+// reserved).
 func (b *Broker) requeue(j *job) {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	if b.closed {
 		return
 	}
-	b.jobs <- j
+	b.lane(j) <- j
 }
 
 // deadLetter is e with Knative's error extensions: where it failed, the

@@ -23,7 +23,15 @@
 // revision or the event id, which is the change-stream id).
 // The queue is bounded: an event whose deliveries do not fit gets 503 with
 // Retry-After at the ingress, so the relay sends it again later; Send, the
-// in-process path, waits for room instead (until its context ends). The
+// in-process path, waits for room instead (until its context ends).
+//
+// With Options.Bulk (the all-in-one passes events.Bulk: kmeplane=bulk) the
+// queue has two lanes, which Knative's broker does not have: bulk events
+// (a mass expiry's) are admitted only while Options.LiveReserve places of
+// the queue stay free, and workers take live deliveries first (a bulk one
+// after seven live ones in a row), so an event that is not part of a burst
+// neither waits for room nor behind the burst. Without it the queue is one
+// FIFO lane. The
 // queue lives in memory: what is queued when the process stops is lost, as
 // with Knative's InMemoryChannel. kmep does not rely on it: the relay keeps
 // every event pending until notify settles it and publishes again what
