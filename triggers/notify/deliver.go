@@ -23,8 +23,10 @@ import (
 const maxDrain = 64 << 10
 
 // fanOut delivers the notification body(sub) of event eventID to every
-// subscription of aud not yet marked done for it, counting into c.
-func (n *Notifier) fanOut(ctx context.Context, eventID string, aud store.Audience,
+// subscription of aud not yet marked done for it, counting into c. bulk
+// reports that the event is a bulk change's (its callbacks take the bulk
+// share of the slots).
+func (n *Notifier) fanOut(ctx context.Context, eventID string, bulk bool, aud store.Audience,
 	body func(store.Subscription) ([]byte, error), c *counters) {
 	var wg sync.WaitGroup
 	stopped := false
@@ -43,7 +45,7 @@ func (n *Notifier) fanOut(ctx context.Context, eventID string, aud store.Audienc
 			n.log.Error("notification not rendered", "event", eventID, "subscription", sub.ID, "err", err)
 			continue
 		}
-		if !n.acquire(ctx) {
+		if !n.acquire(ctx, bulk) {
 			stopped = true
 			c.failed.Add(1)
 			continue
@@ -51,7 +53,7 @@ func (n *Notifier) fanOut(ctx context.Context, eventID string, aud store.Audienc
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.deliver(ctx, eventID, sub, b, c)
+			n.deliver(ctx, eventID, bulk, sub, b, c)
 		}()
 	}
 	wg.Wait()
@@ -60,16 +62,37 @@ func (n *Notifier) fanOut(ctx context.Context, eventID string, aud store.Audienc
 	}
 }
 
-func (n *Notifier) acquire(ctx context.Context) bool {
+// acquire takes a callback slot: one of Concurrency, and for a bulk
+// event's callback one of the bulk share as well (taken first, so a bulk
+// callback waiting for a slot holds no slot a live one could use). It
+// reports false when ctx ended first.
+func (n *Notifier) acquire(ctx context.Context, bulk bool) bool {
+	bulk = bulk && n.bulkSem != nil
+	if bulk {
+		select {
+		case n.bulkSem <- struct{}{}:
+		case <-ctx.Done():
+			return false
+		}
+	}
 	select {
 	case n.sem <- struct{}{}:
 		return true
 	case <-ctx.Done():
+		if bulk {
+			<-n.bulkSem
+		}
 		return false
 	}
 }
 
-func (n *Notifier) release() { <-n.sem }
+// release gives back what acquire took.
+func (n *Notifier) release(bulk bool) {
+	<-n.sem
+	if bulk && n.bulkSem != nil {
+		<-n.bulkSem
+	}
+}
 
 // result is how one attempt ended.
 type result int
@@ -93,10 +116,10 @@ type outcome struct {
 // deliver sends one notification, retrying as configured. It is called
 // holding a concurrency slot, which it holds only while an attempt is in
 // flight (not while it backs off).
-func (n *Notifier) deliver(ctx context.Context, eventID string, sub store.Subscription, body []byte, c *counters) {
+func (n *Notifier) deliver(ctx context.Context, eventID string, bulk bool, sub store.Subscription, body []byte, c *counters) {
 	for attempt := 1; ; attempt++ {
 		o := n.attempt(ctx, sub.CallbackReference, body)
-		n.release()
+		n.release(bulk)
 		switch o.result {
 		case resultDelivered:
 			c.delivered.Add(1)
@@ -111,7 +134,7 @@ func (n *Notifier) deliver(ctx context.Context, eventID string, sub store.Subscr
 			return
 		}
 		if attempt >= n.retry.Attempts || ctx.Err() != nil ||
-			!retry.Sleep(ctx, n.backoff(attempt, o)) || !n.acquire(ctx) {
+			!retry.Sleep(ctx, n.backoff(attempt, o)) || !n.acquire(ctx, bulk) {
 			c.failed.Add(1)
 			n.log.Warn("notification failed", "event", eventID, "subscription", sub.ID,
 				"callback", redact(sub.CallbackReference), "attempts", attempt, "status", o.status, "err", o.err)

@@ -71,6 +71,15 @@ type Deps struct {
 	// Concurrency bounds the callback requests in flight, over all events
 	// the Notifier handles at once. Zero value: 64.
 	Concurrency int
+	// LiveReserve is how many of the Concurrency slots the callbacks of
+	// bulk events (events.Bulk: a mass expiry's) may not take, so that the
+	// callbacks of other events find a slot while a burst's callbacks are
+	// slow (a dead node's subscribers time out). Zero value: Concurrency/4.
+	LiveReserve int
+	// FIFO gives bulk events' callbacks every slot, as the others' (the
+	// baseline the all-in-one's benchmarks compare with). Zero value:
+	// false.
+	FIFO bool
 	// Timeout bounds each attempt of each callback (connect, send, response
 	// headers and body). Zero value: 5 s.
 	Timeout time.Duration
@@ -116,6 +125,7 @@ type Notifier struct {
 	client  Doer
 	log     *slog.Logger
 	sem     chan struct{}
+	bulkSem chan struct{} // the bulk share of sem; nil with FIFO
 	timeout time.Duration
 	retry   Retry
 	doneTTL time.Duration
@@ -134,7 +144,7 @@ func New(d Deps) (*Notifier, error) {
 		return nil, errors.New("notify: Deps.Store is required")
 	case d.Client == nil:
 		return nil, errors.New("notify: Deps.Client is required")
-	case d.Concurrency < 0, d.Timeout < 0, d.DoneTTL < 0, d.Retry.Attempts < 0, d.Retry.Backoff < 0,
+	case d.Concurrency < 0, d.LiveReserve < 0, d.Timeout < 0, d.DoneTTL < 0, d.Retry.Attempts < 0, d.Retry.Backoff < 0,
 		d.Retry.MaxBackoff < 0, d.Retry.MaxRetryAfter < 0:
 		return nil, errors.New("notify: negative setting in Deps")
 	}
@@ -146,6 +156,15 @@ func New(d Deps) (*Notifier, error) {
 		d.Concurrency = DefaultConcurrency
 	}
 	n.sem = make(chan struct{}, d.Concurrency)
+	if d.LiveReserve == 0 {
+		d.LiveReserve = d.Concurrency / 4
+	}
+	if d.LiveReserve >= d.Concurrency {
+		return nil, errors.New("notify: Deps.LiveReserve must be less than Concurrency")
+	}
+	if !d.FIFO {
+		n.bulkSem = make(chan struct{}, d.Concurrency-d.LiveReserve)
+	}
 	if n.timeout == 0 {
 		n.timeout = DefaultTimeout
 	}
@@ -288,7 +307,7 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Res
 	}
 
 	var c counters
-	n.fanOut(ctx, e.ID(), aud, body, &c)
+	n.fanOut(ctx, e.ID(), events.Bulk(e), aud, body, &c)
 	n.stats.add(&c)
 	n.log.Debug("event notified", "event", e.ID(), "type", e.Type(), "subject", e.Subject(),
 		"subscriptions", len(aud.Subs), "delivered", c.delivered.Load(), "retried", c.retried.Load(),
