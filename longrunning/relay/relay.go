@@ -67,7 +67,9 @@ type Config struct {
 	LeaseTTL time.Duration
 	// Holder names this replica in the lease. Zero value: a random id.
 	Holder string
-	// Batch is how many new entries one read takes. Zero value: 100.
+	// Batch is how many new entries one read takes. A burst is read past in
+	// reads this large (one round trip, and one wake-up of the reader on a
+	// busy machine, per read). Zero value: 1000.
 	Batch int64
 	// Block is how long a read waits for new entries; it also bounds how
 	// long stepping down and shutting down take. Zero value: 1 s.
@@ -179,7 +181,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		cfg.LeaseTTL = 5 * time.Second
 	}
 	if cfg.Batch == 0 {
-		cfg.Batch = 100
+		cfg.Batch = 1000
 	}
 	if cfg.Block == 0 {
 		cfg.Block = time.Second
