@@ -57,6 +57,7 @@ import (
 	"github.com/kmep-io/kmep/manifests"
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/blob"
+	kevents "github.com/kmep-io/kmep/store/events"
 	"github.com/kmep-io/kmep/store/kit/auth"
 	"github.com/kmep-io/kmep/store/kit/callback"
 	"github.com/kmep-io/kmep/store/kit/kube"
@@ -116,6 +117,12 @@ type Config struct {
 	// published again at once: the embedded broker's queue did not survive
 	// the previous process.) Zero value: relay.DefaultRedelivery.
 	Redelivery time.Duration
+	// FIFO turns the bulk lane off in the relay, the embedded broker and
+	// notify: a change made while many services lapse together waits
+	// behind all of them (the baseline BenchmarkLapse measures the lanes
+	// against). Zero value: false (bulk changes yield to the others; see
+	// package relay).
+	FIFO bool
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
 	// Ready, when set, is called with the listen address once serving.
@@ -348,7 +355,7 @@ const brokerWorkers = 64
 // deadletter triggers' receiver functions.
 func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, inst *installer.Installer,
 	reg prometheus.Registerer, log *slog.Logger) (*broker.Broker, error) {
-	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify"), Metrics: reg})
+	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify"), Metrics: reg, FIFO: cfg.FIFO})
 	if err != nil {
 		return nil, err
 	}
@@ -357,8 +364,12 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 	if err != nil {
 		return nil, fmt.Errorf("manifests/eventing.yaml: %w", err)
 	}
+	bulk := kevents.Bulk // the kmeplane extension
+	if cfg.FIFO {
+		bulk = nil
+	}
 	brk, err := broker.New(broker.Options{Broker: "kmep", Namespace: "kmep", Triggers: triggers, Log: log.With("component", "broker"),
-		Workers: brokerWorkers,
+		Workers: brokerWorkers, Bulk: bulk,
 		// The triggers' receiver functions, which their binaries serve behind
 		// cloudevents' HTTP receiver: in process, events need no encoding.
 		Resolve: broker.Receivers(map[string]broker.Receiver{"notify": n.Handle, "deadletter": dead.Handle, "installer": inst.Handle})})
@@ -374,7 +385,7 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 	}
 	// The broker's queue is in this process: what a previous process left
 	// pending is lost from it, so the relay publishes it again at once.
-	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/", Redelivery: cfg.Redelivery, RedeliverOnStart: true},
+	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/", Redelivery: cfg.Redelivery, RedeliverOnStart: true, FIFO: cfg.FIFO},
 		relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay"), Metrics: reg})
 	if err != nil {
 		return nil, err

@@ -44,9 +44,19 @@ import (
 // (redis-cpu-ms/1k-changes), which do not depend on what else the
 // machine runs as the latencies do.
 //
+// Each runs twice, side by side: /fifo with the bulk lane off
+// (allinone.Config.FIFO: every change waits its turn, the baseline) and
+// /fair with it on (the suspensions are bulk changes, which the unrelated
+// change passes in the relay and the broker).
+//
 //	go test -run '^$' -bench Lapse -benchtime 3x ./local/allinone/
-func BenchmarkLapse5000(b *testing.B)  { benchLapse(b, 5000) }
-func BenchmarkLapse20000(b *testing.B) { benchLapse(b, 20000) }
+func BenchmarkLapse5000(b *testing.B)  { benchLanes(b, 5000) }
+func BenchmarkLapse20000(b *testing.B) { benchLanes(b, 20000) }
+
+func benchLanes(b *testing.B, services int) {
+	b.Run("fifo", func(b *testing.B) { benchLapse(b, services, true) })
+	b.Run("fair", func(b *testing.B) { benchLapse(b, services, false) })
+}
 
 // lapseInbox records when each callback path got a notification of which
 // change and state.
@@ -144,7 +154,7 @@ func (in *lapseInbox) forget(what string) {
 // connections per host).
 const callbackHosts = 50
 
-func benchLapse(b *testing.B, services int) {
+func benchLapse(b *testing.B, services int, fifo bool) {
 	r := testenv.NewRedis(b, testenv.RedisOptions{})
 	in := newLapseInbox()
 	cbs := make([]string, callbackHosts)
@@ -162,7 +172,7 @@ func benchLapse(b *testing.B, services int) {
 	done := make(chan error, 1)
 	go func() {
 		done <- allinone.Run(ctx, allinone.Config{Listener: ln, RedisURL: r.URL(), DNSAddr: "127.0.0.1:0",
-			DataDir: b.TempDir(), AdminToken: admin, CallbackAllow: "127.0.0.0/8",
+			DataDir: b.TempDir(), AdminToken: admin, CallbackAllow: "127.0.0.0/8", FIFO: fifo,
 			Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	}()
 	defer func() {
