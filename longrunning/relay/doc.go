@@ -5,10 +5,11 @@
 // The relay reads the stream through the consumer group "relay" with the
 // fixed consumer name "relay", so whichever replica holds the lease inherits
 // the entries its predecessor read but never published. An entry is
-// acknowledged in the group (XACK) once the sink answered 2xx, or at once
-// when events.FromChange does not turn it into an event. The group is
-// created with "$" at the first start of any relay: changes made before
-// that are not published.
+// acknowledged in the group (XACK) once the sink answered 2xx; at once when
+// it is not an event (events.Subject); and by its partition's worker, which
+// builds the events (events.FromChange), when its event cannot be built
+// (then it is settled too). The group is created with "$" at the first
+// start of any relay: changes made before that are not published.
 //
 // End-to-end acknowledgment: a 2xx of the Broker is not the end of an
 // event's way (Knative's InMemoryChannel, like the all-in-one's broker,

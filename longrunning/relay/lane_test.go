@@ -271,3 +271,49 @@ func TestBulkBacklogIsBounded(t *testing.T) {
 		t.Errorf("%d bulk events published, want %d", len(seen), n)
 	}
 }
+
+// corruptStream garbles the data of every termination change it reads, as
+// a change whose event cannot be built.
+type corruptStream struct{ *store.Store }
+
+func (c corruptStream) ReadGroup(ctx context.Context, group, consumer string, count int64, block time.Duration, pending bool) ([]store.Change, error) {
+	chs, err := c.Store.ReadGroup(ctx, group, consumer, count, block, pending)
+	for i := range chs {
+		if chs[i].Kind == store.KindApp && chs[i].Type == store.ChangeTerminating {
+			chs[i].Data = []byte("{not json")
+		}
+	}
+	return chs, err
+}
+
+// TestMalformedChangeIsSettled: a change whose event the worker cannot
+// build is acknowledged and settled (it was held as pending), never
+// published, and never claimed again; the changes around it are published.
+func TestMalformedChangeIsSettled(t *testing.T) {
+	st := newStore(t)
+	s := newSink(t)
+	s.settling(st)
+	cfg := fastConfig(s.URL)
+	cfg.Redelivery, cfg.PendingCheck = 200*time.Millisecond, 50*time.Millisecond
+	a, _ := start(t, cfg, corruptStream{st}, true)
+	before := churn(t, st, "m", 2, 0)
+	if _, _, err := st.StartTermination(context.Background(), "app-m", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	after := churn(t, st, "n", 2, 0)
+	waitFor(t, 10*time.Second, "the other changes delivered", allDelivered(s, append(before, after...)))
+	waitFor(t, 5*time.Second, "the malformed change acknowledged", func() bool { return a.Stats().Malformed == 1 })
+	time.Sleep(5 * cfg.Redelivery)
+	if st2 := a.Stats(); st2.Malformed != 1 || st2.Unpublished != 1 || st2.Redelivered != 0 || st2.Published != 4 {
+		t.Errorf("stats %+v: want 1 malformed and unpublished, 4 published, none redelivered", st2)
+	}
+	if n := pendingCount(t, st); n != 0 {
+		t.Errorf("%d pending: the malformed change was not settled", n)
+	}
+	for _, e := range s.events() {
+		if e.typ == events.TypeAppTerminating {
+			t.Errorf("the malformed change was published: %+v", e)
+		}
+	}
+	s.check(t)
+}

@@ -40,6 +40,7 @@ type Stream interface {
 	ReadGroup(ctx context.Context, group, consumer string, count int64, block time.Duration, pending bool) ([]store.Change, error)
 	AckPublished(ctx context.Context, group string, ids ...string) error
 	AddPending(ctx context.Context, ids ...string) error
+	Settle(ctx context.Context, ids ...string) error
 	ClaimOverdue(ctx context.Context, cutoff time.Time, limit int) (due []store.Change, gone []string, err error)
 	AcquireLease(ctx context.Context, name, holder string, ttl time.Duration) (bool, error)
 	ReleaseLease(ctx context.Context, name, holder string) error
@@ -134,7 +135,7 @@ type Stats struct {
 	// Published counts events the sink accepted with a 2xx answer.
 	Published uint64
 	// Unpublished counts entries acknowledged without publishing them:
-	// changes that are not events (events.FromChange ok=false) and the
+	// changes that are not events (events.Subject false) and the
 	// Malformed ones.
 	Unpublished uint64
 	// Malformed counts entries events.FromChange could not convert.

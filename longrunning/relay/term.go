@@ -28,8 +28,10 @@ type term struct {
 }
 
 type item struct {
-	id      string
-	e       cloudevents.Event
+	id string
+	// c is the change; its event is built by the partition's worker, so
+	// that the one reader does only what ordering needs.
+	c       store.Change
 	subject string
 	// bulk: the change is a bulk change (store.Change.Bulk, and the lane is
 	// on); lane: the item was queued in the bulk lane (bulk, or behind bulk
@@ -240,19 +242,15 @@ func (t *term) dispatch(ctx context.Context, chs []store.Change, hold bool) bool
 	t.mu.Unlock()
 	items := make([]item, 0, len(chs))
 	for _, c := range chs {
-		e, ok, err := events.FromChange(c)
-		if err != nil || !ok {
-			if err != nil {
-				t.a.malformed.Add(1)
-				t.a.log.Error("change cannot be published: acknowledging it", "id", c.StreamID, "kind", c.Kind, "change", c.Type, "err", err)
-			}
+		subject, ok := events.Subject(c)
+		if !ok {
 			t.a.unpublished.Add(1)
 			if !t.ack(ctx, c.StreamID) {
 				return false
 			}
 			continue
 		}
-		items = append(items, item{id: c.StreamID, e: e, subject: e.Subject(), bulk: c.Bulk && !t.a.cfg.FIFO})
+		items = append(items, item{id: c.StreamID, c: c, subject: subject, bulk: c.Bulk && !t.a.cfg.FIFO})
 	}
 	if hold && !t.hold(ctx, items) {
 		return false
@@ -317,9 +315,16 @@ func (t *term) work(ctx context.Context, p *part) {
 		if !ok {
 			return
 		}
+		e, ok, err := events.FromChange(it.c)
+		if err != nil || !ok {
+			if !t.unpublishable(ctx, p, it, err) {
+				return
+			}
+			continue
+		}
 		for attempt := 0; ; attempt++ {
 			sctx, cancel := context.WithTimeout(ctx, a.cfg.SendTimeout)
-			res := a.sender.Send(sctx, it.e)
+			res := a.sender.Send(sctx, e)
 			cancel()
 			if cloudevents.IsACK(res) {
 				a.published.Add(1)
@@ -331,7 +336,7 @@ func (t *term) work(ctx context.Context, p *part) {
 			}
 			a.sendFailures.Add(1)
 			d := backoff.Delay(attempt)
-			a.log.Warn("publish failed: retrying", "id", it.id, "type", it.e.Type(), "subject", it.e.Subject(),
+			a.log.Warn("publish failed: retrying", "id", it.id, "type", e.Type(), "subject", it.subject,
 				"attempt", attempt+1, "retry_in", d, "err", res)
 			if !retry.Sleep(ctx, d) {
 				return
@@ -342,6 +347,26 @@ func (t *term) work(ctx context.Context, p *part) {
 			return
 		}
 	}
+}
+
+// unpublishable acknowledges an entry whose event cannot be built (err;
+// events.Subject and FromChange disagreeing is a bug, reported the same
+// way) and settles it: it was held as pending, and publishing it again
+// would fail again. It reports false when ctx ended first.
+func (t *term) unpublishable(ctx context.Context, p *part, it item, err error) bool {
+	a := t.a
+	if err == nil {
+		err = errors.New("not an event, although it has a subject")
+	}
+	a.malformed.Add(1)
+	a.unpublished.Add(1)
+	a.log.Error("change cannot be published: acknowledging it", "id", it.id, "kind", it.c.Kind, "change", it.c.Type, "err", err)
+	if serr := a.store.Settle(ctx, it.id); serr != nil && ctx.Err() == nil {
+		// It stays pending: a later claim finds it malformed again.
+		a.log.Warn("settle unpublishable change", "id", it.id, "err", serr)
+	}
+	p.done(it)
+	return t.ack(ctx, it.id)
 }
 
 // ackLoop acknowledges ids in batches, retrying while Redis is away, until

@@ -94,6 +94,21 @@ type InstanceChanged struct {
 	GracefulTimeout int `json:"gracefulTimeout,omitempty"`
 }
 
+// Subject is the subject of c's event (the service or app instance the
+// change is about), and false when c is not published as an event (then
+// FromChange's ok is false too). It is the cheap part of FromChange: the
+// relay partitions by it before it builds the event.
+func Subject(c store.Change) (string, bool) {
+	switch {
+	case c.Kind == store.KindService:
+		return c.Service.ID, true
+	case c.Kind == store.KindApp && c.Type == store.ChangeTerminating,
+		c.Kind == store.KindInstance && (c.Type == store.ChangeInstantiate || c.Type == store.ChangeTerminate):
+		return c.AppInstanceID, true
+	}
+	return "", false
+}
+
 // FromChange converts a change-stream entry into its CloudEvent. ok is
 // false for changes that are not published as events (they stay in the
 // stream for the agents that read it directly).
@@ -103,19 +118,23 @@ func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
 	e.SetSource(Source)
 	e.SetExtension(ExtApp, c.AppInstanceID)
 	e.SetExtension(ExtChange, c.Type)
+	subject, ok := Subject(c)
+	if !ok {
+		return e, false, nil
+	}
+	e.SetSubject(subject)
 	if c.Bulk {
 		e.SetExtension(ExtLane, LaneBulk)
 	}
-	switch {
-	case c.Kind == store.KindService:
+	switch c.Kind {
+	case store.KindService:
 		e.SetType(TypeServiceChanged)
-		e.SetSubject(c.Service.ID)
 		err = e.SetData(cloudevents.ApplicationJSON, ServiceChanged{
 			ChangeType: c.Type, SerInstanceID: c.Service.ID, SerName: c.Service.Name, SerCategoryID: c.Service.CategoryID,
 			State: c.Service.State, AppInstanceID: c.AppInstanceID, Rev: c.Service.Rev,
 			Href: mec.ServicePath(c.AppInstanceID, c.Service.ID),
 		})
-	case c.Kind == store.KindApp && c.Type == store.ChangeTerminating:
+	case store.KindApp:
 		var d AppTerminating
 		if len(c.Data) > 0 {
 			if err := json.Unmarshal(c.Data, &d); err != nil {
@@ -124,15 +143,13 @@ func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
 		}
 		d.AppInstanceID = c.AppInstanceID
 		e.SetType(TypeAppTerminating)
-		e.SetSubject(c.AppInstanceID)
 		err = e.SetData(cloudevents.ApplicationJSON, d)
-	case c.Kind == store.KindInstance && (c.Type == store.ChangeInstantiate || c.Type == store.ChangeTerminate):
+	case store.KindInstance:
 		td, terr := store.ParseTerminateData(c.Data)
 		if terr != nil {
 			return e, false, fmt.Errorf("instance change %s: %w", c.StreamID, terr)
 		}
 		e.SetType(TypeInstanceChanged)
-		e.SetSubject(c.AppInstanceID)
 		err = e.SetData(cloudevents.ApplicationJSON, InstanceChanged{ChangeType: c.Type, AppInstanceID: c.AppInstanceID,
 			GracefulTimeout: td.GracefulTimeout})
 	default:

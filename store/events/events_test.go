@@ -33,3 +33,30 @@ func TestLaneExtension(t *testing.T) {
 		})
 	}
 }
+
+// TestSubjectAgreesWithFromChange: Subject says a change is published, and
+// with which subject, exactly when FromChange does.
+func TestSubjectAgreesWithFromChange(t *testing.T) {
+	svc := store.ServiceRecord{ID: "svc", AppInstanceID: "app", Name: "rni", State: store.StateActive, Rev: 1}
+	for _, c := range []store.Change{
+		{Kind: store.KindService, Type: store.ChangeAdded, AppInstanceID: "app", Service: svc},
+		{Kind: store.KindApp, Type: store.ChangeTerminating, AppInstanceID: "app", Data: []byte(`{"maxGracefulTimeout":3}`)},
+		{Kind: store.KindApp, Type: store.ChangeTerminated, AppInstanceID: "app"},
+		{Kind: store.KindInstance, Type: store.ChangeInstantiate, AppInstanceID: "app"},
+		{Kind: store.KindInstance, Type: store.ChangeTerminate, AppInstanceID: "app", Data: []byte(`{"gracefulTimeout":2}`)},
+		{Kind: store.KindSubscription, Type: store.ChangeCreated, AppInstanceID: "app", ID: "sub"},
+		{Kind: store.KindRegistration, Type: store.ChangeUpdated, AppInstanceID: "app", ID: "app"},
+	} {
+		t.Run(c.Kind+"/"+c.Type, func(t *testing.T) {
+			c.StreamID = "1-0"
+			subject, published := events.Subject(c)
+			e, ok, err := events.FromChange(c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if published != ok || (ok && e.Subject() != subject) {
+				t.Errorf("Subject = %q, %v; FromChange: subject %q, ok %v", subject, published, e.Subject(), ok)
+			}
+		})
+	}
+}
