@@ -208,6 +208,7 @@ kn service apply installer -n kmep \
   --scale-min 0 \
   --scale-max 3 \
   --concurrency-limit 10 \
+  --timeout 600 \
   --annotation-revision prometheus.io/scrape=true \
   --annotation-revision prometheus.io/port=8080 \
   --annotation-revision prometheus.io/path=/metrics \

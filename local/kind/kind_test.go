@@ -43,6 +43,7 @@ type knService struct {
 			Spec              struct {
 				corev1.PodSpec       `json:",inline"`
 				ContainerConcurrency *int64 `json:"containerConcurrency,omitempty"`
+				TimeoutSeconds       *int64 `json:"timeoutSeconds,omitempty"`
 			} `json:"spec"`
 		} `json:"template"`
 	} `json:"spec"`
@@ -144,7 +145,7 @@ var knFlags = map[string]map[string]bool{
 		"--label-revision": true, "--annotation-revision": true, "--scale-min": true, "--scale-max": true,
 		"--concurrency-target": true, "--concurrency-limit": true, "--probe-readiness": true,
 		"--probe-readiness-opts": true, "--env-value-from": true, "--env": true, "--request": true,
-		"--limit": true, "--cluster-local": false},
+		"--limit": true, "--cluster-local": false, "--timeout": true},
 	"broker create":         {"-n": true, "--class": true, "--retry": true, "--backoff-policy": true, "--backoff-delay": true, "--dl-sink": true},
 	"trigger create":        {"-n": true, "--broker": true, "--filter": true, "--sink": true},
 	"source binding create": {"-n": true, "--subject": true, "--sink": true},
@@ -293,6 +294,11 @@ func TestKnServicesMatchManifests(t *testing.T) {
 			}
 			if cc := tmpl.Spec.ContainerConcurrency; cc == nil || c.one(t, "--concurrency-limit") != strconv.FormatInt(*cc, 10) {
 				t.Errorf("concurrency limit %v, manifest %v", c.flags["--concurrency-limit"], cc)
+			}
+			// kn's --timeout is the revision's timeoutSeconds (unset: Knative's default).
+			if ts := tmpl.Spec.TimeoutSeconds; (ts == nil) != (len(c.flags["--timeout"]) == 0) ||
+				ts != nil && c.one(t, "--timeout") != strconv.FormatInt(*ts, 10) {
+				t.Errorf("timeout %v, manifest %v", c.flags["--timeout"], ts)
 			}
 			p := ctr.ReadinessProbe
 			if p == nil || p.HTTPGet == nil || c.one(t, "--probe-readiness") != "http:::"+p.HTTPGet.Path ||
