@@ -68,7 +68,7 @@ type Options struct {
 	Workers int
 	// Bulk, when set, sorts events into two lanes: those it reports true
 	// for (kmep's: events.Bulk) are bulk, the others live. Workers take
-	// live deliveries first (one bulk one after liveBurst live ones in a
+	// live deliveries first (a waiting bulk one after seven live ones in a
 	// row, so neither starves), and bulk events are admitted only while
 	// LiveReserve places stay free. Zero value: one lane, every event
 	// live (the baseline the benchmarks compare with).

@@ -37,7 +37,7 @@
 // reaper's expiries, an app's purge; the event carries kmeplane=bulk)
 // queue in the bulk lane, up to Config.BulkQueueSize per partition; the
 // others in the live lane, up to Config.QueueSize. The worker publishes
-// live events first (after liveBurst of them in a row, one bulk event, so
+// live events first (after seven of them in a row, one bulk event, so
 // that neither lane starves), so a change a client makes while thousands of
 // services lapse is published next, not after them, and the reader reads
 // past a burst, as far as the bulk lane's bound, instead of leaving what

@@ -16,8 +16,9 @@
 // expiry's, whose subscribers may have died with the node and time out)
 // take at most Concurrency - LiveReserve of the slots, so the callbacks of
 // other events always find one (Deps.FIFO: one pool). The batched store
-// calls below serve events in arrival order whatever their lane: a call
-// is one round trip, and the broker hands notify live events first. Every delivered (event id, subscription id) pair is
+// calls below serve events in arrival order whatever their lane: a live
+// event waits for at most the one call in flight (the all-in-one's broker
+// hands notify live events first; Knative's does not know the lanes). Every delivered (event id, subscription id) pair is
 // marked done in the store, so when the broker (or the relay) redelivers an
 // event because some callbacks failed, only those are called again. The
 // result is an ACK when every callback took the notification (or refused
