@@ -16,15 +16,18 @@
 // expiry's, whose subscribers may have died with the node and time out)
 // take at most Concurrency - LiveReserve of the slots, so the callbacks of
 // other events always find one (Deps.FIFO: one pool). The batched store
-// calls below serve events in arrival order whatever their lane: a live
-// event waits for at most the one call in flight (the all-in-one's broker
-// hands notify live events first; Knative's does not know the lanes). Every delivered (event id, subscription id) pair is
-// marked done in the store, so when the broker (or the relay) redelivers an
-// event because some callbacks failed, only those are called again. The
-// result is an ACK when every callback took the notification (or refused
-// it with a 4xx), a 502 NACK when some still failed, a 503 NACK when the
-// store could not be read or written, and a 400 for an event that is not
-// one of kmep's.
+// calls below serve events in arrival order whatever their lane: one call
+// takes up to 256 (selections) or 1,024 (writes) queued events, so a live
+// event waits for the call in flight and seldom more (the all-in-one's
+// broker hands notify live events first; Knative's does not know the
+// lanes).
+//
+// Every delivered (event id, subscription id) pair is marked done in the
+// store, so when the broker (or the relay) redelivers an event because some
+// callbacks failed, only those are called again. The result is an ACK when
+// every callback took the notification (or refused it with a 4xx), a 502
+// NACK when some still failed, a 503 NACK when the store could not be read
+// or written, and a 400 for an event that is not one of kmep's.
 //
 // Before its ACK the event is settled in the store (store.Progress.Settle):
 // that is the end-to-end acknowledgment the relay waits for before it
