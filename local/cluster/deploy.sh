@@ -54,9 +54,9 @@ eventing_ready() {
   while :; do
     bad=$(for kind in broker trigger sinkbinding; do
       kubectl get "$kind" -n kmep -o go-template="$(cat <<'TPL'
-{{- range .items}}{{$ready := "Unknown"}}{{$why := "no Ready condition yet"}}
+{{- range .items}}{{$ready := "Unknown"}}{{$why := "no Ready condition: not reconciled yet"}}
 {{- range .status.conditions}}{{if eq .type "Ready"}}{{$ready = .status}}{{$why = printf "%s: %s" (or .reason "") (or .message "")}}{{end}}{{end}}
-{{- if ne $ready "True"}}{{$.kind}} {{.metadata.name}}: Ready={{$ready}} ({{$why}}){{"\n"}}{{end}}
+{{- if ne $ready "True"}}{{$.kind}} {{.metadata.name}}: Ready={{$ready}} ({{$why}}){{with .spec.broker}} on Broker {{.}}{{end}}{{"\n"}}{{end}}
 {{- end}}
 TPL
 )" | sed "s/^List /$kind /"
@@ -64,7 +64,11 @@ TPL
     [ -z "$bad" ] && return 0
     if [ "$(date +%s)" -ge "$deadline" ]; then
       echo "deploy: not Ready in namespace kmep:" >&2
-      echo "$bad" | sed 's/^/  /' >&2
+      echo "$bad" | while read -r l; do
+        b=$(echo "$l" | sed -n 's/.* on Broker \(.*\)$/\1/p')
+        if [ -n "$b" ] && ! kubectl get broker "$b" -n kmep >/dev/null 2>&1; then l="$l, which does not exist"; fi
+        echo "  $l"
+      done >&2
       return 1
     fi
     sleep 2

@@ -3,7 +3,8 @@
 # instantiate installs apps here: it writes a kubeconfig for the
 # ServiceAccount kmep-deployer (manifests/rbac.yaml: namespaces get/create,
 # the chart kinds and Helm's Secrets in mec-apps only) that reaches the API
-# server from inside the cluster, and POSTs it to the packages function.
+# server from inside the cluster, and POSTs it to the packages function
+# (a host already registered under that IP gets it by PUT instead).
 #
 #   sh local/kind/host-kubeconfig.sh [MEC_HOST_IP]   (default 10.0.0.1)
 #   KMEP_URL=http://127.0.0.1:8080 sh local/kind/host-kubeconfig.sh 10.213.0.1
@@ -40,7 +41,19 @@ YAML
 # cluster's), else its Knative Service's own URL (kind's).
 PACKAGES_URL=${KMEP_URL:-$(kubectl get ksvc packages -n kmep -o jsonpath='{.status.url}')}
 ADMIN=$(kubectl get secret kmep-secrets -n kmep -o jsonpath='{.data.KMEP_ADMIN_TOKEN}' | base64 -d)
-jq -n --arg ip "$HOST_IP" --arg kc "$KUBECONFIG_TEXT" '{mechostIp: $ip, mechostName: "this-cluster", city: "", kubeconfig: $kc}' |
-  curl -sS --fail-with-body -X POST "$PACKAGES_URL/lcmcontroller/v1/hosts" \
+BODY=$(jq -n --arg ip "$HOST_IP" --arg kc "$KUBECONFIG_TEXT" '{mechostIp: $ip, mechostName: "this-cluster", city: "", kubeconfig: $kc}')
+OUT=$(mktemp)
+trap 'rm -f "$OUT"' EXIT
+host() { # METHOD URL: the status code; the answer in $OUT
+  printf '%s' "$BODY" | curl -sS -o "$OUT" -w '%{http_code}' -X "$1" "$2" \
     -H "Authorization: Bearer $ADMIN" -H 'Content-Type: application/json' --data-binary @-
+}
+CODE=$(host POST "$PACKAGES_URL/lcmcontroller/v1/hosts")
+# Registered already (a second run): its kubeconfig is replaced.
+[ "$CODE" = 409 ] && CODE=$(host PUT "$PACKAGES_URL/lcmcontroller/v1/hosts/$HOST_IP")
+cat "$OUT"
 echo
+case $CODE in
+2??) ;;
+*) echo "host-kubeconfig.sh: HTTP $CODE" >&2; exit 1 ;;
+esac

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"mime/multipart"
 	"net/http"
 	"net/url"
@@ -49,6 +50,13 @@ func images(t *testing.T, e env) map[string]string {
 	return m
 }
 
+// e2eNamespace makes the namespace of make e2e's pods, kmep-e2e.
+func e2eNamespace(t *testing.T, e env) {
+	if !strings.Contains(e.kTry("get", "namespace", "kmep-e2e", "-o", "name"), "kmep-e2e") {
+		e.k(t, "create", "namespace", "kmep-e2e")
+	}
+}
+
 // runPod runs a pod of image with args to completion and returns its log;
 // ok reports whether it succeeded.
 func runPod(t *testing.T, e env, name, image string, args ...string) (string, bool) {
@@ -70,11 +78,14 @@ func runPod(t *testing.T, e env, name, image string, args ...string) (string, bo
 // meshDNS sets a DNS rule over Mm5 and queries the mesh agent's DNS (on
 // the node's address, port 5353) from inside a pod until it answers it.
 func meshDNS(t *testing.T, e env, say func(string, ...any)) {
+	// A previous run's app (its rules) goes first.
+	call(http.MethodPost, e.url+"/mepcfg/app_lcm/v1/applications/e2e-dns/terminate", e.admin, `{"gracefulTimeout":0}`, nil)
 	provision(t, e, "e2e-dns")
 	mustCall(t, http.StatusCreated, http.MethodPost, e.url+"/mepcfg/app_lcm/v1/applications/e2e-dns/appd_configuration", e.admin,
 		`{"appName":"e2e-dns","appSupportMp1":true,"appTrafficRule":[],
 "appDNSRule":[{"dnsRuleId":"dns-1","domainName":"e2e-dns.mesh.example","ipAddressType":"IP_V4","ipAddress":"10.0.0.9","ttl":30}]}`)
 	set := time.Now()
+	e2eNamespace(t, e)
 	img := images(t, e)["sampleapp"]
 	server := nodeIP(t, e) + ":5353"
 	for i := 0; ; i++ {
@@ -130,6 +141,7 @@ func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) t
 // pod is deleted, deregisters it.
 func sidecar(t *testing.T, e env, say func(string, ...any)) {
 	ak, sk := provision(t, e, "e2e-sidecar")
+	e2eNamespace(t, e)
 	e.kTry("delete", "secret", "e2e-sidecar-mep-credentials", "-n", "kmep-e2e")
 	e.k(t, "create", "secret", "generic", "e2e-sidecar-mep-credentials", "-n", "kmep-e2e",
 		"--from-literal=AK="+ak, "--from-literal=SK="+sk)
@@ -191,20 +203,35 @@ func instantiate(t *testing.T, e env, say func(string, ...any)) {
 	const tenant = "e2e"
 	base := e.url + "/lcmcontroller/v1/tenants/" + tenant
 	call(http.MethodDelete, base+"/packages/e2e-pkg", e.admin, "", nil)
-	var body bytes.Buffer
-	mw := multipart.NewWriter(&body)
-	mw.WriteField("packageId", "e2e-pkg")
-	fw, _ := mw.CreateFormFile("package", "e2eapp.csar")
-	fw.Write(csar)
-	mw.Close()
-	req, _ := http.NewRequest(http.MethodPost, base+"/packages", &body)
-	req.Header.Set("Authorization", "Bearer "+e.admin)
-	req.Header.Set("Content-Type", mw.FormDataContentType())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil || resp.StatusCode != http.StatusCreated {
-		t.Fatalf("upload: %v %v", err, resp)
-	}
-	resp.Body.Close()
+	// The upload, retried while it is a 503 (packages may be waking from
+	// zero and reaching MinIO).
+	waitFor(t, 2*time.Minute, "the package upload", func() bool {
+		var body bytes.Buffer
+		mw := multipart.NewWriter(&body)
+		mw.WriteField("packageId", "e2e-pkg")
+		fw, _ := mw.CreateFormFile("package", "e2eapp.csar")
+		fw.Write(csar)
+		mw.Close()
+		req, _ := http.NewRequest(http.MethodPost, base+"/packages", &body)
+		req.Header.Set("Authorization", "Bearer "+e.admin)
+		req.Header.Set("Content-Type", mw.FormDataContentType())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Logf("upload: %v", err)
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		switch resp.StatusCode {
+		case http.StatusCreated:
+			return true
+		case http.StatusServiceUnavailable:
+			t.Logf("upload: %s %s", resp.Status, b)
+			return false
+		}
+		t.Fatalf("upload: %s %s", resp.Status, b)
+		return false
+	})
 	mustCall(t, http.StatusOK, http.MethodPost, base+"/packages/e2e-pkg/distribute", e.admin, fmt.Sprintf(`{"hostIp":[%q]}`, host))
 	watcher := newApp(t, e, "e2e-instance-watcher")
 
@@ -313,7 +340,7 @@ spec:
 	if err == nil {
 		t.Fatalf("deploy.sh passed with a Trigger on a missing Broker:\n%s", out)
 	}
-	line := regexp.MustCompile(`trigger e2e-broken: Ready=\S+ \([^)]*\)`).Find(out)
+	line := regexp.MustCompile(`trigger e2e-broken: Ready=\S+ \([^)]*\) on Broker no-such-broker, which does not exist`).Find(out)
 	if line == nil {
 		t.Fatalf("deploy.sh failed without naming the Trigger:\n%s", out)
 	}
