@@ -68,7 +68,20 @@ func deployReceiver(t *testing.T, e env) receiver {
 	run(t, e.root, "./local/cluster/apply.sh", filepath.Join(e.root, "local/cluster/e2e/testdata/receiver.yaml"))
 	e.k(t, "rollout", "status", "deployment/receiver", "-n", "kmep-e2e", "--timeout=300s")
 	ip := strings.TrimSpace(e.k(t, "get", "service", "receiver", "-n", "kmep-e2e", "-o", "jsonpath={.spec.clusterIP}"))
-	return receiver{url: "http://" + ip, callback: "http://receiver.kmep-e2e.svc.cluster.local/notify"}
+	r := receiver{url: "http://" + ip, callback: "http://receiver.kmep-e2e.svc.cluster.local/notify"}
+	// Reachable by its name from a pod before anyone subscribes it: right
+	// after the rollout, the first callbacks were answered 404 (by whatever
+	// the name led to before the Service's DNS record was served), which
+	// notify takes as the subscriber's refusal.
+	img := strings.TrimSpace(e.k(t, "get", "deployment", "receiver", "-n", "kmep-e2e", "-o", "jsonpath={.spec.template.spec.containers[0].image}"))
+	waitFor(t, 2*time.Minute, "the receiver by its name from a pod", func() bool {
+		out, ok := runPod(t, e, "e2e-receiver-check", img, "get", "http://receiver.kmep-e2e.svc.cluster.local/healthz")
+		if !ok {
+			t.Logf("receiver check: %s", out)
+		}
+		return ok
+	})
+	return r
 }
 
 // notified is one ServiceAvailabilityNotification the receiver got.
