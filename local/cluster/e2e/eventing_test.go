@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -181,7 +182,7 @@ const changesPerRound = 100
 
 // run makes the round's changes, injects its fault 1.5 s in, and waits
 // until every registration answered 201 was notified, or limit.
-func (rd *round) run(t *testing.T, e env, pub mecApp, r receiver, limit time.Duration) {
+func (rd *round) run(t *testing.T, e env, pub mecApp, r receiver, runID string, limit time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	rd.acked = map[string]time.Time{}
@@ -199,7 +200,7 @@ func (rd *round) run(t *testing.T, e env, pub mecApp, r receiver, limit time.Dur
 		wg.Go(func() {
 			for i := range next {
 				time.Sleep(time.Until(start.Add(time.Duration(i) * 50 * time.Millisecond)))
-				id, at, err := register(ctx, e, pub, fmt.Sprintf("e2e-%s-%03d", rd.name, i))
+				id, at, err := register(ctx, e, pub, fmt.Sprintf("e2e-%s-%s-%03d", runID, rd.name, i))
 				if err != nil {
 					t.Errorf("round %s: %v", rd.name, err)
 					continue
@@ -260,6 +261,14 @@ func deletePods(e env, ns, selector string) func(t *testing.T) {
 // each fault, counting lost and duplicate notifications.
 func eventing(t *testing.T, e env, say func(string, ...any)) {
 	r := deployReceiver(t, e)
+	// A previous run's apps go first (with their subscriptions: the
+	// receiver would get each change once per subscription); the services
+	// are named after this run, so that its Idempotency-Keys are new and
+	// the receiver's earlier notifications do not count.
+	for _, app := range []string{"e2e-watcher", "e2e-publisher"} {
+		call(http.MethodPost, e.url+"/mepcfg/app_lcm/v1/applications/"+app+"/terminate", e.admin, `{"gracefulTimeout":0}`, nil)
+	}
+	runID := strconv.FormatInt(time.Now().Unix(), 36)
 	watcher := newApp(t, e, "e2e-watcher")
 	pub := newApp(t, e, "e2e-publisher")
 	mustCall(t, http.StatusCreated, http.MethodPost, e.url+"/mep/mec_service_mgmt/v1/applications/"+watcher.id+"/subscriptions",
@@ -284,7 +293,7 @@ func eventing(t *testing.T, e env, say func(string, ...any)) {
 	// its redelivery timeout (manifests: 5 min), so a round may take that.
 	const limit = 7 * time.Minute
 	for _, rd := range rounds {
-		rd.run(t, e, pub, r, limit)
+		rd.run(t, e, pub, r, runID, limit)
 		lat := rd.latencies()
 		p50, p99 := time.Duration(0), time.Duration(0)
 		if len(lat) > 0 {
