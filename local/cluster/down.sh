@@ -67,10 +67,26 @@ for dir in "$STATE" /run/kmep "$CACHE/containerd"; do
   done
 done
 # Network namespaces of pods whose teardown failed (containerd names them cni-*).
-for ns in /run/netns/cni-*; do
-  [ -e "$ns" ] || continue
-  ip netns delete "$(basename "$ns")" 2>/dev/null && echo "cluster: deleted netns $(basename "$ns")"
-done
+delete_netns() {
+  local ns
+  for ns in /run/netns/cni-*; do
+    [ -e "$ns" ] || continue
+    ip netns delete "$(basename "$ns")" 2>/dev/null && echo "cluster: deleted netns $(basename "$ns")"
+  done
+}
+delete_netns
+# containerd mounts a pod's namespace on /run/netns/cni-* as it finds the
+# directory. When something (ip netns add, a test's namespaces) then
+# bind-mounts /run/netns over itself, those mounts are hidden under it:
+# the names cannot be unmounted ("not mounted") nor removed (busy). Lift
+# the bind mount(s) once and delete again.
+if ls /run/netns/cni-* >/dev/null 2>&1 && awk '$5 == "/run/netns" {found=1} END {exit !found}' /proc/self/mountinfo; then
+  while awk '$5 == "/run/netns" {found=1} END {exit !found}' /proc/self/mountinfo; do
+    umount -l /run/netns || break
+  done
+  echo "cluster: lifted the bind mount over /run/netns that hid the pods' namespaces"
+  delete_netns
+fi
 for ifc in kmep-br0 "$NODE_IF"; do
   ip link show "$ifc" >/dev/null 2>&1 && ip link delete "$ifc" && echo "cluster: deleted interface $ifc"
 done
