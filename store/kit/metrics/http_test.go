@@ -8,8 +8,11 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 
 	"github.com/kmep-io/kmep/store/kit/metrics"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 // api is shaped like the all-in-one: an outer mux hands a prefix to an
@@ -94,5 +97,22 @@ kmep_http_requests_total{code="200",method="GET",route="GET /stream"} 1
 `
 	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "kmep_http_requests_total"); err != nil {
 		t.Error(err)
+	}
+}
+
+// Scrapes of Path make no trace (server.Trace leaves GET /metrics alone);
+// the API's requests behind Mount do, named by their template.
+func TestScrapesAreNotTraced(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	h := server.Trace(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)), metrics.Mount(metrics.NewRegistry(), api()))
+	for _, p := range []string{metrics.Path, "/mep/mec_service_mgmt/v1/applications/app-1/services"} {
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest(http.MethodGet, p, nil))
+	}
+	var names []string
+	for _, s := range rec.Ended() {
+		names = append(names, s.Name())
+	}
+	if strings.Join(names, ",") != "GET /mep/mec_service_mgmt/v1/applications/{appInstanceId}/services" {
+		t.Fatalf("spans %q, want only the API request's", names)
 	}
 }

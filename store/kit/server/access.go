@@ -4,6 +4,8 @@ import (
 	"log/slog"
 	"net/http"
 	"time"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
 // UnmatchedRoute is the route an access log line names for a request no
@@ -13,14 +15,16 @@ const UnmatchedRoute = "unmatched"
 // AccessLog logs one info line "request" per request next serves, after it
 // is answered:
 //
-//	method, route, status, duration[, appInstanceId]
+//	method, route, status, duration[, appInstanceId][, trace_id]
 //
 // route is the pattern of the innermost http.ServeMux that served the
 // request (r.Pattern once next returns: the template, such as
 // "/mep/mec_service_mgmt/v1/applications/{appInstanceId}/services"), or
 // UnmatchedRoute; appInstanceId is the path's {appInstanceId} when the
-// route has one. Neither the query, the headers nor the body is logged, so
-// no token, signature or secret reaches the log.
+// route has one; trace_id is the request's trace id when it has one (the
+// span Trace starts, or the caller's traceparent under a no-op
+// TracerProvider). Neither the query, the headers nor the body is logged,
+// so no token, signature or secret reaches the log.
 func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
@@ -38,6 +42,9 @@ func AccessLog(log *slog.Logger, next http.Handler) http.Handler {
 			slog.Int("status", status), slog.Duration("duration", time.Since(start))}
 		if app := r.PathValue("appInstanceId"); app != "" {
 			attrs = append(attrs, slog.String("appInstanceId", app))
+		}
+		if sc := oteltrace.SpanContextFromContext(r.Context()); sc.IsValid() {
+			attrs = append(attrs, slog.String("trace_id", sc.TraceID().String()))
 		}
 		log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
 	})

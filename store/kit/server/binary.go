@@ -18,9 +18,13 @@ import (
 // reads the environment into the binary's config C (Parse: a struct with
 // envconfig tags that embeds Base, directly or through Serve or Agent),
 // builds the component's logger (NewLogger on stderr at C's
-// KMEP_LOG_LEVEL), runs run with a context that ends on SIGTERM or an
-// interrupt, and when the config or run fails logs "exit" with the error
-// and exits with status 1. run wires the binary and blocks until ctx ends.
+// KMEP_LOG_LEVEL), sets tracing up from the OpenTelemetry environment
+// (Tracing: spans are exported over OTLP only when
+// OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT is
+// set), runs run with a context that ends on SIGTERM or an interrupt,
+// flushes the spans left (3 s at most), and when the config, the tracing
+// settings or run fail logs "exit" with the error and exits with status 1.
+// run wires the binary and blocks until ctx ends.
 func Main[C any, P interface {
 	*C
 	base() *Base
@@ -39,14 +43,28 @@ func Main[C any, P interface {
 		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
+	shutdown, err := Tracing(context.Background(), component, log)
+	if err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	err = run(ctx, log, cfg)
 	stop()
+	fctx, cancel := context.WithTimeout(context.Background(), traceFlushTimeout)
+	if ferr := shutdown(fctx); ferr != nil {
+		log.Warn("traces not exported", "err", ferr)
+	}
+	cancel()
 	if err != nil {
 		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
 }
+
+// traceFlushTimeout bounds the export of the spans left when a binary
+// stops (inside Knative's 30 s termination grace period, after Run's drain).
+const traceFlushTimeout = 3 * time.Second
 
 // Env returns the environment variable key, or def when it is unset or
 // empty. For main packages only: no other package reads the environment.

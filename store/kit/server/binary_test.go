@@ -47,6 +47,7 @@ func TestMainChild(t *testing.T) {
 func TestMainProcess(t *testing.T) {
 	tests := []struct {
 		name, mode, level string
+		env               []string
 		signal            bool
 		code              int
 		want, dontWant    []string
@@ -58,12 +59,20 @@ func TestMainProcess(t *testing.T) {
 		{name: "debug level", mode: "ok", level: "debug", code: 0, want: []string{"debug line"}},
 		{name: "warn level", mode: "ok", level: "warn", code: 0, dontWant: []string{"ready"}},
 		{name: "SIGTERM ends the context", mode: "wait", signal: true, code: 0, want: []string{`"msg":"stopping"`}},
+		{name: "trace settings it cannot honour", mode: "ok", code: 1,
+			env:      []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1", "OTEL_EXPORTER_OTLP_PROTOCOL=http/json"},
+			want:     []string{`"level":"ERROR","msg":"exit"`, `OTEL_EXPORTER_OTLP_PROTOCOL: \"http/json\"`},
+			dontWant: []string{`"msg":"ready"`}},
+		{name: "exporting traces", mode: "ok", code: 0,
+			env:  []string{"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:1", "OTEL_BSP_EXPORT_TIMEOUT=100"},
+			want: []string{`"msg":"exporting traces over OTLP"`, `"protocol":"http/protobuf"`, `"msg":"ready"`}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			cmd := exec.Command(os.Args[0], "-test.run=^TestMainChild$")
 			// GORACE: a child built with -race would otherwise wait 1 s at exit.
 			cmd.Env = append(os.Environ(), mainModeEnv+"="+tc.mode, "KMEP_LOG_LEVEL="+tc.level, "GORACE=atexit_sleep_ms=0")
+			cmd.Env = append(cmd.Env, tc.env...)
 			stderr, err := cmd.StderrPipe()
 			if err != nil {
 				t.Fatal(err)

@@ -140,7 +140,8 @@ func Keys(cfg any) ([]string, error) {
 }
 
 // Usage writes the settings of cfg (as for Parse): each variable with its
-// type, default, whether it is required and its description.
+// type, default, whether it is required and its description, then how
+// traces are exported (Tracing).
 func Usage(w io.Writer, component string, cfg any) error {
 	fmt.Fprintf(w, "Usage: %s [--version | -h]\n\n%s is configured by its environment:\n\n", component, component)
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -150,6 +151,9 @@ func Usage(w io.Writer, component string, cfg any) error {
 		return fmt.Errorf("config: %w", err)
 	}
 	fmt.Fprintln(tw, "\nAn empty variable counts as unset.")
+	fmt.Fprintln(tw, "Traces are exported over OTLP only when OTEL_EXPORTER_OTLP_ENDPOINT (or\n"+
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) is set; OTEL_EXPORTER_OTLP_PROTOCOL is\n"+
+		"http/protobuf (the default) or grpc; the SDK reads the other OTEL_* variables.")
 	return tw.Flush()
 }
 

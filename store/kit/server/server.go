@@ -1,10 +1,11 @@
 // Package server serves a function's handler under the Knative runtime
 // contract: it listens on the given address (the binary passes ":$PORT"),
 // answers GET /healthz, bounds the time a client may take to send request
-// headers (10 s) and bodies (Options.BodyTimeout, BodyMinRate), and on
-// shutdown stops accepting connections and drains in-flight requests
-// within a grace period. Main, NewLogger and the
-// Env helpers are the rest of what every kmep binary's main does; RunAgent
+// headers (10 s) and bodies (Options.BodyTimeout, BodyMinRate), makes a
+// server span of every other request (Trace: W3C trace context, named by
+// route template), and on shutdown stops accepting connections and drains
+// in-flight requests within a grace period. Main, NewLogger, Tracing and
+// the Env helpers are the rest of what every kmep binary's main does; RunAgent
 // and HealthAddr run a long-running agent with its /healthz port.
 package server
 
@@ -17,6 +18,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	oteltrace "go.opentelemetry.io/otel/trace"
 )
 
 // Options configure Run.
@@ -44,6 +47,9 @@ type Options struct {
 	// which a body may keep arriving after BodyTimeout. Zero value:
 	// DefaultBodyMinRate (16 KiB/s).
 	BodyMinRate int64
+	// TracerProvider makes the server span of each request (Trace).
+	// Zero value: the global one (Main installs it: see Tracing).
+	TracerProvider oteltrace.TracerProvider
 }
 
 // Health answers GET /healthz with 200 "ok" as soon as the process serves:
@@ -86,6 +92,7 @@ func Run(ctx context.Context, o Options) error {
 	if !o.NoAccessLog {
 		h = AccessLog(o.Log, h)
 	}
+	h = Trace(o.TracerProvider, h)
 	srv := &http.Server{
 		Handler:           boundBodies(Health(h), o.BodyTimeout, o.BodyMinRate),
 		ReadHeaderTimeout: 10 * time.Second,
