@@ -64,6 +64,13 @@ type Change struct {
 	// client asked for: the relay and the broker let the other changes
 	// pass it (see package relay), keeping the order of each subject.
 	Bulk bool
+	// TraceParent is the W3C traceparent of the request that made the
+	// change (of its span: the function's server span), which the relay
+	// passes on in the change's event; "" for a change no traced request
+	// made (the reaper's, an app's purge, a request without trace
+	// context). The store writes only the traceparent of a valid span
+	// context, and the relay ignores one that is malformed.
+	TraceParent string
 }
 
 // Change-stream entry fields. changeFields is their one definition: the Lua
@@ -81,6 +88,7 @@ const (
 	fieldData   = "data"
 	fieldRevoke = "revoke"
 	fieldLane   = "lane"
+	fieldTrace  = "tp"
 )
 
 // laneBulk is the lane field's one value: the entry is a bulk change
@@ -113,17 +121,22 @@ var changeFields = []changeField{
 	{fieldRevoke, nil},
 	// "bulk" for a change made with many others (Change.Bulk), else absent.
 	{fieldLane, func(c *Change, v string) { c.Bulk = v == laneBulk }},
+	// The traceparent of the request that made the change
+	// (Change.TraceParent), else absent.
+	{fieldTrace, func(c *Change, v string) { c.TraceParent = v }},
 }
 
 // changeLua defines, for the scripts that append to the change stream:
 //   - kmep_change(stream, maxlen, e): XADD of the entry e, a table from
 //     field name to value, with the fields of changeFields in their order
-//     (absent ones left out); a field not in changeFields is an error;
+//     (absent ones left out, and tp when it is empty); a field not in
+//     changeFields is an error;
 //   - kmep_record(k): the service record hash k as a table by field name
 //     (recordFields), nil when it does not exist;
-//   - kmep_service_change(stream, maxlen, change, id, r, lane): the entry
-//     of a change of service id whose record (after the change) is r; lane
-//     is kmep_bulk for one change of many (Change.Bulk), else nil;
+//   - kmep_service_change(stream, maxlen, change, id, r, lane, tp): the
+//     entry of a change of service id whose record (after the change) is
+//     r; lane is kmep_bulk for one change of many (Change.Bulk), else nil;
+//     tp is the request's traceparent (nil or the empty string: none);
 //   - kmep_bulk: the lane field's value of a bulk change.
 var changeLua = `
 local kmep_change_fields = {` + luaStrings(fieldNames(changeFields)) + `}
@@ -134,6 +147,7 @@ local function kmep_change(stream, maxlen, e)
   for f in pairs(e) do
     if not kmep_change_known[f] then error('kmep_change: unknown change-stream field ' .. tostring(f)) end
   end
+  if e.` + fieldTrace + ` == '' then e.` + fieldTrace + ` = nil end
   local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
   for _, f in ipairs(kmep_change_fields) do
     if e[f] ~= nil then
@@ -151,8 +165,8 @@ local function kmep_record(k)
   return r
 end
 local kmep_bulk = '` + laneBulk + `'
-local function kmep_service_change(stream, maxlen, change, id, r, lane)
-  local e = {kind = 'service', change = change, id = id, lane = lane}
+local function kmep_service_change(stream, maxlen, change, id, r, lane, tp)
+  local e = {kind = 'service', change = change, id = id, lane = lane, tp = tp}
   for _, f in ipairs(kmep_record_fields) do e[f] = r[f] end
   return kmep_change(stream, maxlen, e)
 end

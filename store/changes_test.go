@@ -16,6 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // TestOnlyKmepChangeAppends reads the store's sources: the only Lua that
@@ -72,9 +73,15 @@ func TestOnlyKmepChangeAppends(t *testing.T) {
 // the change stream against a real Redis and reads the raw entries: each
 // field a script wrote is one changeFields defines (what the Go parser
 // reads), and each field changeFields defines was written by some script,
-// so neither side can gain a field the other does not know.
+// so neither side can gain a field the other does not know. The writes are
+// made on behalf of a traced request: every change but the platform's own
+// (the reaper's expiries, an app's purge) carries its traceparent.
 func TestChangeFieldsMatchParser(t *testing.T) {
-	ctx := context.Background()
+	const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ctx, ok := trace.Extract(context.Background(), traceParent, "")
+	if !ok {
+		t.Fatal("test traceparent refused")
+	}
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	c := srv.Client(t)
@@ -92,6 +99,21 @@ func TestChangeFieldsMatchParser(t *testing.T) {
 	}
 	ok2 := func(_ any, err error) { t.Helper(); must(err) }
 	ok3 := func(_, _ any, err error) { t.Helper(); must(err) }
+	// platform runs f, whose changes are the platform's own, and records
+	// the stream ids they got: (after, upTo].
+	var own [][2]string
+	last := func() string {
+		t.Helper()
+		id, err := s.LastChangeID(ctx)
+		must(err)
+		return id
+	}
+	platform := func(f func()) {
+		t.Helper()
+		after := last()
+		f()
+		own = append(own, [2]string{after, last()})
+	}
 
 	// Services: ADDED, ATTRIBUTES_CHANGED, STATE_CHANGED (update, reaper,
 	// heartbeat), REMOVED (delete, purge).
@@ -103,7 +125,7 @@ func TestChangeFieldsMatchParser(t *testing.T) {
 	ok3(s.UpdateService(ctx, r, 0))
 	r.State = store.StateInactive
 	ok3(s.UpdateService(ctx, r, 0))
-	ok2(s.ClaimExpired(ctx, now.Add(time.Hour), 10))
+	platform(func() { ok2(s.ClaimExpired(ctx, now.Add(time.Hour), 10)) })
 	ok2(s.Heartbeat(ctx, "app", "s1"))
 	ok2(s.DeleteService(ctx, "other", "s3"))
 	// Subscriptions, app configuration (an AK change revokes), rules, AppD,
@@ -133,7 +155,7 @@ func TestChangeFieldsMatchParser(t *testing.T) {
 	ok2(s.ConfirmReady(ctx, "app"))
 	ok3(s.StartTermination(ctx, "app", 3*time.Second))
 	ok2(s.ConfirmTermination(ctx, "app"))
-	ok2(s.PurgeApp(ctx, "app"))
+	platform(func() { ok2(s.PurgeApp(ctx, "app")) })
 	// Instances the installer trigger works on.
 	inst := store.Instance{AppInstanceID: "inst1", State: "INSTANTIATING"}
 	ok2(s.StartInstance(ctx, inst, store.InstallSpec{Object: "o", Size: 1}))
@@ -174,6 +196,22 @@ func TestChangeFieldsMatchParser(t *testing.T) {
 	if err != nil || len(chs) != len(msgs) {
 		t.Fatalf("ReadChanges: %d changes, %v; raw entries %d", len(chs), err, len(msgs))
 	}
+	ownChanges := 0
+	for _, c := range chs {
+		want := traceParent
+		for _, r := range own {
+			if store.CompareStreamIDs(c.StreamID, r[0]) > 0 && store.CompareStreamIDs(c.StreamID, r[1]) <= 0 {
+				want = ""
+				ownChanges++
+			}
+		}
+		if c.TraceParent != want {
+			t.Errorf("change %s (%s/%s): TraceParent %q, want %q", c.StreamID, c.Kind, c.Type, c.TraceParent, want)
+		}
+	}
+	if ownChanges < 2 {
+		t.Fatalf("%d changes of the platform's own: the test no longer exercises the reaper and the purge", ownChanges)
+	}
 }
 
 // TestChangeLuaRejectsUnknownField: a script that tries to write a field
@@ -192,7 +230,7 @@ return kmep_change(KEYS[1], 100, {kind = 'service', change = 'ADDED', id = 'x', 
 		t.Fatalf("stream has %d entries (%v) after a refused write", n, err)
 	}
 	good := redis.NewScript(store.ChangeLua + `
-return kmep_change(KEYS[1], 100, {data = 'd', kind = 'app', change = 'READY', app = 'a', id = ''})`)
+return kmep_change(KEYS[1], 100, {data = 'd', kind = 'app', change = 'READY', app = 'a', id = '', tp = ''})`)
 	if err := good.Run(ctx, c, []string{stream}).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +238,8 @@ return kmep_change(KEYS[1], 100, {data = 'd', kind = 'app', change = 'READY', ap
 	if err != nil || len(m) != 1 {
 		t.Fatalf("%v %v", m, err)
 	}
-	// Fields in changeFields order, empty strings kept: read back raw.
+	// Fields in changeFields order, empty strings kept (but an empty tp:
+	// no traceparent): read back raw.
 	raw, err := c.Do(ctx, "XRANGE", stream, "-", "+").Slice()
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // AppConf is an app instance's configuration from Mm5: its AK/SK and app info.
@@ -27,7 +29,7 @@ type AppConf struct {
 
 // putConfScript revokes the app's tokens when its AK changes (see revokeLua).
 var putConfScript = redis.NewScript(changeLua + revokeLua + `
-local p, app, ak, sk, name, req, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local p, app, ak, sk, name, req, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
 local akKey = p .. ':ak:' .. ak
 local owner = redis.call('GET', akKey)
 if owner and owner ~= app then return redis.error_reply('KMEP_CONFLICT access key id in use') end
@@ -42,18 +44,18 @@ local rev = 1
 if old[2] then rev = tonumber(old[2]) + 1 end
 redis.call('SET', akKey, app)
 redis.call('HSET', k, 'ak', ak, 'sk', sk, 'name', name, 'req', req, 'rev', rev)
-kmep_change(p .. ':events', maxlen, {kind = 'appconf', change = 'PUT', app = app, rev = tostring(rev), revoke = revoke})
+kmep_change(p .. ':events', maxlen, {kind = 'appconf', change = 'PUT', app = app, rev = tostring(rev), revoke = revoke, tp = tp})
 return rev
 `)
 
 // deleteConfScript revokes the app's tokens (see revokeLua).
 var deleteConfScript = redis.NewScript(changeLua + revokeLua + `
-local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local p, app, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local k = p .. ':conf:' .. app
 local ak = redis.call('HGET', k, 'ak')
 if not ak then return redis.error_reply('KMEP_NOTFOUND app conf ' .. app) end
 redis.call('DEL', k, p .. ':ak:' .. ak)
-return kmep_change(p .. ':events', maxlen, {kind = 'appconf', change = 'DELETED', app = app, revoke = kmep_revoke(p, app)})
+return kmep_change(p .. ':events', maxlen, {kind = 'appconf', change = 'DELETED', app = app, revoke = kmep_revoke(p, app), tp = tp})
 `)
 
 func credentialAD(app, ak string) []byte { return []byte("kmep/aksk\x00" + app + "\x00" + ak) }
@@ -74,7 +76,7 @@ func (s *Store) PutAppConf(ctx context.Context, c AppConf) (AppConf, error) {
 	}
 	req, _ := json.Marshal(c.RequiredServices)
 	rev, err := putConfScript.Run(ctx, s.rdb, nil, s.prefix, c.AppInstanceID, c.AccessKeyID, sealed,
-		c.AppName, req, s.maxLen).Int64()
+		c.AppName, req, s.maxLen, trace.TraceParent(ctx)).Int64()
 	if err != nil {
 		return AppConf{}, wrap("put app conf "+c.AppInstanceID, err)
 	}
@@ -102,7 +104,7 @@ func str(v any) string { s, _ := v.(string); return s }
 // DeleteAppConf removes an app instance's configuration, frees its AK and
 // revokes the tokens it was issued.
 func (s *Store) DeleteAppConf(ctx context.Context, app string) error {
-	_, err := deleteConfScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen).Result()
+	_, err := deleteConfScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, trace.TraceParent(ctx)).Result()
 	return wrap("delete app conf "+app, err)
 }
 

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // KindInstance is the change kind of an app instance's install work: the
@@ -53,7 +55,7 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('KMEP_CONFLI
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
 redis.call('SET', KEYS[3], ARGV[3])
-return kmep_change(KEYS[4], ARGV[4], {kind = 'instance', change = 'INSTANTIATE', app = ARGV[2], id = ARGV[2]})
+return kmep_change(KEYS[4], ARGV[4], {kind = 'instance', change = 'INSTANTIATE', app = ARGV[2], id = ARGV[2], tp = ARGV[5]})
 `)
 
 // StartInstance records a new app instance (state as given, normally
@@ -79,7 +81,7 @@ func (s *Store) StartInstance(ctx context.Context, in Instance, spec InstallSpec
 	app := in.AppInstanceID
 	sid, err := startInstanceScript.Run(ctx, s.rdb,
 		[]string{s.instKey(app), s.key("insts"), s.instSpecKey(app), s.streamKey()},
-		rec, app, sealed, s.maxLen).Text()
+		rec, app, sealed, s.maxLen, trace.TraceParent(ctx)).Text()
 	return sid, wrap("start instance "+app, err)
 }
 
@@ -109,7 +111,7 @@ func (s *Store) GetInstallSpec(ctx context.Context, app string) (InstallSpec, er
 var terminateInstanceScript = redis.NewScript(changeLua + `
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('KMEP_NOTFOUND app instance') end
 redis.call('SET', KEYS[1], ARGV[1])
-return kmep_change(KEYS[2], ARGV[4], {kind = 'instance', change = 'TERMINATE', app = ARGV[2], id = ARGV[2], data = ARGV[3]})
+return kmep_change(KEYS[2], ARGV[4], {kind = 'instance', change = 'TERMINATE', app = ARGV[2], id = ARGV[2], data = ARGV[3], tp = ARGV[5]})
 `)
 
 // RequestTermination overwrites an existing instance record (its state is
@@ -122,7 +124,7 @@ func (s *Store) RequestTermination(ctx context.Context, in Instance, graceful ti
 	data, _ := json.Marshal(TerminateData{GracefulTimeout: int((graceful + time.Second - 1) / time.Second)})
 	app := in.AppInstanceID
 	sid, err := terminateInstanceScript.Run(ctx, s.rdb, []string{s.instKey(app), s.streamKey()},
-		rec, app, data, s.maxLen).Text()
+		rec, app, data, s.maxLen, trace.TraceParent(ctx)).Text()
 	return sid, wrap("request termination "+app, err)
 }
 

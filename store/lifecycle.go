@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Registration is an app instance's AppInfo (MEC 011 v3 /registrations).
@@ -18,7 +20,7 @@ type Registration struct {
 }
 
 var putRegScript = redis.NewScript(changeLua + `
-local p, app, body, mode, ifrev, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local p, app, body, mode, ifrev, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local k = p .. ':reg:' .. app
 local cur = redis.call('HMGET', k, 'body', 'rev')
 if mode == 'create' and cur[2] then return redis.error_reply('KMEP_CONFLICT registration exists') end
@@ -27,7 +29,7 @@ if ifrev ~= '' and ifrev ~= cur[2] then return redis.error_reply('KMEP_STALE reg
 local rev = tostring(tonumber(cur[2] or '0') + 1)
 redis.call('HSET', k, 'body', body, 'rev', rev)
 kmep_change(p .. ':events', maxlen, {kind = 'registration', change = mode == 'create' and 'CREATED' or 'UPDATED',
-  app = app, id = app, rev = rev, data = body})
+  app = app, id = app, rev = rev, data = body, tp = tp})
 return rev
 `)
 
@@ -36,7 +38,8 @@ func (s *Store) putRegistration(ctx context.Context, r Registration, mode string
 	if ifRev > 0 {
 		cond = strconv.FormatInt(ifRev, 10)
 	}
-	rev, err := putRegScript.Run(ctx, s.rdb, nil, s.prefix, r.AppInstanceID, r.Body, mode, cond, s.maxLen).Int64()
+	rev, err := putRegScript.Run(ctx, s.rdb, nil, s.prefix, r.AppInstanceID, r.Body, mode, cond, s.maxLen,
+		trace.TraceParent(ctx)).Int64()
 	if err != nil {
 		return Registration{}, wrap(mode+" registration "+r.AppInstanceID, err)
 	}
@@ -69,18 +72,18 @@ func (s *Store) GetRegistration(ctx context.Context, app string) (Registration, 
 }
 
 var deleteRegScript = redis.NewScript(changeLua + `
-local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local p, app, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local k = p .. ':reg:' .. app
 local cur = redis.call('HMGET', k, 'body', 'rev')
 if not cur[2] then return redis.error_reply('KMEP_NOTFOUND registration of ' .. app) end
 redis.call('DEL', k)
 return kmep_change(p .. ':events', maxlen, {kind = 'registration', change = 'DELETED', app = app, id = app,
-  rev = tostring(tonumber(cur[2]) + 1), data = cur[1]})
+  rev = tostring(tonumber(cur[2]) + 1), data = cur[1], tp = tp})
 `)
 
 // DeleteRegistration removes an app instance's AppInfo. ErrNotFound.
 func (s *Store) DeleteRegistration(ctx context.Context, app string) error {
-	_, err := deleteRegScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen).Result()
+	_, err := deleteRegScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, trace.TraceParent(ctx)).Result()
 	return wrap("delete registration "+app, err)
 }
 
@@ -96,13 +99,13 @@ type Termination struct {
 }
 
 var startTermScript = redis.NewScript(changeLua + `
-local p, app, deadline, timeout, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local p, app, deadline, timeout, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = p .. ':term:' .. app
 local cur = redis.call('HMGET', k, 'deadline', 'timeout', 'confirmed')
 if cur[1] then return {cur[1], cur[2], cur[3], ''} end
 redis.call('HSET', k, 'deadline', deadline, 'timeout', timeout, 'confirmed', '0')
 local sid = kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'TERMINATING', app = app, id = app,
-  data = '{"maxGracefulTimeout":' .. timeout .. '}'})
+  data = '{"maxGracefulTimeout":' .. timeout .. '}', tp = tp})
 return {deadline, timeout, '0', sid}
 `)
 
@@ -118,7 +121,8 @@ func termFrom(app string, v []string) Termination {
 // returns the one in progress and appends nothing (stream id "").
 func (s *Store) StartTermination(ctx context.Context, app string, graceful time.Duration) (Termination, string, error) {
 	secs := int((graceful + time.Second - 1) / time.Second)
-	res, err := startTermScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now().Add(graceful)), secs, s.maxLen).StringSlice()
+	res, err := startTermScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now().Add(graceful)), secs, s.maxLen,
+		trace.TraceParent(ctx)).StringSlice()
 	if err != nil {
 		return Termination{}, "", wrap("start termination "+app, err)
 	}
@@ -126,19 +130,19 @@ func (s *Store) StartTermination(ctx context.Context, app string, graceful time.
 }
 
 var confirmTermScript = redis.NewScript(changeLua + `
-local p, app, maxlen = ARGV[1], ARGV[2], ARGV[3]
+local p, app, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local k = p .. ':term:' .. app
 if redis.call('EXISTS', k) == 0 then return redis.error_reply('KMEP_CONFLICT no termination in progress') end
 if redis.call('HGET', k, 'confirmed') == '1' then return '' end
 redis.call('HSET', k, 'confirmed', '1')
-return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'TERMINATION_CONFIRMED', app = app, id = app})
+return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'TERMINATION_CONFIRMED', app = app, id = app, tp = tp})
 `)
 
 // ConfirmTermination records the app's confirm_termination. ErrConflict
 // when no termination is in progress. It returns the stream id of the
 // confirmation ("" when it was already confirmed).
 func (s *Store) ConfirmTermination(ctx context.Context, app string) (string, error) {
-	sid, err := confirmTermScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen).Text()
+	sid, err := confirmTermScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, trace.TraceParent(ctx)).Text()
 	return sid, wrap("confirm termination "+app, err)
 }
 
@@ -155,14 +159,14 @@ func (s *Store) GetTermination(ctx context.Context, app string) (Termination, er
 }
 
 var confirmReadyScript = redis.NewScript(changeLua + `
-local p, app, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, app, now, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 redis.call('SET', p .. ':ready:' .. app, now)
-return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'READY', app = app, id = app})
+return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'READY', app = app, id = app, tp = tp})
 `)
 
 // ConfirmReady records the app's confirm_ready and appends READY.
 func (s *Store) ConfirmReady(ctx context.Context, app string) (string, error) {
-	sid, err := confirmReadyScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now()), s.maxLen).Text()
+	sid, err := confirmReadyScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now()), s.maxLen, trace.TraceParent(ctx)).Text()
 	if err != nil {
 		return "", wrap("confirm ready "+app, err)
 	}

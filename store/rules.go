@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Rule kinds.
@@ -46,7 +48,7 @@ type AppD struct {
 }
 
 var putRuleScript = redis.NewScript(changeLua + `
-local p, kind, ckind, app, id, state, body, ifrev, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local p, kind, ckind, app, id, state, body, ifrev, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local k = p .. ':rule:' .. kind .. ':' .. app .. ':' .. id
 local cur = redis.call('HMGET', k, 'state', 'body', 'rev')
 if not cur[3] then return redis.error_reply('KMEP_NOTFOUND rule ' .. id) end
@@ -54,7 +56,7 @@ if ifrev ~= '' and ifrev ~= cur[3] then return redis.error_reply('KMEP_STALE rul
 if cur[1] == state and cur[2] == body then return {cur[3], ''} end
 local rev = tostring(tonumber(cur[3]) + 1)
 redis.call('HSET', k, 'state', state, 'body', body, 'rev', rev)
-local sid = kmep_change(p .. ':events', maxlen, {kind = ckind, change = 'UPDATED', app = app, id = id, state = state, rev = rev, data = body})
+local sid = kmep_change(p .. ':events', maxlen, {kind = ckind, change = 'UPDATED', app = app, id = id, state = state, rev = rev, data = body, tp = tp})
 return {rev, sid}
 `)
 
@@ -82,7 +84,7 @@ func (s *Store) UpdateRule(ctx context.Context, r Rule, ifRev int64) (Rule, stri
 		cond = strconv.FormatInt(ifRev, 10)
 	}
 	res, err := putRuleScript.Run(ctx, s.rdb, nil, s.prefix, r.Kind, ruleKind(r.Kind), r.AppInstanceID, r.ID,
-		r.State, r.Body, cond, s.maxLen).StringSlice()
+		r.State, r.Body, cond, s.maxLen, trace.TraceParent(ctx)).StringSlice()
 	if err != nil {
 		return Rule{}, "", wrap("update rule "+r.ID, err)
 	}
@@ -148,15 +150,15 @@ func (s *Store) RuleApps(ctx context.Context, kind string) ([]string, error) {
 // its stream entry, all in one atomic step. mode: "create" fails when a
 // configuration exists, "replace" when none does, "delete" removes it.
 var appdScript = redis.NewScript(changeLua + `
-local p, app, name, mp1, mode, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local p, app, name, mp1, mode, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local ak = p .. ':appd:' .. app
 local exists = redis.call('EXISTS', ak) == 1
 if mode == 'create' and exists then return redis.error_reply('KMEP_CONFLICT appd configuration exists') end
 if mode ~= 'create' and not exists then return redis.error_reply('KMEP_NOTFOUND appd configuration of ' .. app) end
 local function ev(ckind, change, id, state, rev, body)
-  kmep_change(p .. ':events', maxlen, {kind = ckind, change = change, app = app, id = id, state = state, rev = rev, data = body})
+  kmep_change(p .. ':events', maxlen, {kind = ckind, change = change, app = app, id = id, state = state, rev = rev, data = body, tp = tp})
 end
-local i = 7
+local i = 8
 for _, kind in ipairs({'traffic', 'dns'}) do
   local ckind = kind == 'dns' and 'dnsrule' or 'trafficrule'
   local n = tonumber(ARGV[i]); i = i + 1
@@ -215,7 +217,7 @@ func (s *Store) appd(ctx context.Context, d AppD, mode string) (int64, error) {
 	if !keyPart(d.AppInstanceID) {
 		return 0, fmt.Errorf("appd of %q: %w", d.AppInstanceID, ErrInvalid)
 	}
-	args := []any{s.prefix, d.AppInstanceID, d.AppName, strconv.FormatBool(d.AppSupportMp1), mode, s.maxLen}
+	args := []any{s.prefix, d.AppInstanceID, d.AppName, strconv.FormatBool(d.AppSupportMp1), mode, s.maxLen, trace.TraceParent(ctx)}
 	for _, rules := range [][]Rule{d.Traffic, d.DNS} {
 		args = append(args, len(rules))
 		for _, r := range rules {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Service change types, as MEC 011 names them (ServiceAvailabilityNotification.ChangeType).
@@ -85,7 +87,7 @@ end
 // The service scripts. Keys are built from the prefix in ARGV[1]; every
 // state change and its stream entry happen in one script, atomically.
 var createServiceScript = redis.NewScript(changeLua + livenessLua + `
-local p, id, app, name, cat, state, live, info, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
+local p, id, app, name, cat, state, live, info, now, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local k = p .. ':svc:' .. id
 if redis.call('EXISTS', k) == 1 then return redis.error_reply('KMEP_CONFLICT service ' .. id .. ' exists') end
 redis.call('HSET', k, 'app', app, 'name', name, 'cat', cat, 'state', state, 'rev', 1, 'live', live, 'info', info, 'hb', now)
@@ -96,11 +98,11 @@ redis.call('SADD', p .. ':idx:all', id)
 local l = tonumber(live)
 if l > 0 then redis.call('ZADD', p .. ':liveness', kmep_deadline(now, l), id) end
 return kmep_service_change(p .. ':events', maxlen, 'ADDED', id,
-  {app = app, name = name, cat = cat, state = state, rev = '1', live = live, info = info, hb = now})
+  {app = app, name = name, cat = cat, state = state, rev = '1', live = live, info = info, hb = now}, nil, tp)
 `)
 
 var updateServiceScript = redis.NewScript(changeLua + livenessLua + `
-local p, id, app, name, cat, state, live, info, ifrev, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local p, id, app, name, cat, state, live, info, ifrev, now, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
 local k = p .. ':svc:' .. id
 local cur = kmep_record(k)
 if not cur then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
@@ -134,12 +136,12 @@ redis.call('HSET', k, 'name', name, 'cat', cat, 'state', state, 'rev', rev, 'liv
 local change = 'ATTRIBUTES_CHANGED'
 if cur.state ~= state then change = 'STATE_CHANGED' end
 local sid = kmep_service_change(p .. ':events', maxlen, change, id,
-  {app = app, name = name, cat = cat, state = state, rev = rev, live = live, info = info, hb = hb})
+  {app = app, name = name, cat = cat, state = state, rev = rev, live = live, info = info, hb = hb}, nil, tp)
 return {rev, sid, change, hb}
 `)
 
 var deleteServiceScript = redis.NewScript(changeLua + `
-local p, id, app, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, id, app, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local k = p .. ':svc:' .. id
 local r = kmep_record(k)
 if not r then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
@@ -151,11 +153,11 @@ redis.call('SREM', p .. ':idx:all', id)
 redis.call('ZREM', p .. ':liveness', id)
 redis.call('DEL', k)
 r.rev = tostring(tonumber(r.rev) + 1)
-return kmep_service_change(p .. ':events', maxlen, 'REMOVED', id, r)
+return kmep_service_change(p .. ':events', maxlen, 'REMOVED', id, r, nil, tp)
 `)
 
 var heartbeatScript = redis.NewScript(changeLua + livenessLua + `
-local p, id, app, now, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local p, id, app, now, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local k = p .. ':svc:' .. id
 local cur = redis.call('HMGET', k, 'app', 'state', 'live', 'rev')
 if not cur[1] then return redis.error_reply('KMEP_NOTFOUND service ' .. id) end
@@ -169,7 +171,7 @@ if cur[2] ~= 'SUSPENDED' then
 end
 local rev = tostring(tonumber(cur[4]) + 1)
 redis.call('HSET', k, 'hb', now, 'state', 'ACTIVE', 'rev', rev)
-local sid = kmep_service_change(p .. ':events', maxlen, 'STATE_CHANGED', id, kmep_record(k))
+local sid = kmep_service_change(p .. ':events', maxlen, 'STATE_CHANGED', id, kmep_record(k), nil, tp)
 return {cur[3], rev, sid, 'ACTIVE'}
 `)
 
@@ -182,7 +184,7 @@ func (s *Store) CreateService(ctx context.Context, rec ServiceRecord) (ServiceRe
 	now := s.now()
 	sid, err := createServiceScript.Run(ctx, s.rdb, nil,
 		s.prefix, rec.ID, rec.AppInstanceID, rec.Name, rec.CategoryID, rec.State,
-		rec.LivenessInterval, rec.Info, ms(now), s.maxLen).Text()
+		rec.LivenessInterval, rec.Info, ms(now), s.maxLen, trace.TraceParent(ctx)).Text()
 	if err != nil {
 		return ServiceRecord{}, "", wrap("create service "+rec.ID, err)
 	}
@@ -203,7 +205,7 @@ func (s *Store) UpdateService(ctx context.Context, rec ServiceRecord, ifRev int6
 	}
 	res, err := updateServiceScript.Run(ctx, s.rdb, nil,
 		s.prefix, rec.ID, rec.AppInstanceID, rec.Name, rec.CategoryID, rec.State,
-		rec.LivenessInterval, rec.Info, cond, ms(s.now()), s.maxLen).StringSlice()
+		rec.LivenessInterval, rec.Info, cond, ms(s.now()), s.maxLen, trace.TraceParent(ctx)).StringSlice()
 	if err != nil {
 		return ServiceRecord{}, "", wrap("update service "+rec.ID, err)
 	}
@@ -215,7 +217,7 @@ func (s *Store) UpdateService(ctx context.Context, rec ServiceRecord, ifRev int6
 // DeleteService removes a service of app (AnyApp for the platform) and
 // appends REMOVED. ErrNotFound, ErrForbidden.
 func (s *Store) DeleteService(ctx context.Context, app, id string) (string, error) {
-	sid, err := deleteServiceScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen).Text()
+	sid, err := deleteServiceScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen, trace.TraceParent(ctx)).Text()
 	if err != nil {
 		return "", wrap("delete service "+id, err)
 	}
@@ -241,7 +243,7 @@ type Liveness struct {
 // not append to the change stream: they change no state a consumer sees.
 // ErrNotFound, ErrForbidden, ErrInvalid (no liveness for this service).
 func (s *Store) Heartbeat(ctx context.Context, app, id string) (Liveness, error) {
-	res, err := heartbeatScript.Run(ctx, s.rdb, nil, s.prefix, id, app, ms(s.now()), s.maxLen).StringSlice()
+	res, err := heartbeatScript.Run(ctx, s.rdb, nil, s.prefix, id, app, ms(s.now()), s.maxLen, trace.TraceParent(ctx)).StringSlice()
 	if err != nil {
 		return Liveness{}, wrap("heartbeat "+id, err)
 	}

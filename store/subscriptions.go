@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Subscription types (MEC 011 subscriptionType).
@@ -89,16 +91,16 @@ func (s *Store) subIndexes(sub Subscription) []string {
 }
 
 var createSubScript = redis.NewScript(changeLua + `
-local p, id, app, typ, cb, filter, body, idx, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local p, id, app, typ, cb, filter, body, idx, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10]
 local k = p .. ':sub:' .. id
 if redis.call('EXISTS', k) == 1 then return redis.error_reply('KMEP_CONFLICT subscription exists') end
 redis.call('HSET', k, 'app', app, 'type', typ, 'cb', cb, 'filter', filter, 'body', body, 'rev', 1, 'idx', idx)
 for _, ix in ipairs(cjson.decode(idx)) do redis.call('SADD', ix, id) end
-return kmep_change(p .. ':events', maxlen, {kind = 'subscription', change = 'CREATED', app = app, id = id, rev = '1', data = body})
+return kmep_change(p .. ':events', maxlen, {kind = 'subscription', change = 'CREATED', app = app, id = id, rev = '1', data = body, tp = tp})
 `)
 
 var deleteSubScript = redis.NewScript(changeLua + `
-local p, id, app, maxlen = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local p, id, app, maxlen, tp = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local k = p .. ':sub:' .. id
 local cur = redis.call('HMGET', k, 'app', 'idx', 'body', 'rev')
 if not cur[1] then return redis.error_reply('KMEP_NOTFOUND subscription ' .. id) end
@@ -106,7 +108,7 @@ if app ~= '*' and cur[1] ~= app then return redis.error_reply('KMEP_FORBIDDEN su
 for _, ix in ipairs(cjson.decode(cur[2])) do redis.call('SREM', ix, id) end
 redis.call('DEL', k)
 return kmep_change(p .. ':events', maxlen, {kind = 'subscription', change = 'DELETED', app = cur[1], id = id,
-  rev = tostring(tonumber(cur[4]) + 1), data = cur[3]})
+  rev = tostring(tonumber(cur[4]) + 1), data = cur[3], tp = tp})
 `)
 
 // CreateSubscription stores a subscription and its selection indexes.
@@ -115,7 +117,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 	filter, _ := json.Marshal(sub.Filter)
 	idx, _ := json.Marshal(s.subIndexes(sub))
 	sid, err := createSubScript.Run(ctx, s.rdb, nil, s.prefix, sub.ID, sub.AppInstanceID, sub.Type,
-		sub.CallbackReference, filter, sub.Body, idx, s.maxLen).Text()
+		sub.CallbackReference, filter, sub.Body, idx, s.maxLen, trace.TraceParent(ctx)).Text()
 	if err != nil {
 		return Subscription{}, "", wrap("create subscription "+sub.ID, err)
 	}
@@ -126,7 +128,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 // DeleteSubscription removes a subscription of app (AnyApp: the platform's).
 // ErrNotFound, ErrForbidden.
 func (s *Store) DeleteSubscription(ctx context.Context, app, id string) (string, error) {
-	sid, err := deleteSubScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen).Text()
+	sid, err := deleteSubScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen, trace.TraceParent(ctx)).Text()
 	return sid, wrap("delete subscription "+id, err)
 }
 

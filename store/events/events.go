@@ -9,16 +9,28 @@
 // a bulk change (store.Change.Bulk) and absent otherwise: the relay, the
 // all-in-one's broker and notify let the other events pass those (Knative's
 // broker ignores the extension and passes it on).
+//
+// The event of a change a traced request made carries W3C trace context
+// in the CloudEvents distributed-tracing extension (traceparent, and
+// tracestate when the span that set it has one): FromChange sets
+// traceparent from store.Change.TraceParent when it is well formed (a
+// malformed one is left out; the store keeps no tracestate), each hop
+// that makes a span of the event sets the extension to that span
+// (SetTraceContext), and the next hop continues the trace from it
+// (TraceContext).
 package events
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/kmep-io/kmep/store/mec"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"github.com/cloudevents/sdk-go/v2/extensions"
 
 	"github.com/kmep-io/kmep/store"
+	"github.com/kmep-io/kmep/store/kit/trace"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // The CloudEvent types kmep emits.
@@ -46,6 +58,10 @@ const (
 	ExtApp    = "kmepapp"
 	ExtChange = "kmepchange"
 	ExtLane   = "kmeplane"
+	// ExtTraceParent and ExtTraceState are the CloudEvents
+	// distributed-tracing extension's attributes.
+	ExtTraceParent = extensions.TraceParentExtension
+	ExtTraceState  = extensions.TraceStateExtension
 )
 
 // LaneBulk is ExtLane's value on the event of a bulk change.
@@ -56,6 +72,35 @@ const LaneBulk = "bulk"
 func Bulk(e cloudevents.Event) bool {
 	v, _ := e.Extensions()[ExtLane].(string)
 	return v == LaneBulk
+}
+
+// SetTraceContext sets e's traceparent and tracestate extensions to the
+// span context of ctx (the span of the hop that hands e on), and removes
+// them when ctx has none.
+func SetTraceContext(ctx context.Context, e *cloudevents.Event) {
+	tp, ts := trace.Inject(ctx)
+	if tp == "" {
+		e.SetExtension(ExtTraceParent, nil)
+		e.SetExtension(ExtTraceState, nil)
+		return
+	}
+	e.SetExtension(ExtTraceParent, tp)
+	if ts == "" {
+		e.SetExtension(ExtTraceState, nil)
+	} else {
+		e.SetExtension(ExtTraceState, ts)
+	}
+}
+
+// TraceContext returns ctx with the span context of e's traceparent and
+// tracestate extensions as its remote parent, and true; ctx unchanged and
+// false when e has no traceparent or a malformed one.
+func TraceContext(ctx context.Context, e cloudevents.Event) (context.Context, bool) {
+	d, ok := extensions.GetDistributedTracingExtension(e)
+	if !ok {
+		return ctx, false
+	}
+	return trace.Extract(ctx, d.TraceParent, d.TraceState)
 }
 
 // ServiceChanged is the data of TypeServiceChanged.
@@ -111,7 +156,8 @@ func Subject(c store.Change) (string, bool) {
 
 // FromChange converts a change-stream entry into its CloudEvent. ok is
 // false for changes that are not published as events (they stay in the
-// stream for the agents that read it directly).
+// stream for the agents that read it directly). The event's traceparent
+// is c.TraceParent when that is well formed, else absent.
 func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
 	e = cloudevents.NewEvent()
 	e.SetID(c.StreamID)
@@ -125,6 +171,9 @@ func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
 	e.SetSubject(subject)
 	if c.Bulk {
 		e.SetExtension(ExtLane, LaneBulk)
+	}
+	if trace.Valid(c.TraceParent) {
+		e.SetExtension(ExtTraceParent, c.TraceParent)
 	}
 	switch c.Kind {
 	case store.KindService:

@@ -1,7 +1,11 @@
 package events_test
 
 import (
+	"context"
 	"testing"
+
+	cloudevents "github.com/cloudevents/sdk-go/v2"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/events"
@@ -58,5 +62,61 @@ func TestSubjectAgreesWithFromChange(t *testing.T) {
 				t.Errorf("Subject = %q, %v; FromChange: subject %q, ok %v", subject, published, e.Subject(), ok)
 			}
 		})
+	}
+}
+
+// TestTraceParentExtension: FromChange carries a well-formed traceparent of
+// the change into the event's traceparent extension and leaves a malformed
+// or missing one out; TraceContext continues from it, SetTraceContext
+// replaces it with a span's (and removes it for a context without one).
+func TestTraceParentExtension(t *testing.T) {
+	const good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		name, tp string
+		want     bool
+	}{
+		{"well formed", good, true},
+		{"none", "", false},
+		{"not hex", "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01", false},
+		{"zero trace id", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", false},
+		{"version ff", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false},
+		{"upper case", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", false},
+		{"truncated", good[:40], false},
+		{"trailing data in version 00", good + "-00", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := store.Change{StreamID: "1-0", Kind: store.KindService, Type: store.ChangeAdded, AppInstanceID: "app",
+				Service:     store.ServiceRecord{ID: "svc", AppInstanceID: "app", Name: "rni", State: store.StateActive, Rev: 1},
+				TraceParent: tc.tp}
+			e, ok, err := events.FromChange(c)
+			if err != nil || !ok {
+				t.Fatalf("FromChange: %v %v", ok, err)
+			}
+			v, has := e.Extensions()[events.ExtTraceParent]
+			if has != tc.want || (tc.want && v != tc.tp) {
+				t.Fatalf("traceparent extension %v (present %v), want present %v", v, has, tc.want)
+			}
+			ctx, ok := events.TraceContext(context.Background(), e)
+			sc := oteltrace.SpanContextFromContext(ctx)
+			if ok != tc.want || sc.IsValid() != tc.want || (tc.want && (sc.TraceID().String() != good[3:35] || !sc.IsRemote())) {
+				t.Errorf("TraceContext: ok %v, span context %v", ok, sc)
+			}
+		})
+	}
+
+	e := cloudevents.NewEvent()
+	e.SetExtension(events.ExtTraceParent, good)
+	e.SetExtension(events.ExtTraceState, "k=v")
+	sc := oteltrace.NewSpanContext(oteltrace.SpanContextConfig{TraceID: [16]byte{1}, SpanID: [8]byte{2}, TraceFlags: oteltrace.FlagsSampled})
+	events.SetTraceContext(oteltrace.ContextWithSpanContext(context.Background(), sc), &e)
+	if got := e.Extensions()[events.ExtTraceParent]; got != "00-01000000000000000000000000000000-0200000000000000-01" {
+		t.Errorf("SetTraceContext: traceparent %v", got)
+	}
+	if _, has := e.Extensions()[events.ExtTraceState]; has {
+		t.Errorf("SetTraceContext kept the old tracestate")
+	}
+	events.SetTraceContext(context.Background(), &e)
+	if len(e.Extensions()) != 0 {
+		t.Errorf("SetTraceContext without a span: extensions %v", e.Extensions())
 	}
 }
