@@ -37,6 +37,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/functions/appsupport"
 	"github.com/kmep-io/kmep/functions/dashboard"
@@ -125,6 +126,14 @@ type Config struct {
 	FIFO bool
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// TracerProvider makes the spans of a request's way through the
+	// platform, one trace: the HTTP server span of the request, the
+	// relay's publication of its change's event, the embedded broker's
+	// delivery, notify's handling and each callback POST (package
+	// store/kit/trace). Zero value: the global one (the kmep binary's
+	// server.Main installs it from OTEL_EXPORTER_OTLP_ENDPOINT; unset, a
+	// no-op).
+	TracerProvider oteltrace.TracerProvider
 	// Ready, when set, is called with the listen address once serving.
 	Ready func(addr string)
 	// NoAccessLog turns off the access log (KMEP_ACCESS_LOG=false).
@@ -311,7 +320,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr().String())
 	}
-	return server.Run(ctx, server.Options{Listener: ln, Handler: metrics.Mount(reg, mux), Log: log, DrainTimeout: 10 * time.Second, NoAccessLog: cfg.NoAccessLog})
+	return server.Run(ctx, server.Options{Listener: ln, Handler: metrics.Mount(reg, mux), Log: log, DrainTimeout: 10 * time.Second,
+		NoAccessLog: cfg.NoAccessLog, TracerProvider: cfg.TracerProvider})
 }
 
 // openS3 returns the package bucket: cfg.S3's, or an embedded server's.
@@ -355,7 +365,8 @@ const brokerWorkers = 64
 // deadletter triggers' receiver functions.
 func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.Policy, inst *installer.Installer,
 	reg prometheus.Registerer, log *slog.Logger) (*broker.Broker, error) {
-	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify"), Metrics: reg, FIFO: cfg.FIFO})
+	n, err := notify.New(notify.Deps{Store: st, Client: policy.Client(), Log: log.With("trigger", "notify"), Metrics: reg, FIFO: cfg.FIFO,
+		TracerProvider: cfg.TracerProvider})
 	if err != nil {
 		return nil, err
 	}
@@ -369,7 +380,7 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 		bulk = nil
 	}
 	brk, err := broker.New(broker.Options{Broker: "kmep", Namespace: "kmep", Triggers: triggers, Log: log.With("component", "broker"),
-		Workers: brokerWorkers, Bulk: bulk,
+		Workers: brokerWorkers, Bulk: bulk, TracerProvider: cfg.TracerProvider,
 		// The triggers' receiver functions, which their binaries serve behind
 		// cloudevents' HTTP receiver: in process, events need no encoding.
 		Resolve: broker.Receivers(map[string]broker.Receiver{"notify": n.Handle, "deadletter": dead.Handle, "installer": inst.Handle})})
@@ -386,7 +397,7 @@ func events(ctx context.Context, cfg Config, st *store.Store, policy *callback.P
 	// The broker's queue is in this process: what a previous process left
 	// pending is lost from it, so the relay publishes it again at once.
 	rl, err := relay.New(relay.Config{Sink: "http://in-process.broker/", Redelivery: cfg.Redelivery, RedeliverOnStart: true, FIFO: cfg.FIFO},
-		relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay"), Metrics: reg})
+		relay.Deps{Store: st, Sender: brk, Log: log.With("component", "relay"), Metrics: reg, TracerProvider: cfg.TracerProvider})
 	if err != nil {
 		return nil, err
 	}

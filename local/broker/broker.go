@@ -17,10 +17,14 @@ import (
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/rickb777/date/period"
+	"go.opentelemetry.io/otel"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	eventingduckv1 "knative.dev/eventing/pkg/apis/duck/v1"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
 	"knative.dev/eventing/pkg/eventfilter"
 	duckv1 "knative.dev/pkg/apis/duck/v1"
+
+	"github.com/kmep-io/kmep/store/events"
 )
 
 // Target is where a resolved Destination is delivered.
@@ -88,6 +92,9 @@ type Options struct {
 	Client *http.Client
 	// Log is the logger. Zero value: slog.Default().
 	Log *slog.Logger
+	// TracerProvider makes a span "broker deliver" of each delivery
+	// attempt. Zero value: the global one.
+	TracerProvider oteltrace.TracerProvider
 }
 
 // Stats are a Broker's counters since New.
@@ -124,6 +131,7 @@ type route struct {
 type Broker struct {
 	opts   Options
 	log    *slog.Logger
+	tracer oteltrace.Tracer
 	routes []*route
 	// jobs and bulk are the lanes' queues (bulk only with Options.Bulk).
 	jobs, bulk chan *job
@@ -172,7 +180,11 @@ func New(opts Options) (*Broker, error) {
 	if opts.LiveReserve < 0 || opts.LiveReserve >= opts.QueueSize {
 		return nil, errors.New("broker: LiveReserve must be positive and less than QueueSize")
 	}
-	b := &Broker{opts: opts, log: opts.Log, jobs: make(chan *job, opts.QueueSize), freed: make(chan struct{}, 1)}
+	if opts.TracerProvider == nil {
+		opts.TracerProvider = otel.GetTracerProvider()
+	}
+	b := &Broker{opts: opts, log: opts.Log, jobs: make(chan *job, opts.QueueSize), freed: make(chan struct{}, 1),
+		tracer: opts.TracerProvider.Tracer("github.com/kmep-io/kmep/local/broker")}
 	if opts.Bulk != nil {
 		b.bulk = make(chan *job, opts.QueueSize-opts.LiveReserve)
 	}
@@ -399,9 +411,11 @@ func (b *Broker) enqueue(e cloudevents.Event) error {
 	if !b.admit(len(match), bulk) {
 		return errFull
 	}
+	pctx, _ := events.TraceContext(context.Background(), e)
+	parent := oteltrace.SpanContextFromContext(pctx)
 	for _, r := range match {
 		// Never blocks: the lane's channel holds as many jobs as it admits.
-		j := &job{r: r, e: e.Clone(), bulk: bulk}
+		j := &job{r: r, e: e.Clone(), bulk: bulk, parent: parent}
 		b.lane(j) <- j
 	}
 	return nil

@@ -15,7 +15,14 @@ import (
 	"github.com/cloudevents/sdk-go/v2/event"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"knative.dev/eventing/pkg/kncloudevents/attributes"
+
+	"github.com/kmep-io/kmep/store/events"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // job is one event on its way to one Trigger's subscriber (or, once that
@@ -26,6 +33,10 @@ type job struct {
 	attempt int  // failed attempts at the current destination
 	dead    bool // delivering to the dead-letter sink
 	bulk    bool // in the bulk lane
+	// parent is the trace context the event came with (its traceparent
+	// extension; invalid when it had none): each attempt's span is its
+	// child.
+	parent oteltrace.SpanContext
 }
 
 // outcome is one delivery attempt's result.
@@ -65,7 +76,7 @@ func (b *Broker) deliver(ctx context.Context, j *job) {
 	if j.dead {
 		target, what = *r.dls, "dead-letter sink"
 	}
-	o := b.send(ctx, target, j.e, r)
+	o := b.traced(ctx, j, target, what)
 	switch {
 	case o.ok():
 		if j.dead {
@@ -94,6 +105,29 @@ func (b *Broker) deliver(ctx context.Context, j *job) {
 	b.dropped.Add(1)
 	b.release()
 	b.log.Error("delivery failed for good: event dropped", "trigger", r.name, "to", what, "id", j.e.ID(), "type", j.e.Type(), "attempts", j.attempt+1, "err", o)
+}
+
+// traced makes one attempt of j to target in a span "broker deliver", a
+// child of the trace context the event came with, and sets the event's
+// traceparent extension to that span for the receiver.
+func (b *Broker) traced(ctx context.Context, j *job, target Target, what string) outcome {
+	sctx := ctx
+	if j.parent.IsValid() {
+		sctx = oteltrace.ContextWithRemoteSpanContext(ctx, j.parent)
+	}
+	sctx, span := b.tracer.Start(sctx, "broker deliver", oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+		oteltrace.WithAttributes(attribute.String("kmep.trigger", j.r.name), attribute.String("kmep.destination", what),
+			attribute.Int("kmep.attempt", j.attempt+1), attribute.String("cloudevents.event_id", j.e.ID())))
+	defer span.End()
+	events.SetTraceContext(sctx, &j.e)
+	o := b.send(sctx, target, j.e, j.r)
+	if o.code != 0 {
+		span.SetAttributes(attribute.Int("http.response.status_code", o.code))
+	}
+	if !o.ok() {
+		span.SetStatus(codes.Error, o.String())
+	}
+	return o
 }
 
 // requeue puts a job back on its lane's queue (its place is still
@@ -163,6 +197,7 @@ func (b *Broker) send(ctx context.Context, t Target, e cloudevents.Event, r *rou
 	if err := cehttp.WriteRequest(wctx, binding.ToMessage(&e), req); err != nil {
 		return outcome{err: fmt.Errorf("encode event: %w", err)}
 	}
+	trace.Propagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
 	if t.Handler == nil {
 		resp, err := b.opts.Client.Do(req)
 		if err != nil {

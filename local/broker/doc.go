@@ -37,4 +37,12 @@
 // every event pending until notify settles it and publishes again what
 // was lost (see package relay). Replies (events in a subscriber's answer)
 // are ignored.
+//
+// Traces: each delivery attempt is a span "broker deliver"
+// (Options.TracerProvider), a child of the trace context the event came
+// with (its traceparent extension, the CloudEvents distributed-tracing
+// extension); the subscriber gets the event with that extension set to
+// the attempt's span, in its context too when it is a Receiver, and over
+// HTTP in a traceparent header as well. The other extensions pass through
+// untouched.
 package broker

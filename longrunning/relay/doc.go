@@ -58,4 +58,13 @@
 // wait in a lane count as in flight (from their read until their
 // acknowledgment), however long they wait: a claim does not publish them
 // a second time.
+//
+// Traces: each publication of an event is one span "relay publish" (of
+// Deps.TracerProvider), a child of the trace context of the request that
+// made the change (store.Change.TraceParent, through the event's
+// traceparent extension; a malformed one is ignored), else the root of a
+// trace of its own. The event carries the span's context on in its
+// traceparent extension (the CloudEvents distributed-tracing extension),
+// and the default sender makes each POST to the sink a client span with a
+// traceparent header. A failed attempt is an event of the span.
 package relay

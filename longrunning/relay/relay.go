@@ -15,10 +15,16 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/retry"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
+
+// traceScope is the instrumentation scope of the relay's spans.
+const traceScope = "github.com/kmep-io/kmep/longrunning/relay"
 
 // Names the relay uses in Redis. The consumer name is fixed so that a
 // successor inherits its predecessor's pending entries.
@@ -128,6 +134,10 @@ type Deps struct {
 	// Metrics is the binary's registry (see metrics.go). Zero value:
 	// nothing is registered.
 	Metrics prometheus.Registerer
+	// TracerProvider makes the span of each publication ("relay publish")
+	// and, with the default Sender, of each POST to the sink. Zero value:
+	// the global one (server.Main installs it).
+	TracerProvider oteltrace.TracerProvider
 }
 
 // Stats are the Agent's counters since New.
@@ -162,6 +172,7 @@ type Agent struct {
 	store  Stream
 	sender Sender
 	log    *slog.Logger
+	tracer oteltrace.Tracer
 
 	published, unpublished, malformed, sendFailures, orphans, redelivered, gone atomic.Uint64
 	leader                                                                      atomic.Bool
@@ -225,13 +236,19 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
+	tp := deps.TracerProvider
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	a.tracer = tp.Tracer(traceScope)
 	a.lag = a.registerMetrics(deps.Metrics)
 	if a.sender == nil {
 		u, err := url.Parse(cfg.Sink)
 		if err != nil || !u.IsAbs() || u.Host == "" {
 			return nil, fmt.Errorf("relay: Sink %q is not an absolute URL", cfg.Sink)
 		}
-		p, err := cehttp.New(cehttp.WithTarget(cfg.Sink), cehttp.WithClient(http.Client{Timeout: cfg.SendTimeout}))
+		p, err := cehttp.New(cehttp.WithTarget(cfg.Sink),
+			cehttp.WithClient(http.Client{Timeout: cfg.SendTimeout, Transport: trace.Transport(tp, nil)}))
 		if err != nil {
 			return nil, fmt.Errorf("relay: http protocol: %w", err)
 		}

@@ -9,6 +9,9 @@ import (
 	"time"
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/events"
@@ -322,29 +325,50 @@ func (t *term) work(ctx context.Context, p *part) {
 			}
 			continue
 		}
-		for attempt := 0; ; attempt++ {
-			sctx, cancel := context.WithTimeout(ctx, a.cfg.SendTimeout)
-			res := a.sender.Send(sctx, e)
-			cancel()
-			if cloudevents.IsACK(res) {
-				a.published.Add(1)
-				a.observeLag(it.id)
-				break
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			a.sendFailures.Add(1)
-			d := backoff.Delay(attempt)
-			a.log.Warn("publish failed: retrying", "id", it.id, "type", e.Type(), "subject", it.subject,
-				"attempt", attempt+1, "retry_in", d, "err", res)
-			if !retry.Sleep(ctx, d) {
-				return
-			}
+		if !t.publish(ctx, it, e, backoff) {
+			return
 		}
 		p.done(it)
 		if !t.ack(ctx, it.id) {
 			return
+		}
+	}
+}
+
+// publish sends e until the sink accepts it, in one span "relay publish":
+// a child of the change's trace context (the request that made it; a new
+// trace when it has none), whose own context e carries on in its
+// traceparent extension. It reports false when ctx ended first.
+func (t *term) publish(ctx context.Context, it item, e cloudevents.Event, backoff retry.Backoff) bool {
+	a := t.a
+	pctx, _ := events.TraceContext(ctx, e)
+	pctx, span := a.tracer.Start(pctx, "relay publish", oteltrace.WithSpanKind(oteltrace.SpanKindProducer),
+		oteltrace.WithAttributes(attribute.String("cloudevents.event_id", e.ID()), attribute.String("cloudevents.event_type", e.Type()),
+			attribute.String("cloudevents.event_subject", e.Subject()), attribute.Bool("kmep.bulk", it.bulk)))
+	defer span.End()
+	events.SetTraceContext(pctx, &e)
+	for attempt := 0; ; attempt++ {
+		sctx, cancel := context.WithTimeout(pctx, a.cfg.SendTimeout)
+		res := a.sender.Send(sctx, e)
+		cancel()
+		if cloudevents.IsACK(res) {
+			a.published.Add(1)
+			a.observeLag(it.id)
+			return true
+		}
+		if ctx.Err() != nil {
+			span.SetStatus(codes.Error, "relay stopped before the sink accepted the event")
+			return false
+		}
+		a.sendFailures.Add(1)
+		d := backoff.Delay(attempt)
+		span.AddEvent("publish failed", oteltrace.WithAttributes(attribute.Int("attempt", attempt+1),
+			attribute.String("error", fmt.Sprint(res))))
+		a.log.Warn("publish failed: retrying", "id", it.id, "type", e.Type(), "subject", it.subject,
+			"attempt", attempt+1, "retry_in", d, "err", res)
+		if !retry.Sleep(ctx, d) {
+			span.SetStatus(codes.Error, "relay stopped before the sink accepted the event")
+			return false
 		}
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/callback"
 	"github.com/kmep-io/kmep/store/kit/retry"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // maxDrain is how much of a callback's answer is read (and discarded) so
@@ -144,7 +145,8 @@ func (n *Notifier) deliver(ctx context.Context, eventID string, bulk bool, sub s
 	}
 }
 
-// attempt POSTs body to callback once, within the per-attempt timeout.
+// attempt POSTs body to callback once, within the per-attempt timeout, as
+// a client span whose traceparent the request's header carries.
 func (n *Notifier) attempt(ctx context.Context, cb string, body []byte) outcome {
 	actx, cancel := context.WithTimeout(ctx, n.timeout)
 	defer cancel()
@@ -155,9 +157,11 @@ func (n *Notifier) attempt(ctx context.Context, cb string, body []byte) outcome 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "kmep-notify")
+	req, end := trace.StartClient(n.tracer, req)
 	start := time.Now()
 	resp, err := n.client.Do(req)
 	n.latency.Observe(time.Since(start).Seconds())
+	end(resp, err)
 	if err != nil {
 		err = withoutURL(err)
 		if errors.Is(err, callback.ErrForbiddenAddress) || errors.Is(err, callback.ErrInvalidURL) {

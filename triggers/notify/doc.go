@@ -42,4 +42,11 @@
 // many done markers and settlements (store.Record). The Notifier keeps no
 // state between events beyond its counters: any replica can handle any
 // event or its redelivery.
+//
+// Traces: Handle makes a span "notify" of each event, a child of the span
+// that handed it on (the event's traceparent extension: the relay's or
+// the broker's span, in the trace of the request that made the change),
+// and each callback attempt is a client span below it whose traceparent
+// the POST carries in its header, so the subscriber sees the request's
+// trace id. A malformed traceparent is ignored.
 package notify

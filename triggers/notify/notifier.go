@@ -15,6 +15,10 @@ import (
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/events"
@@ -91,6 +95,10 @@ type Deps struct {
 	// Metrics is the binary's registry (see metrics.go). Zero value:
 	// nothing is registered.
 	Metrics prometheus.Registerer
+	// TracerProvider makes the span "notify" of each event Handle is
+	// given and the client span of each callback attempt. Zero value: the
+	// global one (server.Main installs it).
+	TracerProvider oteltrace.TracerProvider
 }
 
 // Defaults of Deps.
@@ -124,6 +132,7 @@ type Notifier struct {
 	st      Store
 	client  Doer
 	log     *slog.Logger
+	tracer  oteltrace.Tracer
 	sem     chan struct{}
 	bulkSem chan struct{} // the bulk share of sem; nil with FIFO
 	timeout time.Duration
@@ -152,6 +161,10 @@ func New(d Deps) (*Notifier, error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
+	if d.TracerProvider == nil {
+		d.TracerProvider = otel.GetTracerProvider()
+	}
+	n.tracer = d.TracerProvider.Tracer("github.com/kmep-io/kmep/triggers/notify")
 	if d.Concurrency == 0 {
 		d.Concurrency = DefaultConcurrency
 	}
@@ -257,8 +270,50 @@ func (n *Notifier) Stats() Stats { return n.stats.snapshot() }
 // refused them, a 502 NACK when some still failed after the retries (the
 // broker redelivers; callbacks already reached are skipped), a 503 NACK
 // when the store failed, and a 400 for an event it cannot handle (nothing
-// is sent).
+// is sent). It does so in a span "notify", a child of the event's trace
+// context (see the package documentation), whose status is the result's.
 func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Result {
+	ctx, span := n.startSpan(ctx, e)
+	defer span.End()
+	res := n.handle(ctx, e)
+	var hr *cehttp.Result
+	if protocol.ResultAs(res, &hr) {
+		span.SetAttributes(attribute.Int("http.response.status_code", hr.StatusCode))
+		if hr.StatusCode >= 400 {
+			span.SetStatus(codes.Error, fmt.Sprintf(hr.Format, hr.Args...))
+		}
+	} else if !protocol.IsACK(res) {
+		span.SetStatus(codes.Error, res.Error())
+	}
+	return res
+}
+
+// startSpan starts the span "notify" of e. Its parent is the span that
+// handed e on, named by e's traceparent extension, unless ctx already
+// carries a span of that trace (a hop closer to notify: the broker's, or
+// the receiver's HTTP server span below the broker's traceparent header),
+// which is then the parent. A span of another trace in ctx (a server span
+// that started a trace of its own) is linked to. A malformed traceparent
+// is ignored: the parent is ctx's span, if any.
+func (n *Notifier) startSpan(ctx context.Context, e cloudevents.Event) (context.Context, oteltrace.Span) {
+	opts := []oteltrace.SpanStartOption{oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
+		oteltrace.WithAttributes(attribute.String("cloudevents.event_id", e.ID()), attribute.String("cloudevents.event_type", e.Type()),
+			attribute.String("cloudevents.event_subject", e.Subject()))}
+	parent := ctx
+	if ectx, ok := events.TraceContext(ctx, e); ok {
+		cur := oteltrace.SpanContextFromContext(ctx)
+		switch {
+		case !cur.IsValid():
+			parent = ectx
+		case cur.TraceID() != oteltrace.SpanContextFromContext(ectx).TraceID():
+			parent = ectx
+			opts = append(opts, oteltrace.WithLinks(oteltrace.Link{SpanContext: cur}))
+		}
+	}
+	return n.tracer.Start(parent, "notify", opts...)
+}
+
+func (n *Notifier) handle(ctx context.Context, e cloudevents.Event) protocol.Result {
 	n.stats.events.Add(1)
 	start := time.Now()
 	var (
@@ -309,6 +364,8 @@ func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Res
 	var c counters
 	n.fanOut(ctx, e.ID(), events.Bulk(e), aud, body, &c)
 	n.stats.add(&c)
+	oteltrace.SpanFromContext(ctx).SetAttributes(attribute.Int("kmep.subscriptions", len(aud.Subs)),
+		attribute.Int64("kmep.delivered", c.delivered.Load()), attribute.Int64("kmep.failed", c.failed.Load()))
 	n.log.Debug("event notified", "event", e.ID(), "type", e.Type(), "subject", e.Subject(),
 		"subscriptions", len(aud.Subs), "delivered", c.delivered.Load(), "retried", c.retried.Load(),
 		"rejected", c.rejected.Load(), "failed", c.failed.Load(), "skipped", c.skipped.Load(),

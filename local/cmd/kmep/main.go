@@ -12,10 +12,11 @@
 // S3_REGION (us-east-1), KMEP_APP_NAMESPACE (mec-apps), KMEP_DNS_ADDR
 // (127.0.0.1:5353: the mesh DNS server), KMEP_RELAY_REDELIVERY (5m: the
 // relay's redelivery timeout), KMEP_LOG_LEVEL (info), KMEP_ACCESS_LOG (true:
-// a log line per request; false: none). A second start on a data directory
-// in use fails at once, naming the holder's pid; once serving, a banner on
-// stderr names the URL, the DNS address, the admin token's file and the
-// store and bucket in use.
+// a log line per request; false: none), OTEL_EXPORTER_OTLP_ENDPOINT (unset:
+// no traces exported; see server.Tracing for the other OTEL_* variables).
+// A second start on a data directory in use fails at once, naming the
+// holder's pid; once serving, a banner on stderr names the URL, the DNS
+// address, the admin token's file and the store and bucket in use.
 package main
 
 import (
