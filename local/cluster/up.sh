@@ -117,6 +117,15 @@ network() {
     done >"$STATE/sysctl.orig"
   fi
   sysctl -qw net.ipv4.ip_forward=1 net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+  # /run/netns a shared mount point of its own before containerd mounts
+  # the pods' namespaces there, as `ip netns add` makes it. Otherwise the
+  # first `ip netns add` on the host (a test's namespaces) bind-mounts
+  # /run/netns over itself, the pods' namespaces end up hidden under it,
+  # and containerd can no longer remove one: a deleted pod stays
+  # Terminating (seen with redis-0 while the tunnel tests ran).
+  mkdir -p /run/netns
+  mountpoint -q /run/netns || mount --bind /run/netns /run/netns
+  mount --make-shared /run/netns
 }
 
 pki() {
