@@ -80,8 +80,9 @@ delete_netns
 # bind-mounts /run/netns over itself, those mounts are hidden under it:
 # the names cannot be unmounted ("not mounted") nor removed (busy). Lift
 # the bind mount(s) once and delete again.
-if ls /run/netns/cni-* >/dev/null 2>&1 && awk '$5 == "/run/netns" {found=1} END {exit !found}' /proc/self/mountinfo; then
-  while awk '$5 == "/run/netns" {found=1} END {exit !found}' /proc/self/mountinfo; do
+netns_bound() { awk '$5 == "/run/netns" {found=1} END {exit !found}' /proc/self/mountinfo; }
+if ls /run/netns/cni-* >/dev/null 2>&1 && netns_bound; then
+  while netns_bound; do
     umount -l /run/netns || break
   done
   echo "cluster: lifted the bind mount over /run/netns that hid the pods' namespaces"

@@ -209,16 +209,8 @@ func provision(t *testing.T, e env, app string) (ak, sk string) {
 		}
 	}
 	body := fmt.Sprintf(`{"authInfo":{"credentials":{"accessKeyId":%q,"secretKey":%q}},"appInfo":{"appName":"e2e","requiredServices":[]}}`, kv["AK"], kv["SK"])
-	req, _ := http.NewRequest(http.MethodPut, e.url+"/mep/appMng/v1/applications/"+app+"/confs", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+e.admin)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("provision %s: %s", app, resp.Status)
+	if status, b, err := call(http.MethodPut, e.url+"/mep/appMng/v1/applications/"+app+"/confs", e.admin, body, nil); err != nil || status/100 != 2 {
+		t.Fatalf("provision %s: %d %v %s", app, status, err, b)
 	}
 	return kv["AK"], kv["SK"]
 }
