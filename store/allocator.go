@@ -12,8 +12,8 @@ import (
 // to small integers 1..size in a named space, as the data plane wants them
 // (upf_trafficrule_id). Four keys per space: the key→index hash, the
 // index→key hash, the sorted set of freed indexes and the high-water mark.
-// Each operation is one Lua script, so any number of agents may allocate
-// at once without handing out an index twice, and the mapping survives
+// Each operation is one Lua script (for any number of keys), so any number
+// of agents may allocate at once without handing out an index twice, and the mapping survives
 // restarts of the agents (and of Redis with persistence).
 
 // allocKeys are a space's keys: map, reverse, free, next.
@@ -22,39 +22,79 @@ func (s *Store) allocKeys(space string) []string {
 		s.key("alloc", space, "free"), s.key("alloc", space, "next")}
 }
 
-// allocScript returns the key's index, or takes the lowest freed one, or
-// the next never used one; 0 when the space (1..size) is exhausted. Freed
-// indexes above size (the space shrank) are dropped, not handed out.
+// allocScript allocates each key of ARGV[2..] in turn and returns their
+// indexes: the key's index, or the lowest freed one, or the next never
+// used one; 0 when the space (1..ARGV[1]) is exhausted. Freed indexes
+// above the size (the space shrank) are dropped, not handed out. It reads
+// and writes the hashes in chunks (HMGET and HSET of up to 1000 fields),
+// not per key.
 var allocScript = redis.NewScript(`
-local key, size = ARGV[1], tonumber(ARGV[2])
-local cur = redis.call('HGET', KEYS[1], key)
-if cur then return tonumber(cur) end
-local idx
-while true do
-  local p = redis.call('ZPOPMIN', KEYS[3])
-  if #p == 0 then break end
-  local i = tonumber(p[1])
-  if i <= size then idx = i break end
+local size = tonumber(ARGV[1])
+local out, seen, fwd, rev = {}, {}, {}, {}
+local nxt, nofree, full = nil, false, false
+for c = 2, #ARGV, 1000 do
+  local last = math.min(c + 999, #ARGV)
+  local cur = redis.call('HMGET', KEYS[1], unpack(ARGV, c, last))
+  for j = c, last do
+    local key = ARGV[j]
+    local idx = cur[j - c + 1]
+    if idx then
+      idx = tonumber(idx)
+    else
+      idx = seen[key]
+    end
+    if not idx and not full then
+      while not nofree do
+        local p = redis.call('ZPOPMIN', KEYS[3])
+        if #p == 0 then
+          nofree = true
+        elseif tonumber(p[1]) <= size then
+          idx = tonumber(p[1])
+          break
+        end
+      end
+      if not idx then
+        nxt = nxt or tonumber(redis.call('GET', KEYS[4]) or '0')
+        if nxt < size then
+          nxt = nxt + 1
+          idx = nxt
+        else
+          full = true
+        end
+      end
+      if idx then
+        seen[key] = idx
+        fwd[#fwd + 1] = key
+        fwd[#fwd + 1] = idx
+        rev[#rev + 1] = idx
+        rev[#rev + 1] = key
+      end
+    end
+    out[#out + 1] = idx or 0
+  end
 end
-if not idx then
-  local nxt = tonumber(redis.call('GET', KEYS[4]) or '0')
-  if nxt >= size then return 0 end
-  idx = nxt + 1
-  redis.call('SET', KEYS[4], idx)
+for c = 1, #fwd, 2000 do
+  redis.call('HSET', KEYS[1], unpack(fwd, c, math.min(c + 1999, #fwd)))
+  redis.call('HSET', KEYS[2], unpack(rev, c, math.min(c + 1999, #rev)))
 end
-redis.call('HSET', KEYS[1], key, idx)
-redis.call('HSET', KEYS[2], idx, key)
-return idx
+if nxt then redis.call('SET', KEYS[4], nxt) end
+return out
 `)
 
-// releaseScript frees the key's index (0 when it had none).
+// allocReleaseScript frees the index of each key of ARGV and returns
+// them (0 for a key that had none).
 var allocReleaseScript = redis.NewScript(`
-local idx = redis.call('HGET', KEYS[1], ARGV[1])
-if not idx then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[1])
-redis.call('HDEL', KEYS[2], idx)
-redis.call('ZADD', KEYS[3], idx, idx)
-return tonumber(idx)
+local out = {}
+for j = 1, #ARGV do
+  local idx = redis.call('HGET', KEYS[1], ARGV[j])
+  if idx then
+    redis.call('HDEL', KEYS[1], ARGV[j])
+    redis.call('HDEL', KEYS[2], idx)
+    redis.call('ZADD', KEYS[3], idx, idx)
+  end
+  out[#out + 1] = tonumber(idx or '0')
+end
+return out
 `)
 
 // MaxIndexSpace is the largest index space (the data plane's ids are u32).
@@ -102,31 +142,34 @@ func (s *Store) Allocate(ctx context.Context, space string, size uint32, key str
 	return as[0].Index, as[0].Err
 }
 
-// AllocateMany allocates each key as Allocate does, in one round trip (one
-// script call per key, each atomic). The error is for the call as a whole
-// (ErrUnavailable, ErrInvalid); a full space is reported per key.
+// AllocateMany allocates each key as Allocate does, in order, in one
+// atomic step (one script call for all of them). The error is for the call
+// as a whole (ErrUnavailable, ErrInvalid); a full space is reported per
+// key.
 func (s *Store) AllocateMany(ctx context.Context, space string, size uint32, keys ...string) ([]Allocation, error) {
 	if err := checkSpace(space, size); err != nil {
 		return nil, err
 	}
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	args := make([]any, 0, 1+len(keys))
+	args = append(args, size)
 	for _, k := range keys {
 		if k == "" {
 			return nil, fmt.Errorf("allocate in %s: empty key: %w", space, ErrInvalid)
 		}
+		args = append(args, k)
 	}
-	ks := s.allocKeys(space)
-	cmds, err := s.pipeScript(ctx, allocScript, len(keys), func(i int) ([]string, []any) {
-		return ks, []any{keys[i], size}
-	})
+	idx, err := allocScript.Run(ctx, s.rdb, s.allocKeys(space), args...).Int64Slice()
+	if err == nil && len(idx) != len(keys) {
+		err = fmt.Errorf("%d indexes for %d keys", len(idx), len(keys))
+	}
 	if err != nil {
 		return nil, wrap("allocate in "+space, err)
 	}
 	out := make([]Allocation, len(keys))
-	for i, c := range cmds {
-		n, err := c.Int64()
-		if err != nil {
-			return nil, wrap("allocate in "+space, err)
-		}
+	for i, n := range idx {
 		out[i] = Allocation{Key: keys[i], Index: uint32(n)}
 		if n == 0 {
 			out[i].Err = &IndexFullError{Space: space, Size: size, Key: keys[i]}
@@ -138,11 +181,35 @@ func (s *Store) AllocateMany(ctx context.Context, space string, size uint32, key
 // Release frees key's index for reuse and returns it (0, nil when key had
 // none: releasing twice is harmless).
 func (s *Store) Release(ctx context.Context, space, key string) (uint32, error) {
-	n, err := allocReleaseScript.Run(ctx, s.rdb, s.allocKeys(space), key).Int64()
+	n, err := s.ReleaseMany(ctx, space, key)
 	if err != nil {
-		return 0, wrap("release index of "+key, err)
+		return 0, err
 	}
-	return uint32(n), nil
+	return n[0], nil
+}
+
+// ReleaseMany releases each key as Release does, in one atomic step, and
+// returns the indexes freed (0 for a key that had none).
+func (s *Store) ReleaseMany(ctx context.Context, space string, keys ...string) ([]uint32, error) {
+	if len(keys) == 0 {
+		return nil, nil
+	}
+	args := make([]any, len(keys))
+	for i, k := range keys {
+		args[i] = k
+	}
+	idx, err := allocReleaseScript.Run(ctx, s.rdb, s.allocKeys(space), args...).Int64Slice()
+	if err == nil && len(idx) != len(keys) {
+		err = fmt.Errorf("%d indexes for %d keys", len(idx), len(keys))
+	}
+	if err != nil {
+		return nil, wrap("release indexes in "+space, err)
+	}
+	out := make([]uint32, len(idx))
+	for i, n := range idx {
+		out[i] = uint32(n)
+	}
+	return out, nil
 }
 
 // LookupIndex returns key's index in space. ErrNotFound when it has none.
@@ -173,28 +240,4 @@ func (s *Store) Allocations(ctx context.Context, space string) (map[string]uint3
 		out[k] = uint32(n)
 	}
 	return out, nil
-}
-
-// pipeScript runs script n times in one pipeline (EVALSHA) with the keys
-// and arguments args(i) gives; when Redis does not know the script yet (a
-// fresh or restarted server) it loads it and runs the pipeline once more,
-// which is safe because a NOSCRIPT call did nothing.
-func (s *Store) pipeScript(ctx context.Context, script *redis.Script, n int, args func(i int) ([]string, []any)) ([]*redis.Cmd, error) {
-	for attempt := 0; ; attempt++ {
-		cmds := make([]*redis.Cmd, n)
-		_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-			for i := range n {
-				k, a := args(i)
-				cmds[i] = script.EvalSha(ctx, p, k, a...)
-			}
-			return nil
-		})
-		if err != nil && attempt == 0 && redis.HasErrorPrefix(err, "NOSCRIPT") {
-			if err := script.Load(ctx, s.rdb).Err(); err != nil {
-				return nil, err
-			}
-			continue
-		}
-		return cmds, err
-	}
 }

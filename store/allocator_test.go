@@ -70,6 +70,74 @@ func TestAllocatorIdempotentReuseFull(t *testing.T) {
 	}
 }
 
+// TestAllocateManyAndReleaseMany allocates and releases many keys per call
+// (one script run each): keys already mapped keep their index, a key given
+// twice gets one index, freed indexes are reused lowest first before new
+// ones, a space that fills up mid-call fails only the keys left without an
+// index, and more keys than one chunk of the script (1000) work.
+func TestAllocateManyAndReleaseMany(t *testing.T) {
+	s, _, _ := newStore(t)
+	ctx := context.Background()
+	const space = "upf:many"
+	idx := func(as []store.Allocation) string {
+		var b strings.Builder
+		for _, a := range as {
+			fmt.Fprintf(&b, "%s=%d ", a.Key, a.Index)
+		}
+		return strings.TrimSpace(b.String())
+	}
+	as, err := s.AllocateMany(ctx, space, 6, "a", "b", "a", "c", "d")
+	if err != nil || idx(as) != "a=1 b=2 a=1 c=3 d=4" {
+		t.Fatalf("AllocateMany = %s, %v", idx(as), err)
+	}
+	freed, err := s.ReleaseMany(ctx, space, "c", "nope", "b", "c")
+	if err != nil || fmt.Sprint(freed) != "[3 0 2 0]" {
+		t.Fatalf("ReleaseMany = %v, %v; want [3 0 2 0]", freed, err)
+	}
+	// Freed 2 and 3 first, then 5 and 6; the space is full for f and h,
+	// while d keeps its index.
+	as, err = s.AllocateMany(ctx, space, 6, "e", "g", "x", "y", "f", "d", "h")
+	if err != nil || idx(as) != "e=2 g=3 x=5 y=6 f=0 d=4 h=0" {
+		t.Fatalf("AllocateMany in a filling space = %s, %v", idx(as), err)
+	}
+	for i, a := range as {
+		if full := a.Index == 0; full != errors.Is(a.Err, store.ErrFull) {
+			t.Errorf("key %d (%s): index %d, err %v", i, a.Key, a.Index, a.Err)
+		}
+	}
+	all, err := s.Allocations(ctx, space)
+	if err != nil || fmt.Sprint(all) != "map[a:1 d:4 e:2 g:3 x:5 y:6]" {
+		t.Fatalf("Allocations = %v, %v", all, err)
+	}
+	// Beyond one chunk: 2,500 keys in one call, then all released in one.
+	keys := make([]string, 2500)
+	for i := range keys {
+		keys[i] = fmt.Sprint("k", i)
+	}
+	as, err = s.AllocateMany(ctx, "upf:big", 10_000, keys...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range as {
+		if a.Err != nil || a.Index != uint32(i+1) || a.Key != keys[i] {
+			t.Fatalf("key %d: %+v", i, a)
+		}
+	}
+	if n, err := s.LookupIndex(ctx, "upf:big", "k2499"); err != nil || n != 2500 {
+		t.Fatalf("LookupIndex(k2499) = %d, %v", n, err)
+	}
+	freed, err = s.ReleaseMany(ctx, "upf:big", keys...)
+	if err != nil || len(freed) != len(keys) || freed[0] != 1 || freed[2499] != 2500 {
+		t.Fatalf("ReleaseMany of 2,500: %d indexes, %v", len(freed), err)
+	}
+	if all, err := s.Allocations(ctx, "upf:big"); err != nil || len(all) != 0 {
+		t.Fatalf("Allocations after ReleaseMany = %d, %v", len(all), err)
+	}
+	if n, err := s.Allocate(ctx, "upf:big", 10_000, "again"); err != nil || n != 1 {
+		t.Fatalf("Allocate after ReleaseMany = %d, %v; want the lowest freed index, 1", n, err)
+	}
+}
+
 func TestAllocatorBadInput(t *testing.T) {
 	s, _, _ := newStore(t)
 	ctx := context.Background()

@@ -111,6 +111,53 @@ func (s *Store) GetTrafficRules(ctx context.Context, keys []RuleKey) ([]*Rule, e
 	return out, nil
 }
 
+// AllTrafficRules returns the traffic rules of every app instance (each
+// app's in configuration order) in three round trips, however many apps
+// there are: what RuleApps and a ListRules per app return, for an agent's
+// resync. A rule deleted between the round trips is left out.
+func (s *Store) AllTrafficRules(ctx context.Context) ([]Rule, error) {
+	apps, err := s.RuleApps(ctx, RuleTraffic)
+	if err != nil {
+		return nil, err
+	}
+	lists := make([]*redis.StringSliceCmd, len(apps))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, app := range apps {
+			lists[i] = p.LRange(ctx, s.key("rules", RuleTraffic, app), 0, -1)
+		}
+		return nil
+	}); err != nil {
+		return nil, wrap("list traffic rules", err)
+	}
+	var out []Rule
+	for i, l := range lists {
+		for _, id := range l.Val() {
+			out = append(out, Rule{Kind: RuleTraffic, AppInstanceID: apps[i], ID: id})
+		}
+	}
+	cmds := make([]*redis.SliceCmd, len(out))
+	if _, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i := range out {
+			cmds[i] = p.HMGet(ctx, s.key("rule", RuleTraffic, out[i].AppInstanceID, out[i].ID), "state", "body", "rev")
+		}
+		return nil
+	}); err != nil {
+		return nil, wrap("load traffic rules", err)
+	}
+	kept := out[:0]
+	for i, c := range cmds {
+		v := c.Val()
+		if len(v) != 3 || v[2] == nil {
+			continue
+		}
+		r := out[i]
+		r.State, r.Body = str(v[0]), []byte(str(v[1]))
+		r.Rev, _ = strconv.ParseInt(str(v[2]), 10, 64)
+		kept = append(kept, r)
+	}
+	return kept, nil
+}
+
 // RuleStatuses returns the statuses upf's agent recorded for keys in one
 // round trip: nil where there is none.
 func (s *Store) RuleStatuses(ctx context.Context, upf string, keys []RuleKey) ([]*RuleStatus, error) {
@@ -174,23 +221,22 @@ func (s *Store) AllRuleStatuses(ctx context.Context, upf string) ([]RuleStatus, 
 	return out, nil
 }
 
-// The status script writes and deletes status records of one UPF, fenced
-// by the agents' lease: when ARGV[1] (a holder) is set and the lease key
-// KEYS[2] holds someone else or has expired, it writes nothing.
+// The status script writes and deletes status records of one UPF (HSET
+// and HDEL of up to 1000 fields at a time), fenced by the agents' lease:
+// when ARGV[1] (a holder) is set and the lease key KEYS[2] holds someone
+// else or has expired, it writes nothing.
 var upfStatusScript = redis.NewScript(`
 local holder = ARGV[1]
 if holder ~= '' and redis.call('GET', KEYS[2]) ~= holder then
   return redis.error_reply('KMEP_FORBIDDEN lease not held by ' .. holder)
 end
 local n = tonumber(ARGV[2])
-local i = 3
-for j = 1, n do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  i = i + 2
+local puts = 2 + 2 * n
+for c = 3, puts, 2000 do
+  redis.call('HSET', KEYS[1], unpack(ARGV, c, math.min(c + 1999, puts)))
 end
-while i <= #ARGV do
-  redis.call('HDEL', KEYS[1], ARGV[i])
-  i = i + 1
+for c = puts + 1, #ARGV, 1000 do
+  redis.call('HDEL', KEYS[1], unpack(ARGV, c, math.min(c + 999, #ARGV)))
 end
 return n
 `)
