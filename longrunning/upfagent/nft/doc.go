@@ -77,8 +77,9 @@
 // their handles give the others', and the last checks the count (when it
 // does not, the view is read again). Batch (the agent's Batcher) puts a
 // whole reconcile batch in one transaction (several above 8192 messages,
-// each rule whole in one); when the kernel refuses it, each rule is tried
-// alone, so a refused rule fails alone. The driver keeps a view of its
+// each rule whole in one); when the kernel refuses it, its rules are tried
+// again in halves, and refused halves in halves again down to single rules,
+// so a refused rule fails alone. The driver keeps a view of its
 // rules, read from the kernel (a dump per chain, handles and comments
 // only) at New, after any failure, and after Forget (every resync) unless
 // the kernel's ruleset generation says nothing changed since it was read.

@@ -255,8 +255,9 @@ func (d *Driver) Remove(ctx context.Context, a dataplane.Applied) error {
 
 // Batch applies and removes rules in one netlink transaction (several when
 // they need more than maxBatch messages; a rule is always whole in one).
-// When the kernel refuses a transaction, each rule of it is tried in a
-// transaction of its own, so that a refused rule fails alone. Rules that
+// When the kernel refuses a transaction, its rules are tried again in
+// halves (bisect), down to a transaction per rule, so that a refused rule
+// fails alone. Rules that
 // cannot be expressed get a *dataplane.UnsupportedError and change nothing.
 // The handles returned are nil: the driver finds its rules by their
 // comments.
@@ -311,16 +312,31 @@ func (d *Driver) Batch(ctx context.Context, ops []dataplane.Op) []dataplane.Resu
 			fail(group, err)
 			continue
 		}
-		d.log.Warn("nftables refused a batch: applying its rules one by one", "rules", len(group), "err", err)
-		for _, p := range group {
-			if err := d.ready(ctx); err != nil {
-				res[p.at].Err = err
-				continue
-			}
-			res[p.at].Err = d.commitOps(ctx, []prepared{p})
-		}
+		d.log.Warn("nftables refused a batch: applying its rules in halves", "rules", len(group), "err", err)
+		d.bisect(ctx, group, res)
 	}
 	return res
+}
+
+// bisect commits the ops of a refused transaction again in two halves,
+// and each half the kernel refuses in two halves again, down to one rule
+// per transaction: a refused rule still fails alone, but one bad rule
+// among n costs about 2·log2(n) transactions rather than n (each of which
+// makes the kernel rebuild the chains it touches).
+func (d *Driver) bisect(ctx context.Context, group []prepared, res []dataplane.Result) {
+	for _, half := range [][]prepared{group[:len(group)/2], group[len(group)/2:]} {
+		err := d.ready(ctx)
+		if err == nil {
+			err = d.commitOps(ctx, half)
+		}
+		if err == nil || len(half) == 1 || ctx.Err() != nil {
+			for _, p := range half {
+				res[p.at].Err = err
+			}
+			continue
+		}
+		d.bisect(ctx, half, res)
+	}
 }
 
 // ready makes sure the socket is open and the view read (again, after

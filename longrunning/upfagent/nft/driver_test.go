@@ -309,3 +309,43 @@ func TestNewRejectsBadConfig(t *testing.T) {
 }
 
 func testLog(testing.TB) *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// A Batch the kernel refuses (here: its view is stale, a part it replaces
+// was deleted behind its back) is tried again in halves: every rule of it
+// is applied after two more commits, not a commit per rule.
+func TestRefusedBatchIsRetriedInHalves(t *testing.T) {
+	nd := newNode(t, "nft")
+	d := nd.driver()
+	ctx := context.Background()
+	version := func(port int) []dataplane.Op {
+		ops := make([]dataplane.Op, 64)
+		for i := range ops {
+			ops[i] = op(t, "app1", trafficRule(fmt.Sprint("r", i), 7, "DROP",
+				fmt.Sprintf(`{"dstAddress":["198.51.100.%d"],"protocol":["TCP"],"dstPort":["%d"]}`, i, port), ""))
+		}
+		return ops
+	}
+	batch(t, d, version(80)...)
+	// Behind the driver's back: r5's only part goes.
+	m := regexp.MustCompile(`comment "kmep:7:app1:r5#0/1" # handle (\d+)`).FindStringSubmatch(nd.nft("-a", "list", "chain", "ip", "kmep", "rules_007"))
+	if m == nil {
+		t.Fatal("r5 not found in rules_007")
+	}
+	nd.nft("delete", "rule", "ip", "kmep", "rules_007", "handle", m[1])
+	g0, err := d.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch(t, d, version(81)...) // replaces r5's deleted part: refused as a whole
+	g1, err := d.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g1-g0 != 2 {
+		t.Fatalf("generation %d → %d: want two commits (the halves after the refusal)", g0, g1)
+	}
+	list := nd.nft("list", "chain", "ip", "kmep", "rules_007")
+	if n := strings.Count(list, "dport 81"); n != 64 || strings.Contains(list, "dport 80") {
+		t.Fatalf("%d rules of the new version, want 64 and none of the old:\n%s", n, list)
+	}
+}
