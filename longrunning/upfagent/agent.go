@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -65,14 +66,13 @@ type Auditor interface {
 
 // Store is what the agent needs of the store.
 type Store interface {
-	RuleApps(ctx context.Context, kind string) ([]string, error)
-	ListRules(ctx context.Context, kind, app string) ([]store.Rule, error)
+	AllTrafficRules(ctx context.Context) ([]store.Rule, error)
 	GetTrafficRules(ctx context.Context, keys []store.RuleKey) ([]*store.Rule, error)
 	RuleStatuses(ctx context.Context, upf string, keys []store.RuleKey) ([]*store.RuleStatus, error)
 	AllRuleStatuses(ctx context.Context, upf string) ([]store.RuleStatus, error)
 	PutRuleStatuses(ctx context.Context, upf, lease, holder string, put []store.RuleStatus, del []store.RuleKey) error
 	AllocateMany(ctx context.Context, space string, size uint32, keys ...string) ([]store.Allocation, error)
-	Release(ctx context.Context, space, key string) (uint32, error)
+	ReleaseMany(ctx context.Context, space string, keys ...string) ([]uint32, error)
 	Allocations(ctx context.Context, space string) (map[string]uint32, error)
 	EnsureGroup(ctx context.Context, group, from string) error
 	ReadGroup(ctx context.Context, group, consumer string, count int64, block time.Duration, pending bool) ([]store.Change, error)
@@ -98,8 +98,14 @@ type Config struct {
 	// LeaseTTL is the HA lease's time to live. Zero value: 5 s.
 	LeaseTTL time.Duration
 	// Batch is how many changes one read takes and how many rules one
-	// reconcile step handles. Zero value: 256.
+	// reconcile step of the change stream handles. Zero value: 256.
 	Batch int
+	// ResyncBatch is how many rules one reconcile step of a resync
+	// handles: one index allocation, one status write and, for a Batcher,
+	// one data-plane transaction. Fewer, bigger transactions cost less
+	// (the kernel rebuilds every nftables chain a commit touches). Zero
+	// value: 2048.
+	ResyncBatch int
 	// Workers is how many data-plane calls run at once. Zero value: 4.
 	Workers int
 	// Block is the longest wait for new changes. Zero value: 1 s.
@@ -159,6 +165,10 @@ type Agent struct {
 
 	// Owned by Run's goroutine.
 	retry map[store.RuleKey]retryState
+	// records are the status records during a resync (nil otherwise): the
+	// ones it read, kept up to date by every status write it makes, so that
+	// its sweep need not read them all again.
+	records map[store.RuleKey]*store.RuleStatus
 }
 
 type retryState struct {
@@ -199,6 +209,9 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if cfg.Batch == 0 {
 		cfg.Batch = 256
 	}
+	if cfg.ResyncBatch == 0 {
+		cfg.ResyncBatch = 2048
+	}
 	if cfg.Workers == 0 {
 		cfg.Workers = 4
 	}
@@ -207,8 +220,8 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		return nil, fmt.Errorf("upfagent: UPF %q must be non-empty without ':'", cfg.UPF)
 	case cfg.LeaseTTL < 30*time.Millisecond:
 		return nil, fmt.Errorf("upfagent: LeaseTTL %s is under 30ms", cfg.LeaseTTL)
-	case cfg.Batch < 0, cfg.Workers < 0, cfg.Block < 0, cfg.ApplyTimeout < 0:
-		return nil, errors.New("upfagent: Batch, Workers, Block and ApplyTimeout must be positive")
+	case cfg.Batch < 0, cfg.ResyncBatch < 0, cfg.Workers < 0, cfg.Block < 0, cfg.ApplyTimeout < 0:
+		return nil, errors.New("upfagent: Batch, ResyncBatch, Workers, Block and ApplyTimeout must be positive")
 	case cfg.MinBackoff < 0, cfg.MaxBackoff < cfg.MinBackoff:
 		return nil, errors.New("upfagent: backoffs must be positive and MaxBackoff >= MinBackoff")
 	case cfg.IndexSpace > store.MaxIndexSpace:
@@ -399,19 +412,13 @@ func (a *Agent) resync(ctx context.Context, force bool) error {
 	if f, ok := a.driver.(Forgetter); ok {
 		f.Forget()
 	}
-	apps, err := a.st.RuleApps(ctx, store.RuleTraffic)
+	rs, err := a.st.AllTrafficRules(ctx)
 	if err != nil {
 		return err
 	}
-	desired := map[store.RuleKey]*store.Rule{}
-	for _, app := range apps {
-		rs, err := a.st.ListRules(ctx, store.RuleTraffic, app)
-		if err != nil {
-			return err
-		}
-		for i := range rs {
-			desired[store.RuleKey{AppInstanceID: app, ID: rs[i].ID}] = &rs[i]
-		}
+	desired := make(map[store.RuleKey]*store.Rule, len(rs))
+	for i := range rs {
+		desired[store.RuleKey{AppInstanceID: rs[i].AppInstanceID, ID: rs[i].ID}] = &rs[i]
 	}
 	sts, err := a.st.AllRuleStatuses(ctx, a.cfg.UPF)
 	if err != nil {
@@ -428,6 +435,8 @@ func (a *Agent) resync(ctx context.Context, force bool) error {
 	if err := a.audit(ctx, sts); err != nil {
 		return err
 	}
+	a.records = maps.Clone(applied)
+	defer func() { a.records = nil }()
 	items := make([]item, 0, len(desired)+len(applied))
 	for k, r := range desired {
 		items = append(items, item{key: k, desired: r, applied: applied[k]})
@@ -448,14 +457,12 @@ func (a *Agent) resync(ctx context.Context, force bool) error {
 		items = append(items, item{key: k, applied: &store.RuleStatus{AppInstanceID: k.AppInstanceID, RuleID: k.ID,
 			State: store.RuleFailed, Reason: "index without a status", Index: idx}, orphan: true})
 	}
-	for lo := 0; lo < len(items); lo += a.cfg.Batch {
-		if err := a.reconcile(ctx, items[lo:min(lo+a.cfg.Batch, len(items))], force); err != nil {
+	for lo := 0; lo < len(items); lo += a.cfg.ResyncBatch {
+		if err := a.reconcile(ctx, items[lo:min(lo+a.cfg.ResyncBatch, len(items))], force); err != nil {
 			return err
 		}
 	}
-	if err := a.sweep(ctx); err != nil {
-		return err
-	}
+	a.sweep(ctx)
 	a.resyncs.Add(1)
 	a.log.Info("upf agent resynchronised", "rules", len(desired), "records", len(applied), "force", force,
 		"took", time.Since(began).Round(time.Millisecond).String())
@@ -505,21 +512,18 @@ func (a *Agent) audit(ctx context.Context, sts []store.RuleStatus) error {
 }
 
 // sweep lets a Sweeper driver remove what it holds for rules without a
-// record that says the data plane may hold them. A data-plane failure is
-// logged (the next resync sweeps again); a store failure is returned.
-func (a *Agent) sweep(ctx context.Context) error {
+// record that says the data plane may hold them (the resync's records: what
+// it read and then wrote; only the lease holder writes them). A data-plane
+// failure is logged (the next resync sweeps again).
+func (a *Agent) sweep(ctx context.Context) {
 	sw, ok := a.driver.(Sweeper)
 	if !ok {
-		return nil
-	}
-	sts, err := a.st.AllRuleStatuses(ctx, a.cfg.UPF)
-	if err != nil {
-		return err
+		return
 	}
 	var held []dataplane.Applied
-	for i := range sts {
-		if mayHold(&sts[i]) {
-			held = append(held, applied(sts[i].Key(), &sts[i]))
+	for k, st := range a.records {
+		if mayHold(st) {
+			held = append(held, applied(k, st))
 		}
 	}
 	n, err := sw.Sweep(ctx, held)
@@ -529,7 +533,6 @@ func (a *Agent) sweep(ctx context.Context) error {
 	case n > 0:
 		a.log.Info("removed data-plane state of rules without a record", "removed", n)
 	}
-	return nil
 }
 
 // retryDue reconciles the rules whose retry time has come.

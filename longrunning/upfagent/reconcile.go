@@ -2,6 +2,7 @@ package upfagent
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -110,19 +111,14 @@ func (a *Agent) reconcile(ctx context.Context, items []item, force bool) error {
 // execute allocates indexes for the applies among steps, makes the
 // data-plane calls and records the outcome.
 func (a *Agent) execute(ctx context.Context, steps []step, force bool) error {
+	decodeSteps(steps)
 	var allocKeys []string
 	var allocAt []int
 	for i := range steps {
 		s := &steps[i]
-		if s.act != actApply {
+		if s.act != actApply || s.err != nil {
 			continue
 		}
-		tr, _, err := mec.DecodeTrafficRule(s.desired.Body)
-		if err != nil {
-			s.err, s.unsupported = dataplane.Unsupported("upfagent", "stored rule body is invalid: %v", err), true
-			continue
-		}
-		s.rule = dataplane.Rule{AppInstanceID: s.key.AppInstanceID, ID: s.key.ID, Traffic: tr}
 		allocKeys = append(allocKeys, s.key.String())
 		allocAt = append(allocAt, i)
 	}
@@ -159,6 +155,39 @@ func (a *Agent) execute(ctx context.Context, steps []step, force bool) error {
 		return err
 	}
 	return context.Cause(ctx)
+}
+
+// decodeSteps reads the stored bodies of the applies among steps into
+// their rules; a body that does not decode makes its step fail as
+// unsupported.
+func decodeSteps(steps []step) {
+	for i := range steps {
+		s := &steps[i]
+		if s.act != actApply {
+			continue
+		}
+		tr, err := decodeStored(s.desired.Body)
+		if err != nil {
+			s.err, s.unsupported = dataplane.Unsupported("upfagent", "stored rule body is invalid: %v", err), true
+			continue
+		}
+		s.rule = dataplane.Rule{AppInstanceID: s.key.AppInstanceID, ID: s.key.ID, Traffic: tr}
+	}
+}
+
+// decodeStored reads a traffic rule body from the store. Every writer
+// stores the canonical JSON of a rule it validated (mec.DecodeTrafficRule
+// at Mp1, store/lifecycle for Mm5 and an APPD's rules), so json.Unmarshal
+// and the validation suffice: mec.DecodeTrafficRule's checks of a client's
+// raw input (wrapper object, trailing data, text) and its re-encoding cost
+// as much again, and the agent decodes every rule at every apply. A body
+// that is not such JSON still fails here.
+func decodeStored(body []byte) (mec.TrafficRule, error) {
+	var tr mec.TrafficRule
+	if err := json.Unmarshal(body, &tr); err != nil {
+		return tr, err
+	}
+	return tr, mec.ValidateTrafficRule(&tr, "", false)
 }
 
 // recordTimeout bounds the record of a batch whose active period ended
@@ -400,6 +429,14 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 	if err != nil {
 		return err
 	}
+	if a.records != nil {
+		for i := range put {
+			a.records[put[i].Key()] = &put[i]
+		}
+		for _, k := range del {
+			delete(a.records, k)
+		}
+	}
 	for _, k := range settled {
 		delete(a.retry, k)
 	}
@@ -413,8 +450,12 @@ func (a *Agent) record(ctx context.Context, steps []step) error {
 	for _, l := range logs {
 		l()
 	}
-	for _, k := range release {
-		if _, err := a.st.Release(ctx, a.space, k.String()); err != nil {
+	if len(release) > 0 {
+		keys := make([]string, len(release))
+		for i, k := range release {
+			keys[i] = k.String()
+		}
+		if _, err := a.st.ReleaseMany(ctx, a.space, keys...); err != nil {
 			return err
 		}
 	}
