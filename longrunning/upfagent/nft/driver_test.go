@@ -349,3 +349,44 @@ func TestRefusedBatchIsRetriedInHalves(t *testing.T) {
 		t.Fatalf("%d rules of the new version, want 64 and none of the old:\n%s", n, list)
 	}
 }
+
+// A socket whose send buffer is smaller than a Batch (SO_SNDBUF without
+// CAP_NET_ADMIN's SO_SNDBUFFORCE: the system's maximum) makes the kernel
+// refuse the one big message (EMSGSIZE): the batch is split until its
+// parts fit, and every rule is applied.
+func TestSmallSocketBufferSplitsBatches(t *testing.T) {
+	nd := newNode(t, "nft")
+	d, err := nft.New(context.Background(), nft.Config{NetNS: int(nd.ns.Fd()), Log: testLog(t), Dial: func() (*netlink.Conn, error) {
+		c, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: int(nd.ns.Fd())})
+		if err == nil {
+			err = c.SetWriteBuffer(32 << 10) // the kernel doubles it: 64 KiB
+		}
+		return c, err
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	ctx := context.Background()
+	g0, err := d.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := make([]dataplane.Op, 2048)
+	for i := range ops {
+		ops[i] = op(t, "app1", trafficRule(fmt.Sprint("r", i), i%8, "DROP",
+			fmt.Sprintf(`{"dstAddress":["172.16.%d.%d"],"protocol":["TCP"],"dstPort":["80"]}`, i>>8, i&255), ""))
+	}
+	batch(t, d, ops...)
+	g1, err := d.Generation(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g1-g0 < 2 {
+		t.Fatalf("generation %d → %d: 2,048 rules in one commit through a 64 KiB buffer?", g0, g1)
+	}
+	if n := len(regexp.MustCompile(`comment "kmep:\d+:app1:r\d+#0/1"`).FindAllString(nd.nft("list", "table", "ip", "kmep"), -1)); n != 2048 {
+		t.Fatalf("%d rules in the kernel, want 2,048", n)
+	}
+	t.Logf("2,048 rules in %d commits", g1-g0)
+}
