@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"io"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -39,11 +40,11 @@ func newMetrics(reg prometheus.Registerer) proxyMetrics {
 }
 
 // pipe is pipe, counted.
-func (m proxyMetrics) pipe(side string, a io.ReadWriteCloser, b halfCloser) {
+func (m proxyMetrics) pipe(side string, bufs *sync.Pool, a io.ReadWriteCloser, b halfCloser) {
 	m.conns.WithLabelValues(side).Inc()
 	active := m.active.WithLabelValues(side)
 	active.Inc()
-	up, down := pipe(a, b)
+	up, down := pipe(bufs, a, b)
 	active.Dec()
 	m.bytes.WithLabelValues(side, "up").Add(float64(up))
 	m.bytes.WithLabelValues(side, "down").Add(float64(down))

@@ -110,6 +110,8 @@ type Proxy struct {
 	tun Tunnel
 	log *slog.Logger
 	m   proxyMetrics
+	// bufs holds the copy buffers (copyBuf each) of ended connections.
+	bufs *sync.Pool
 
 	mu        sync.Mutex
 	listeners map[uint16]*listener
@@ -144,7 +146,7 @@ func New(cfg Config, deps Deps) (*Proxy, error) {
 	if cfg.DialTimeout < 0 {
 		return nil, errors.New("proxy: DialTimeout must be positive")
 	}
-	p := &Proxy{cfg: cfg, tun: deps.Tunnel, log: deps.Log, listeners: map[uint16]*listener{}, m: newMetrics(deps.Metrics)}
+	p := &Proxy{cfg: cfg, tun: deps.Tunnel, log: deps.Log, listeners: map[uint16]*listener{}, m: newMetrics(deps.Metrics), bufs: newBufs()}
 	if p.log == nil {
 		p.log = slog.Default()
 	}
@@ -325,7 +327,7 @@ func (p *Proxy) serveConn(l *listener, c net.Conn) {
 			errs = append(errs, err)
 			continue
 		}
-		p.m.pipe(sideClient, c, up)
+		p.m.pipe(sideClient, p.bufs, c, up)
 		return
 	}
 	p.m.refused.Inc()
@@ -425,18 +427,48 @@ func (p *Proxy) serveStream(s network.Stream) {
 		return
 	}
 	_ = s.SetDeadline(time.Time{})
-	p.m.pipe(sideEndpoint, &bufferedStream{Stream: s, r: br}, c.(*net.TCPConn))
+	p.m.pipe(sideEndpoint, p.bufs, &bufferedStream{Stream: s, r: br}, c.(*net.TCPConn))
+}
+
+// copyBuf is the buffer of one direction of a proxied connection
+// between a TCP connection and a stream: a read of up to 256 KiB from the
+// client is one yamux frame and one batched write of TLS records (io.Copy
+// would take TCPConn's ReadFrom or WriteTo, whose generic path copies
+// through 32 KiB: a frame and a write per 32 KiB). An active connection
+// holds two: 512 KiB.
+const copyBuf = 256 << 10
+
+// copyConn copies src to dst until src ends. Between two TCP connections
+// (an endpoint on this node) it is io.Copy, which splices in the kernel;
+// otherwise it goes through a buffer of copyBuf from bufs.
+func copyConn(bufs *sync.Pool, dst io.Writer, src io.Reader) int64 {
+	_, tcpDst := dst.(*net.TCPConn)
+	_, tcpSrc := src.(*net.TCPConn)
+	if tcpDst && tcpSrc {
+		n, _ := io.Copy(dst, src)
+		return n
+	}
+	buf := bufs.Get().(*[]byte)
+	defer bufs.Put(buf)
+	// Hide ReaderFrom and WriterTo, so that the copy goes through buf.
+	n, _ := io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, *buf)
+	return n
+}
+
+// newBufs is a pool of copy buffers.
+func newBufs() *sync.Pool {
+	return &sync.Pool{New: func() any { b := make([]byte, copyBuf); return &b }}
 }
 
 // pipe copies both ways between a (the client's side) and b (the
-// endpoint's side); when one side ends its writes, the other side's write
-// half is closed, and both are closed once both directions end. It returns
-// the bytes copied towards the endpoint (up) and back (down).
-func pipe(a io.ReadWriteCloser, b halfCloser) (up, down int64) {
+// endpoint's side), through buffers from bufs; when one side ends its
+// writes, the other side's write half is closed, and both are closed once
+// both directions end. It returns the bytes copied towards the endpoint
+// (up) and back (down).
+func pipe(bufs *sync.Pool, a io.ReadWriteCloser, b halfCloser) (up, down int64) {
 	done := make(chan struct{}, 2)
 	cp := func(dst, src io.ReadWriteCloser, n *int64) {
-		buf := make([]byte, 64<<10)
-		*n, _ = io.CopyBuffer(dst, src, buf)
+		*n = copyConn(bufs, dst, src)
 		if hc, ok := dst.(interface{ CloseWrite() error }); ok {
 			_ = hc.CloseWrite()
 		} else {

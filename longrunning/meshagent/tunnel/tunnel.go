@@ -1,7 +1,10 @@
 // Package tunnel is the mesh agent's libp2p host: the link between edge
 // nodes on different networks. Each node's identity is an Ed25519 key
 // generated once and kept in a file (never derived from the node name).
-// TLS 1.3 (AES-GCM) is the only encryption of tunnel bytes. Nodes of one
+// TLS 1.3 (AES-GCM) is the only encryption of tunnel bytes; its records
+// are handed to the connection in batches, and yamux (the muxer) sends
+// frames of up to 1 MiB, so a bulk transfer costs few writes and segments
+// per byte. Nodes of one
 // mesh share a secret (the PSK): each signs its peer record with it
 // (SignRecord), and the host's ConnectionGater admits a peer, once the TLS
 // handshake has authenticated its peer ID, only if the store holds a
@@ -43,6 +46,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 	"github.com/libp2p/go-libp2p/core/pnet"
 	"github.com/libp2p/go-libp2p/core/protocol"
+	libp2pyamux "github.com/libp2p/go-libp2p/p2p/muxer/yamux"
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/client"
 	"github.com/libp2p/go-libp2p/p2p/protocol/circuitv2/relay"
@@ -337,8 +341,11 @@ func New(cfg Config, deps Deps) (*Tunnel, error) {
 		// TLS 1.3 only: AES-GCM runs on the CPU's AES instructions (the
 		// profile of a proxied bulk transfer shows it at a third of the
 		// PSK's XSalsa20); Noise's ChaCha20-Poly1305 would cost more, and
-		// every node of a mesh runs this same code.
-		libp2p.Security(libp2ptls.ID, libp2ptls.New),
+		// every node of a mesh runs this same code. Its records are
+		// written in batches and yamux sends frames of up to 1 MiB (see
+		// security.go): per byte, fewer writes and segments.
+		libp2p.Security(libp2ptls.ID, newBatchedTLS),
+		libp2p.Muxer(libp2pyamux.ID, muxer()),
 		libp2p.EnableRelay(),
 		libp2p.EnableNATService(),
 		libp2p.DisableMetrics(),
