@@ -49,6 +49,7 @@ var Ranks = map[string]int{
 	"store/kit/callback": 0,
 	"store/kit/server":   0,
 	"store/kit/trace":    0,
+	"store/kit/receiver": 0,
 	"store/kit/kube":     0,
 	"store/csar":         0,
 	"store/blob":         0,

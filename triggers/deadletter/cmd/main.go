@@ -7,13 +7,11 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
-
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/metrics"
+	"github.com/kmep-io/kmep/store/kit/receiver"
 	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/deadletter"
 )
@@ -34,13 +32,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	defer closeStore()
 	reg := metrics.NewRegistry()
 	h := deadletter.New(deadletter.Deps{Recorder: st, Settler: st, Log: log, Metrics: reg})
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return fmt.Errorf("cloudevents protocol: %w", err)
-	}
-	receiver, err := cloudevents.NewHTTPReceiveHandler(ctx, p, h.Handle)
-	if err != nil {
-		return fmt.Errorf("cloudevents receiver: %w", err)
-	}
+	receiver := receiver.New(h.Handle, receiver.Options{Log: log})
 	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, receiver), Log: log})
 }

@@ -6,16 +6,14 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"time"
-
-	cloudevents "github.com/cloudevents/sdk-go/v2"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/blob"
 	"github.com/kmep-io/kmep/store/kit/kube"
 	"github.com/kmep-io/kmep/store/kit/metrics"
+	"github.com/kmep-io/kmep/store/kit/receiver"
 	"github.com/kmep-io/kmep/store/kit/server"
 	"github.com/kmep-io/kmep/triggers/installer"
 )
@@ -47,13 +45,6 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
-	p, err := cloudevents.NewHTTP()
-	if err != nil {
-		return fmt.Errorf("cloudevents protocol: %w", err)
-	}
-	receiver, err := cloudevents.NewHTTPReceiveHandler(ctx, p, in.Handle)
-	if err != nil {
-		return fmt.Errorf("cloudevents receiver: %w", err)
-	}
+	receiver := receiver.New(in.Handle, receiver.Options{Log: log})
 	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), receiver), Log: log})
 }

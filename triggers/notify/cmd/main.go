@@ -60,9 +60,5 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	if err != nil {
 		return err
 	}
-	h, err := notify.HTTPHandler(ctx, n)
-	if err != nil {
-		return err
-	}
-	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, notify.HTTPHandler(n)), Log: log})
 }
