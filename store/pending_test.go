@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"testing"
@@ -202,5 +203,139 @@ func TestAudiences(t *testing.T) {
 	}
 	if got[0].Subs[0].CallbackReference != "http://cb.example/any" {
 		t.Errorf("subscription not loaded: %+v", got[0].Subs[0])
+	}
+}
+
+// Claims: of several deliveries of one event that select its audience at
+// once, each (event, subscription) pair goes to exactly one claimant; the
+// others see it busy. A release by its claimant frees it (one by another
+// claimant does not), a done marker replaces it, and it expires after its
+// TTL.
+func TestAudienceClaims(t *testing.T) {
+	ctx := context.Background()
+	s, _, _ := newStore(t)
+	var ids []string
+	for i := range 20 {
+		id := "sub-" + string(rune('a'+i))
+		ids = append(ids, id)
+		if _, _, err := s.CreateSubscription(ctx, store.Subscription{ID: id, AppInstanceID: "c", Type: store.SubServiceAvailability,
+			CallbackReference: "http://cb.example/" + id, Body: []byte(`{}`)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := store.ServiceRecord{ID: "s1", AppInstanceID: "p", Name: "rnis", State: store.StateActive}
+	claim := func(event, claimant string, ttl time.Duration) store.Audience {
+		t.Helper()
+		got, err := s.Audiences(ctx, []store.AudienceQuery{{EventID: event, Service: &r, Claimant: claimant, ClaimTTL: ttl}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got[0].Subs) != len(ids) {
+			t.Fatalf("%d subscriptions selected, want %d", len(got[0].Subs), len(ids))
+		}
+		return got[0]
+	}
+	free := func(a store.Audience) (n int) {
+		for i := range a.Subs {
+			if !a.Done[i] && !a.Busy[i] {
+				n++
+			}
+		}
+		return n
+	}
+
+	// Eight deliveries at once, many times over.
+	for round := range 20 {
+		event := "race-" + string(rune('a'+round))
+		owners := make([][]string, len(ids))
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for c := range 8 {
+			claimant := string(rune('A' + c))
+			wg.Go(func() {
+				got, err := s.Audiences(ctx, []store.AudienceQuery{{EventID: event, Service: &r, Claimant: claimant, ClaimTTL: time.Minute}})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				for i, sub := range got[0].Subs {
+					if got[0].Done[i] {
+						t.Errorf("%s: %s done, never recorded", event, sub.ID)
+					}
+					if !got[0].Busy[i] {
+						j := slices.Index(ids, sub.ID)
+						owners[j] = append(owners[j], claimant)
+					}
+				}
+			})
+		}
+		wg.Wait()
+		for j, o := range owners {
+			if len(o) != 1 {
+				t.Errorf("%s: %s claimed by %v, want exactly one claimant", event, ids[j], o)
+			}
+		}
+	}
+
+	a := claim("e1", "first", time.Minute)
+	if n := free(a); n != len(ids) {
+		t.Fatalf("first claimant got %d of %d", n, len(ids))
+	}
+	b := claim("e1", "second", time.Minute)
+	if n := free(b); n != 0 || !b.Busy[0] {
+		t.Fatalf("second claimant got %d free (busy %v), want all busy", n, b.Busy)
+	}
+	// A read without a claimant sees the claims too, and takes none.
+	plain, err := s.Audiences(ctx, []store.AudienceQuery{{EventID: "e1", Service: &r}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if free(plain[0]) != 0 {
+		t.Errorf("a plain read sees %d free of claimed pairs", free(plain[0]))
+	}
+	// first delivers sub-a, fails sub-b and sub-c (released); second
+	// tries to release sub-d, which it does not hold.
+	rel := func(sub, claimant string) store.Claim {
+		return store.Claim{Notified: store.Notified{EventID: "e1", SubscriptionID: sub}, Claimant: claimant}
+	}
+	if err := s.Record(ctx, store.Progress{DoneTTL: time.Minute, Notified: []store.Notified{{EventID: "e1", SubscriptionID: "sub-a"}},
+		Release: []store.Claim{rel("sub-b", "first"), rel("sub-c", "first"), rel("sub-d", "second")}}); err != nil {
+		t.Fatal(err)
+	}
+	c := claim("e1", "third", time.Minute)
+	state := func(a store.Audience, i int) string {
+		switch {
+		case a.Done[i]:
+			return "done"
+		case a.Busy[i]:
+			return "busy"
+		}
+		return "mine"
+	}
+	for i, want := range []string{"done", "mine", "mine", "busy", "busy"} {
+		if got := state(c, i); got != want {
+			t.Errorf("after the record, %s is %s to a third claimant, want %s", ids[i], got, want)
+		}
+	}
+
+	// A claim expires: a delivery that died holding it does not block the
+	// event for longer than its TTL.
+	claim("e2", "dies", 500*time.Millisecond)
+	if n := free(claim("e2", "later", time.Minute)); n != 0 {
+		t.Fatalf("a later claimant got %d of %d while the first claim held", n, len(ids))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for got := 0; got < len(ids); {
+		got += free(claim("e2", "later", time.Minute))
+		if got > len(ids) || time.Now().After(deadline) {
+			t.Fatalf("the later claimant got %d of %d (the claims did not expire, or it got some twice)", got, len(ids))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	if _, err := s.Audiences(ctx, []store.AudienceQuery{{EventID: "e3", Service: &r, Claimant: "x"}}); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("a claim without a TTL: %v, want ErrInvalid", err)
 	}
 }

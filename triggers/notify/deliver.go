@@ -23,38 +23,53 @@ import (
 // its connection can be reused.
 const maxDrain = 64 << 10
 
+// claim is one delivery's hold on the pairs it selected: the claimant
+// (store.AudienceQuery.Claimant) and when the claim was asked for.
+type claim struct {
+	claimant string
+	at       time.Time
+}
+
 // fanOut delivers the notification body(sub) of event eventID to every
-// subscription of aud not yet marked done for it, counting into c. bulk
-// reports that the event is a bulk change's (its callbacks take the bulk
-// share of the slots).
-func (n *Notifier) fanOut(ctx context.Context, eventID string, bulk bool, aud store.Audience,
+// subscription of aud not yet marked done for it nor held by another
+// delivery, counting into c. bulk reports that the event is a bulk
+// change's (its callbacks take the bulk share of the slots).
+func (n *Notifier) fanOut(ctx context.Context, eventID string, bulk bool, cl claim, aud store.Audience,
 	body func(store.Subscription) ([]byte, error), c *counters) {
 	var wg sync.WaitGroup
 	stopped := false
 	for i, sub := range aud.Subs {
-		if aud.Done[i] {
+		switch {
+		case aud.Done[i]:
 			c.skipped.Add(1)
 			continue
+		case i < len(aud.Busy) && aud.Busy[i]:
+			c.busy.Add(1)
+			continue
 		}
+		mine := store.Claim{Notified: store.Notified{EventID: eventID, SubscriptionID: sub.ID}, Claimant: cl.claimant}
 		if stopped {
 			c.failed.Add(1)
+			c.release(mine)
 			continue
 		}
 		b, err := body(sub)
 		if err != nil {
 			c.failed.Add(1)
+			c.release(mine)
 			n.log.Error("notification not rendered", "event", eventID, "subscription", sub.ID, "err", err)
 			continue
 		}
 		if !n.acquire(ctx, bulk) {
 			stopped = true
 			c.failed.Add(1)
+			c.release(mine)
 			continue
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.deliver(ctx, eventID, bulk, sub, b, c)
+			n.deliver(ctx, eventID, cl, bulk, sub, b, c)
 		}()
 	}
 	wg.Wait()
@@ -114,22 +129,37 @@ type outcome struct {
 	err           error
 }
 
-// deliver sends one notification, retrying as configured. It is called
-// holding a concurrency slot, which it holds only while an attempt is in
-// flight (not while it backs off).
-func (n *Notifier) deliver(ctx context.Context, eventID string, bulk bool, sub store.Subscription, body []byte, c *counters) {
+// deliver sends one notification, retrying as configured, while its
+// claim cl holds: an attempt starts only if it ends (Timeout) before the
+// claim's ClaimTTL runs out, so no other delivery can take the callback
+// meanwhile. It is called holding a concurrency slot, which it holds only
+// while an attempt is in flight (not while it backs off).
+func (n *Notifier) deliver(ctx context.Context, eventID string, cl claim, bulk bool, sub store.Subscription, body []byte, c *counters) {
+	pair := store.Notified{EventID: eventID, SubscriptionID: sub.ID}
 	for attempt := 1; ; attempt++ {
+		if time.Since(cl.at)+n.timeout >= n.claimTTL {
+			n.release(bulk)
+			c.failed.Add(1)
+			// Given back only if still this delivery's (see store.Claim).
+			c.release(store.Claim{Notified: pair, Claimant: cl.claimant})
+			n.log.Warn("notification not tried: its claim would run out first", "event", eventID, "subscription", sub.ID,
+				"callback", redact(sub.CallbackReference), "attempts", attempt-1, "claimed", time.Since(cl.at).Round(time.Millisecond))
+			return
+		}
 		o := n.attempt(ctx, sub.CallbackReference, body)
 		n.release(bulk)
 		switch o.result {
 		case resultDelivered:
 			c.delivered.Add(1)
 			// The marker is written with the event's settlement (or touch),
-			// in one batched write that does not inherit its cancellation.
-			c.markDone(store.Notified{EventID: eventID, SubscriptionID: sub.ID})
+			// in one batched write that does not inherit its cancellation;
+			// it replaces the claim.
+			c.markDone(pair)
 			return
 		case resultRejected:
 			c.rejected.Add(1)
+			// A refusal is final: a redelivery does not ask again.
+			c.markDone(pair)
 			n.log.Warn("notification refused", "event", eventID, "subscription", sub.ID,
 				"callback", redact(sub.CallbackReference), "status", o.status, "err", o.err)
 			return
@@ -137,6 +167,7 @@ func (n *Notifier) deliver(ctx context.Context, eventID string, bulk bool, sub s
 		if attempt >= n.retry.Attempts || ctx.Err() != nil ||
 			!retry.Sleep(ctx, n.backoff(attempt, o)) || !n.acquire(ctx, bulk) {
 			c.failed.Add(1)
+			c.release(store.Claim{Notified: pair, Claimant: cl.claimant})
 			n.log.Warn("notification failed", "event", eventID, "subscription", sub.ID,
 				"callback", redact(sub.CallbackReference), "attempts", attempt, "status", o.status, "err", o.err)
 			return

@@ -6,9 +6,9 @@
 // AppTerminationNotificationSubscriptions.
 //
 // A Notifier's Handle is the CloudEvents receiver function; HTTPHandler
-// wraps it in cloudevents.NewHTTPReceiveHandler (behind a guard that answers
-// 400 to requests that are not CloudEvents) for the binary, which a Knative
-// Eventing Trigger delivers to.
+// wraps it in store/kit/receiver (which answers 400 to requests that are
+// not CloudEvents) for the binary, which a Knative Eventing Trigger
+// delivers to.
 //
 // Deliveries run with bounded concurrency, a timeout per attempt, and
 // retries with exponential backoff (honouring Retry-After) on 5xx, 429 and
@@ -22,12 +22,20 @@
 // broker hands notify live events first; Knative's does not know the
 // lanes).
 //
-// Every delivered (event id, subscription id) pair is marked done in the
-// store, so when the broker (or the relay) redelivers an event because some
-// callbacks failed, only those are called again. The result is an ACK when
-// every callback took the notification (or refused it with a 4xx), a 502
-// NACK when some still failed, a 503 NACK when the store could not be read
-// or written, and a 400 for an event that is not one of kmep's.
+// Every (event id, subscription id) pair delivered or refused is marked
+// done in the store, so when the broker (or the relay) redelivers an event
+// because some callbacks failed, only those are called again. And each
+// delivery claims the pairs it selected, in the same store call
+// (store.AudienceQuery.Claimant), until it marks them done or gives back
+// those that failed: two deliveries of one event at once (a copy the relay
+// published again while the broker still held the first) call each
+// callback once between them, the other one answering 502 for the pairs it
+// found busy so the broker tries it again. No attempt starts unless it
+// ends before its claim runs out (Deps.ClaimTTL). The result is an ACK
+// when every callback took the notification (or refused it with a 4xx), a
+// 502 NACK when some still failed or were busy, a 503 NACK when the store
+// could not be read or written, and a 400 for an event that is not one of
+// kmep's.
 //
 // Before its ACK the event is settled in the store (store.Progress.Settle):
 // that is the end-to-end acknowledgment the relay waits for before it

@@ -13,7 +13,8 @@ import (
 //	kmep_notify_invalid_events_total         events refused with a 400
 //	kmep_notify_deliveries_total{outcome}    notifications by how they ended:
 //	                                         delivered, rejected (refused for good), failed (after the retries),
-//	                                         skipped (reached by an earlier delivery of the event)
+//	                                         skipped (reached by an earlier delivery of the event),
+//	                                         busy (held by another delivery of the event at once)
 //	kmep_notify_retries_total                callback attempts after the first
 //	kmep_notify_callback_duration_seconds    time of one callback POST
 func (n *Notifier) registerMetrics(reg prometheus.Registerer) prometheus.Histogram {
@@ -22,7 +23,7 @@ func (n *Notifier) registerMetrics(reg prometheus.Registerer) prometheus.Histogr
 	f.CounterFunc("kmep_notify_events_total", "Events the notifier handled.", nil, func() float64 { return float64(c.events.Load()) })
 	f.CounterFunc("kmep_notify_invalid_events_total", "Events refused as invalid (400).", nil, func() float64 { return float64(c.invalid.Load()) })
 	for outcome, v := range map[string]interface{ Load() int64 }{
-		"delivered": &c.delivered, "rejected": &c.rejected, "failed": &c.failed, "skipped": &c.skipped,
+		"delivered": &c.delivered, "rejected": &c.rejected, "failed": &c.failed, "skipped": &c.skipped, "busy": &c.busy,
 	} {
 		f.CounterFunc("kmep_notify_deliveries_total", "Notifications by how their delivery ended.", prometheus.Labels{"outcome": outcome},
 			func() float64 { return float64(v.Load()) })

@@ -1,7 +1,9 @@
 package notify
 
 import (
+	"cmp"
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -92,6 +94,14 @@ type Deps struct {
 	// DoneTTL is how long a delivered (event, subscription) pair is
 	// remembered, so a redelivery of the event skips it. Zero value: 1 h.
 	DoneTTL time.Duration
+	// ClaimTTL is how long a delivery holds the (event, subscription)
+	// pairs it selected (store.AudienceQuery.Claimant), so that another
+	// delivery of the same event at once (a copy the relay published
+	// again, a broker's retry) does not call them too. No attempt starts
+	// later than ClaimTTL - Timeout after the claim, so none outlives it;
+	// a delivery that dies holding claims delays the event's next
+	// delivery that long. Zero value: 1 min. It must exceed Timeout.
+	ClaimTTL time.Duration
 	// Metrics is the binary's registry (see metrics.go). Zero value:
 	// nothing is registered.
 	Metrics prometheus.Registerer
@@ -110,6 +120,7 @@ const (
 	DefaultMaxBackoff    = 5 * time.Second
 	DefaultMaxRetryAfter = 10 * time.Second
 	DefaultDoneTTL       = time.Hour
+	DefaultClaimTTL      = time.Minute
 )
 
 // Bounds of one batched store call: the done markers and settlements are
@@ -138,8 +149,13 @@ type Notifier struct {
 	timeout time.Duration
 	retry   Retry
 	doneTTL time.Duration
-	stats   counters
-	latency prometheus.Histogram // of callback attempts
+	// claimTTL bounds each delivery's claims; claimant names each (the
+	// process's random prefix and a count).
+	claimTTL time.Duration
+	claimant string
+	claims   atomic.Uint64
+	stats    counters
+	latency  prometheus.Histogram // of callback attempts
 
 	audiences *batcher[store.AudienceQuery, store.Audience]
 	progress  *batcher[store.Progress, struct{}]
@@ -153,7 +169,7 @@ func New(d Deps) (*Notifier, error) {
 		return nil, errors.New("notify: Deps.Store is required")
 	case d.Client == nil:
 		return nil, errors.New("notify: Deps.Client is required")
-	case d.Concurrency < 0, d.LiveReserve < 0, d.Timeout < 0, d.DoneTTL < 0, d.Retry.Attempts < 0, d.Retry.Backoff < 0,
+	case d.Concurrency < 0, d.LiveReserve < 0, d.Timeout < 0, d.DoneTTL < 0, d.ClaimTTL < 0, d.Retry.Attempts < 0, d.Retry.Backoff < 0,
 		d.Retry.MaxBackoff < 0, d.Retry.MaxRetryAfter < 0:
 		return nil, errors.New("notify: negative setting in Deps")
 	}
@@ -184,6 +200,11 @@ func New(d Deps) (*Notifier, error) {
 	if n.doneTTL == 0 {
 		n.doneTTL = DefaultDoneTTL
 	}
+	n.claimTTL = cmp.Or(d.ClaimTTL, DefaultClaimTTL)
+	if n.claimTTL <= n.timeout {
+		return nil, fmt.Errorf("notify: Deps.ClaimTTL %v must exceed the callback Timeout %v", n.claimTTL, n.timeout)
+	}
+	n.claimant = rand.Text()[:12]
 	if n.retry.Attempts == 0 {
 		n.retry.Attempts = DefaultAttempts
 	}
@@ -207,6 +228,7 @@ func (n *Notifier) record(ctx context.Context, ps []store.Progress) ([]struct{},
 	all := store.Progress{DoneTTL: n.doneTTL}
 	for _, p := range ps {
 		all.Notified = append(all.Notified, p.Notified...)
+		all.Release = append(all.Release, p.Release...)
 		all.Settle = append(all.Settle, p.Settle...)
 		all.Touch = append(all.Touch, p.Touch...)
 	}
@@ -232,15 +254,21 @@ type Stats struct {
 	// Skipped: callbacks not called because an earlier delivery of the
 	// same event reached them.
 	Skipped int64
+	// Busy: callbacks not called because another delivery of the same
+	// event holds them (a copy handled at once); the event is answered
+	// 502, so the broker tries it again.
+	Busy int64
 }
 
 type counters struct {
-	events, invalid, delivered, retried, rejected, failed, skipped atomic.Int64
+	events, invalid, delivered, retried, rejected, failed, skipped, busy atomic.Int64
 
 	// notified are the done markers of one event's deliveries, written
-	// with its settlement.
+	// with its settlement; released are the claims of callbacks that
+	// failed, given back with its touch.
 	mu       sync.Mutex
 	notified []store.Notified
+	released []store.Claim
 }
 
 func (c *counters) markDone(d store.Notified) {
@@ -249,9 +277,16 @@ func (c *counters) markDone(d store.Notified) {
 	c.mu.Unlock()
 }
 
+func (c *counters) release(d store.Claim) {
+	c.mu.Lock()
+	c.released = append(c.released, d)
+	c.mu.Unlock()
+}
+
 func (c *counters) snapshot() Stats {
 	return Stats{Events: c.events.Load(), Invalid: c.invalid.Load(), Delivered: c.delivered.Load(),
-		Retried: c.retried.Load(), Rejected: c.rejected.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load()}
+		Retried: c.retried.Load(), Rejected: c.rejected.Load(), Failed: c.failed.Load(), Skipped: c.skipped.Load(),
+		Busy: c.busy.Load()}
 }
 
 func (c *counters) add(o *counters) {
@@ -260,6 +295,7 @@ func (c *counters) add(o *counters) {
 	c.rejected.Add(o.rejected.Load())
 	c.failed.Add(o.failed.Load())
 	c.skipped.Add(o.skipped.Load())
+	c.busy.Add(o.busy.Load())
 }
 
 // Stats returns a snapshot of the counters.
@@ -356,25 +392,31 @@ func (n *Notifier) handle(ctx context.Context, e cloudevents.Event) protocol.Res
 	default:
 		return n.invalid(ctx, e, fmt.Errorf("unknown event type %q", e.Type()))
 	}
+	cl := claim{claimant: fmt.Sprintf("%s.%d", n.claimant, n.claims.Add(1)), at: time.Now()}
+	q.Claimant, q.ClaimTTL = cl.claimant, n.claimTTL
 	aud, err := n.audiences.Do(ctx, q)
 	if err != nil {
 		return n.unavailable(e, err)
 	}
 
 	var c counters
-	n.fanOut(ctx, e.ID(), events.Bulk(e), aud, body, &c)
+	n.fanOut(ctx, e.ID(), events.Bulk(e), cl, aud, body, &c)
 	n.stats.add(&c)
 	oteltrace.SpanFromContext(ctx).SetAttributes(attribute.Int("kmep.subscriptions", len(aud.Subs)),
 		attribute.Int64("kmep.delivered", c.delivered.Load()), attribute.Int64("kmep.failed", c.failed.Load()))
 	n.log.Debug("event notified", "event", e.ID(), "type", e.Type(), "subject", e.Subject(),
 		"subscriptions", len(aud.Subs), "delivered", c.delivered.Load(), "retried", c.retried.Load(),
 		"rejected", c.rejected.Load(), "failed", c.failed.Load(), "skipped", c.skipped.Load(),
-		"duration", time.Since(start))
-	if f := c.failed.Load(); f > 0 {
+		"busy", c.busy.Load(), "duration", time.Since(start))
+	if f, b := c.failed.Load(), c.busy.Load(); f > 0 || b > 0 {
 		// The broker retries it: the relay must not publish it again
-		// meanwhile.
-		if _, err := n.progress.Do(ctx, store.Progress{Notified: c.notified, Touch: []string{e.ID()}}); err != nil {
+		// meanwhile. The failed callbacks' claims are given back, so the
+		// retry may take them.
+		if _, err := n.progress.Do(ctx, store.Progress{Notified: c.notified, Release: c.released, Touch: []string{e.ID()}}); err != nil {
 			n.log.Warn("event to be retried not marked as in progress", "event", e.ID(), "err", err)
+		}
+		if f == 0 {
+			return cehttp.NewResult(http.StatusBadGateway, "%d of %d callbacks are being notified by another delivery of the event", b, len(aud.Subs))
 		}
 		return cehttp.NewResult(http.StatusBadGateway, "%d of %d callbacks failed", f, len(aud.Subs))
 	}

@@ -194,11 +194,7 @@ func newEnv(t testing.TB, d notify.Deps) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := notify.HTTPHandler(context.Background(), n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(h)
+	ts := httptest.NewServer(notify.HTTPHandler(n))
 	t.Cleanup(ts.Close)
 	return &env{st: st, n: n, recv: ts.URL}
 }
@@ -828,6 +824,7 @@ func TestNewRequiresDeps(t *testing.T) {
 		{Client: http.DefaultClient},
 		{Store: &fakeStore{}},
 		{Store: &fakeStore{}, Client: http.DefaultClient, Timeout: -1},
+		{Store: &fakeStore{}, Client: http.DefaultClient, Timeout: time.Second, ClaimTTL: time.Second},
 	} {
 		if _, err := notify.New(d); err == nil {
 			t.Errorf("New(%+v) succeeded, want an error", d)
