@@ -98,9 +98,11 @@ type Deps struct {
 	// pairs it selected (store.AudienceQuery.Claimant), so that another
 	// delivery of the same event at once (a copy the relay published
 	// again, a broker's retry) does not call them too. No attempt starts
-	// later than ClaimTTL - Timeout after the claim, so none outlives it;
-	// a delivery that dies holding claims delays the event's next
-	// delivery that long. Zero value: 1 min. It must exceed Timeout.
+	// later than ClaimTTL - Timeout after the claim, so none outlives it
+	// (a retry that could is left to the broker's next delivery); a
+	// delivery that dies holding claims (a killed pod) delays the event's
+	// next delivery that long. Zero value: 15 s or 3 Timeouts, whichever
+	// is longer. It must exceed Timeout.
 	ClaimTTL time.Duration
 	// Metrics is the binary's registry (see metrics.go). Zero value:
 	// nothing is registered.
@@ -120,7 +122,7 @@ const (
 	DefaultMaxBackoff    = 5 * time.Second
 	DefaultMaxRetryAfter = 10 * time.Second
 	DefaultDoneTTL       = time.Hour
-	DefaultClaimTTL      = time.Minute
+	DefaultClaimTTL      = 15 * time.Second
 )
 
 // Bounds of one batched store call: the done markers and settlements are
@@ -200,7 +202,7 @@ func New(d Deps) (*Notifier, error) {
 	if n.doneTTL == 0 {
 		n.doneTTL = DefaultDoneTTL
 	}
-	n.claimTTL = cmp.Or(d.ClaimTTL, DefaultClaimTTL)
+	n.claimTTL = cmp.Or(d.ClaimTTL, max(DefaultClaimTTL, 3*n.timeout))
 	if n.claimTTL <= n.timeout {
 		return nil, fmt.Errorf("notify: Deps.ClaimTTL %v must exceed the callback Timeout %v", n.claimTTL, n.timeout)
 	}
