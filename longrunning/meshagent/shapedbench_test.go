@@ -59,7 +59,7 @@ func nsSink(b *testing.B, m *mesh, ns, ip string) int {
 // KMEP_MESH_PNET as well ("proxied-pnet", a second pair of agents on port
 // 4002 with records in Redis database 1: XSalsa20 under TLS, as every mesh
 // was before the gate). Bulk throughput (MB/s, all bytes delivered before
-// the clock stops), CPU per byte, and the p50/p99 of 1-byte ping-pongs,
+// the clock stops), CPU per byte (in all, and of each node's agent alone), and the p50/p99 of 1-byte ping-pongs,
 // for each shape.
 //
 //	go test -run '^$' -bench TunnelShaped -benchtime 2s -count 2 ./longrunning/meshagent/
@@ -82,8 +82,21 @@ func BenchmarkTunnelShaped(b *testing.B) {
 		m.agent(nn.NodeA, "nodea-pnet", "REDIS_URL="+pnetURL, "KMEP_MESH_PNET=true", "KMEP_MESH_NETWORKS="+nn.NetA,
 			"KMEP_MESH_LISTEN=/ip4/0.0.0.0/tcp/4002", "KMEP_MESH_PROXY_IP=127.0.0.2", "KMEP_DNS_ADDR=127.0.0.1:5354"),
 	}
+	// agentCPU is the CPU time agent a has used so far (ip netns exec
+	// execs it: same pid).
+	agentCPU := func(a *proc) time.Duration {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		// Fields after the command name "(...)": state is 3rd, utime 14th, stime 15th.
+		f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
+		ut, _ := strconv.ParseInt(f[11], 10, 64)
+		st, _ := strconv.ParseInt(f[12], 10, 64)
+		return time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+	}
 	// cpu is the CPU time used so far by this process (client and sink)
-	// and the agents (ip netns exec execs them: same pid).
+	// and the agents.
 	cpu := func() time.Duration {
 		var ru syscall.Rusage
 		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
@@ -91,15 +104,7 @@ func BenchmarkTunnelShaped(b *testing.B) {
 		}
 		total := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		for _, a := range agents {
-			stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", a.cmd.Process.Pid))
-			if err != nil {
-				b.Fatal(err)
-			}
-			// Fields after the command name "(...)": state is 3rd, utime 14th, stime 15th.
-			f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+2:]))
-			ut, _ := strconv.ParseInt(f[11], 10, 64)
-			st, _ := strconv.ParseInt(f[12], 10, 64)
-			total += time.Duration(ut+st) * 10 * time.Millisecond // USER_HZ = 100
+			total += agentCPU(a)
 		}
 		return total
 	}
@@ -115,10 +120,14 @@ func BenchmarkTunnelShaped(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	paths := []struct{ name, addr string }{
-		{"direct", fmt.Sprintf("%s:%d", nn.NATBPublic, port)},
-		{"proxied", fmt.Sprintf("127.0.0.1:%d", port)},
-		{"proxied-pnet", fmt.Sprintf("127.0.0.2:%d", port)},
+	// Each path with its agents on nodeA and nodeB (none direct).
+	paths := []struct {
+		name, addr   string
+		nodeA, nodeB *proc
+	}{
+		{"direct", fmt.Sprintf("%s:%d", nn.NATBPublic, port), nil, nil},
+		{"proxied", fmt.Sprintf("127.0.0.1:%d", port), agents[1], agents[0]},
+		{"proxied-pnet", fmt.Sprintf("127.0.0.2:%d", port), agents[3], agents[2]},
 	}
 	ping := func(addr string) error {
 		c, err := nn.Dial(nn.NodeA, addr, time.Second)
@@ -165,6 +174,10 @@ func BenchmarkTunnelShaped(b *testing.B) {
 				chunk := make([]byte, 256<<10)
 				b.SetBytes(int64(len(chunk)))
 				cpu0 := cpu()
+				var a0, b0 time.Duration
+				if p.nodeA != nil {
+					a0, b0 = agentCPU(p.nodeA), agentCPU(p.nodeB)
+				}
 				b.ResetTimer()
 				for range b.N {
 					if _, err := c.Write(chunk); err != nil {
@@ -179,7 +192,14 @@ func BenchmarkTunnelShaped(b *testing.B) {
 				// CPU of the client, the sink and the agents per byte (the
 				// kernel's forwarding and shaping not included; idle agents
 				// cost next to nothing).
-				b.ReportMetric(float64(cpu()-cpu0)/float64(b.N*len(chunk)), "cpu-ns/B")
+				sent := float64(b.N * len(chunk))
+				b.ReportMetric(float64(cpu()-cpu0)/sent, "cpu-ns/B")
+				// Each node's agent alone: on two real nodes, what one
+				// agent's cores must carry.
+				if p.nodeA != nil {
+					b.ReportMetric(float64(agentCPU(p.nodeA)-a0)/sent, "agentA-cpu-ns/B")
+					b.ReportMetric(float64(agentCPU(p.nodeB)-b0)/sent, "agentB-cpu-ns/B")
+				}
 			})
 		}
 		for _, p := range paths {
