@@ -321,7 +321,7 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Ready(ln.Addr().String())
 	}
 	return server.Run(ctx, server.Options{Listener: ln, Handler: metrics.Mount(reg, mux), Log: log, DrainTimeout: 10 * time.Second,
-		NoAccessLog: cfg.NoAccessLog, TracerProvider: cfg.TracerProvider})
+		NoAccessLog: cfg.NoAccessLog, TracerProvider: cfg.TracerProvider, Ready: verifier.Ready})
 }
 
 // openS3 returns the package bucket: cfg.S3's, or an embedded server's.

@@ -48,5 +48,5 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	go verifier.Run(vctx)
 	h := appsupport.New(appsupport.Deps{Store: st, Authenticate: verifier.AppInstance, AdminRead: adminRead,
 		Log: log, TimeTraceable: cfg.TimeTraceable})
-	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log, Ready: verifier.Ready})
 }

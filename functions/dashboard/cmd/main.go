@@ -57,5 +57,5 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	go verifier.Run(vctx)
 	d.App = verifier.AppInstance
 	h := dashboard.New(d)
-	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log, Ready: verifier.Ready})
 }

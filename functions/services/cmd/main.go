@@ -52,5 +52,5 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	reg := metrics.NewRegistry()
 	h := services.New(services.Deps{Store: st, Cache: cache, Authenticate: verifier.AppInstance,
 		AdminRead: adminRead, Log: log, MinLivenessInterval: minLive, Metrics: reg})
-	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(reg, h), Log: log, Ready: verifier.Ready})
 }

@@ -64,5 +64,5 @@ func run(ctx context.Context, log *slog.Logger, cfg config) error {
 	go verifier.Run(vctx)
 	h := subscriptions.New(subscriptions.Deps{Store: st, Callbacks: policy, Authenticate: verifier.AppInstance,
 		AdminRead: adminRead, Log: log})
-	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log})
+	return server.Run(ctx, server.Options{Addr: cfg.Addr(), Handler: metrics.Mount(metrics.NewRegistry(), h), Log: log, Ready: verifier.Ready})
 }

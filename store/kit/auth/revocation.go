@@ -88,6 +88,18 @@ func (r *revocations) check(cl Claims) error {
 	return nil
 }
 
+// Ready returns nil once the Verifier can accept a token: without a
+// RevocationSource at once, with one once Run has loaded the revocations
+// (until then every token is refused with ErrRevocationsUnavailable). A
+// function passes it as server.Options.Ready, so that no request reaches
+// it before.
+func (v *Verifier) Ready() error {
+	if v.rev.src != nil && v.rev.synced.Load() == 0 {
+		return fmt.Errorf("%w: not loaded yet", ErrRevocationsUnavailable)
+	}
+	return nil
+}
+
 // Run follows the revocations of VerifierOptions.Revocations until ctx ends:
 // a snapshot, then the change stream, read with a blocking wait of a
 // quarter of RevocationMaxStaleness. After a failure it logs it, waits

@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/auth"
 	"github.com/kmep-io/kmep/store/kit/problem"
+	"github.com/kmep-io/kmep/store/kit/server"
 )
 
 // platform is one Redis shared by a writer (what the token and lcm
@@ -28,6 +31,8 @@ type platform struct {
 	signer    *auth.Signer
 	instances []*httptest.Server
 	verifiers []*auth.Verifier
+	// open is another store over the same keys, with a client of its own.
+	open func() *store.Store
 }
 
 func newPlatform(tb testing.TB, opts testenv.RedisOptions) *platform {
@@ -43,7 +48,7 @@ func newPlatform(tb testing.TB, opts testenv.RedisOptions) *platform {
 		}
 		return st
 	}
-	p := &platform{redis: r, st: open(), signer: newSigner(tb, auth.SignerOptions{}, newKey(tb))}
+	p := &platform{redis: r, st: open(), signer: newSigner(tb, auth.SignerOptions{}, newKey(tb)), open: open}
 	if err := p.st.PublishJWKS(context.Background(), p.signer.JWKS()); err != nil {
 		tb.Fatal(err)
 	}
@@ -293,4 +298,93 @@ func TestRevocationRedisDown(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestReadyWaitsForRevocations: a function's /healthz (server.Run with
+// Ready: the Verifier's) answers 503 while its revocations cannot be
+// loaded, here Redis down as the pod starts, so Knative sends it nothing
+// it would refuse; 200 once they are, and a token is then accepted at
+// once; and it stays 200 when Redis goes later, the requests being the
+// ones that answer 503.
+func TestReadyWaitsForRevocations(t *testing.T) {
+	p := newPlatform(t, testenv.RedisOptions{AOF: true})
+	tok := p.provision(t, "app-1", "ak-1")
+	// The AOF is fsynced every second: let the provisioning reach it.
+	time.Sleep(1100 * time.Millisecond)
+	p.redis.Stop()
+
+	st := p.open()
+	v := auth.NewVerifier(st, auth.VerifierOptions{Revocations: st, Log: slog.New(slog.DiscardHandler)})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	followed := make(chan struct{})
+	go func() { defer close(followed); _ = v.Run(ctx) }()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := v.App(r); err != nil {
+			problem.Write(nil, w, r, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	served := make(chan error, 1)
+	go func() {
+		served <- server.Run(ctx, server.Options{Listener: ln, Handler: h, Ready: v.Ready, NoAccessLog: true,
+			Log: slog.New(slog.DiscardHandler), DrainTimeout: time.Second})
+	}()
+	defer func() {
+		cancel()
+		<-followed
+		if err := <-served; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	base := "http://" + ln.Addr().String()
+	get := func(path string) (int, string, http.Header) {
+		req, _ := http.NewRequest("GET", base+path, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b), resp.Header
+	}
+
+	for range 5 {
+		code, body, hdr := get("/healthz")
+		if code != http.StatusServiceUnavailable || hdr.Get("Retry-After") != "1" ||
+			body != "starting: token revocations unavailable: not loaded yet\n" {
+			t.Fatalf("/healthz with Redis down at start: %d %q, Retry-After %q", code, body, hdr.Get("Retry-After"))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	if err := p.redis.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "/healthz ready", func() error {
+		if code, body, _ := get("/healthz"); code != http.StatusOK || body != "ok\n" {
+			return fmt.Errorf("%d %q", code, body)
+		}
+		return nil
+	})
+	if code, body, _ := get("/x"); code != http.StatusNoContent {
+		t.Fatalf("first request once ready: %d %s", code, body)
+	}
+
+	p.redis.Stop()
+	eventually(t, "503 while Redis is down", func() error {
+		if code, _, hdr := get("/x"); code != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" {
+			return fmt.Errorf("status %d", code)
+		}
+		return nil
+	})
+	if code, body, _ := get("/healthz"); code != http.StatusOK {
+		t.Fatalf("/healthz once ready, Redis gone later: %d %q, want 200", code, body)
+	}
 }

@@ -151,8 +151,14 @@ func TestRevocations(t *testing.T) {
 	if err := e.verify(before); !errors.Is(err, auth.ErrRevocationsUnavailable) {
 		t.Fatalf("before Run: %v, want ErrRevocationsUnavailable", err)
 	}
+	if err := e.v.Ready(); !errors.Is(err, auth.ErrRevocationsUnavailable) {
+		t.Fatalf("Ready before Run: %v, want ErrRevocationsUnavailable", err)
+	}
 	run(t, e.v)
 	eventually(t, "revoked by the snapshot", func() error { return isErr(auth.ErrTokenRevoked)(e.verify(before)) })
+	if err := e.v.Ready(); err != nil {
+		t.Fatalf("Ready once the snapshot is in: %v", err)
+	}
 	for name, tok := range map[string]string{"a later generation": after, "another app": other, "a forgotten revocation": old} {
 		if cl, err := e.v.Verify(context.Background(), tok); err != nil {
 			t.Errorf("%s: %+v, %v", name, cl, err)
@@ -228,6 +234,9 @@ func TestNoRevocationSource(t *testing.T) {
 	k := newKey(t)
 	clk := newClock()
 	v := auth.NewVerifier(auth.StaticKeys(jwks(t, k)), auth.VerifierOptions{Now: clk.Now})
+	if err := v.Ready(); err != nil {
+		t.Fatalf("Ready without revocations: %v", err)
+	}
 	if err := v.Run(context.Background()); err != nil {
 		t.Fatal(err)
 	}

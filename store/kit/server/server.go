@@ -1,12 +1,13 @@
 // Package server serves a function's handler under the Knative runtime
 // contract: it listens on the given address (the binary passes ":$PORT"),
-// answers GET /healthz, bounds the time a client may take to send request
-// headers (10 s) and bodies (Options.BodyTimeout, BodyMinRate), makes a
-// server span of every other request (Trace: W3C trace context, named by
-// route template), and on shutdown stops accepting connections and drains
-// in-flight requests within a grace period. Main, NewLogger, Tracing and
-// the Env helpers are the rest of what every kmep binary's main does; RunAgent
-// and HealthAddr run a long-running agent with its /healthz port.
+// answers GET /healthz (503 until Options.Ready says the handler can
+// serve), bounds the time a client may take to send request headers (10 s)
+// and bodies (Options.BodyTimeout, BodyMinRate), makes a server span of
+// every other request (Trace: W3C trace context, named by route template),
+// and on shutdown stops accepting connections and drains in-flight
+// requests within a grace period. Main, NewLogger, Tracing and the Env
+// helpers are the rest of what every kmep binary's main does; RunAgent and
+// HealthAddr run a long-running agent with its /healthz port.
 package server
 
 import (
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	oteltrace "go.opentelemetry.io/otel/trace"
@@ -50,19 +52,36 @@ type Options struct {
 	// TracerProvider makes the server span of each request (Trace).
 	// Zero value: the global one (Main installs it: see Tracing).
 	TracerProvider oteltrace.TracerProvider
+	// Ready reports whether Handler can serve yet; see Health. Zero value:
+	// ready as soon as the process serves.
+	Ready func() error
 }
 
-// Health answers GET /healthz with 200 "ok" as soon as the process serves:
-// a function's dependencies are reached lazily, and their failures are
-// 503 answers of the requests that need them, not a dead pod.
-func Health(next http.Handler) http.Handler {
+// Health answers GET /healthz with 200 "ok" once ready (nil: at once)
+// has returned nil, and with 503 "starting: <reason>" (Retry-After: 1)
+// until then, so that Knative (whose readiness probe it is) routes no
+// request to a pod that would refuse them all, e.g. one whose Verifier
+// has not loaded the token revocations yet. Once ready it stays 200: a
+// function's dependencies are reached lazily, and a failure of one later
+// is the 503 of the requests that need it, not a pod taken out of service.
+func Health(ready func() error, next http.Handler) http.Handler {
+	var up atomic.Bool
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/healthz" {
-			w.Header().Set("Content-Type", "text/plain")
-			_, _ = w.Write([]byte("ok\n"))
+		if r.URL.Path != "/healthz" {
+			next.ServeHTTP(w, r)
 			return
 		}
-		next.ServeHTTP(w, r)
+		w.Header().Set("Content-Type", "text/plain")
+		if !up.Load() && ready != nil {
+			if err := ready(); err != nil {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				_, _ = fmt.Fprintf(w, "starting: %v\n", err)
+				return
+			}
+		}
+		up.Store(true)
+		_, _ = w.Write([]byte("ok\n"))
 	})
 }
 
@@ -94,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 	}
 	h = Trace(o.TracerProvider, h)
 	srv := &http.Server{
-		Handler:           boundBodies(Health(h), o.BodyTimeout, o.BodyMinRate),
+		Handler:           boundBodies(Health(o.Ready, h), o.BodyTimeout, o.BodyMinRate),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,

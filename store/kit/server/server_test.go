@@ -2,9 +2,12 @@ package server_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -57,5 +60,47 @@ func TestRunDrainsInFlight(t *testing.T) {
 	}
 	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
 		t.Fatal("still accepting after shutdown")
+	}
+}
+
+// GET /healthz answers 503 with the reason and Retry-After until Ready
+// first returns nil, then 200 for good, whatever Ready says later; other
+// paths reach the handler throughout.
+func TestHealthWaitsForReady(t *testing.T) {
+	var notReady atomic.Pointer[error]
+	starting := errors.New("revocations not loaded")
+	notReady.Store(&starting)
+	ready := func() error {
+		if err := notReady.Load(); err != nil {
+			return *err
+		}
+		return nil
+	}
+	h := server.Health(ready, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusTeapot) }))
+	get := func(path string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, httptest.NewRequest("GET", path, nil))
+		return w
+	}
+	if w := get("/healthz"); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" ||
+		w.Body.String() != "starting: revocations not loaded\n" {
+		t.Fatalf("before ready: %d %q, Retry-After %q", w.Code, w.Body, w.Header().Get("Retry-After"))
+	}
+	if w := get("/x"); w.Code != http.StatusTeapot {
+		t.Fatalf("/x before ready: %d", w.Code)
+	}
+	notReady.Store(nil)
+	if w := get("/healthz"); w.Code != http.StatusOK || w.Body.String() != "ok\n" {
+		t.Fatalf("ready: %d %q", w.Code, w.Body)
+	}
+	lost := errors.New("redis down")
+	notReady.Store(&lost)
+	if w := get("/healthz"); w.Code != http.StatusOK {
+		t.Fatalf("not ready again after ready: %d %q, want 200", w.Code, w.Body)
+	}
+	rec := httptest.NewRecorder()
+	server.Health(nil, http.NotFoundHandler()).ServeHTTP(rec, httptest.NewRequest("GET", "/healthz", nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("no Ready: %d", rec.Code)
 	}
 }
