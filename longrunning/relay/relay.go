@@ -37,8 +37,16 @@ const (
 	LeaseName = "relay"
 )
 
-// DefaultRedelivery is Config.Redelivery's zero value.
-const DefaultRedelivery = 5 * time.Minute
+// Zero values of Config's settings that the binary also reads from its
+// environment.
+const (
+	// DefaultRedelivery is Config.Redelivery's zero value.
+	DefaultRedelivery = 5 * time.Minute
+	// DefaultQueueSize is Config.QueueSize's zero value.
+	DefaultQueueSize = 128
+	// DefaultBulkQueueSize is Config.BulkQueueSize's zero value.
+	DefaultBulkQueueSize = 4096
+)
 
 // Stream is what the relay needs of the store.
 type Stream interface {
@@ -199,10 +207,10 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		cfg.Block = time.Second
 	}
 	if cfg.QueueSize == 0 {
-		cfg.QueueSize = 128
+		cfg.QueueSize = DefaultQueueSize
 	}
 	if cfg.BulkQueueSize == 0 {
-		cfg.BulkQueueSize = 4096
+		cfg.BulkQueueSize = DefaultBulkQueueSize
 	}
 	if cfg.MinBackoff == 0 {
 		cfg.MinBackoff = 100 * time.Millisecond
