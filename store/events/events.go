@@ -17,7 +17,7 @@
 // malformed one is left out; the store keeps no tracestate), each hop
 // that makes a span of the event sets the extension to that span
 // (SetTraceContext), and the next hop continues the trace from it
-// (TraceContext).
+// (TraceContext; Handle, the span every trigger makes of an event).
 package events
 
 import (

@@ -22,6 +22,9 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store/events"
 	"github.com/kmep-io/kmep/store/kit/metrics"
@@ -64,6 +67,10 @@ type Deps struct {
 	// counts dead letters received, kmep_deadletter_recorded_total those
 	// recorded. Zero value: nothing is registered.
 	Metrics prometheus.Registerer
+	// TracerProvider makes the span "deadletter" of each event Handle is
+	// given (events.Handle), with where and how its delivery failed
+	// (knative.error_dest, knative.error_code). Zero value: the global one.
+	TracerProvider oteltrace.TracerProvider
 }
 
 // Record is the JSON payload recorded for one dead letter.
@@ -93,6 +100,7 @@ type Handler struct {
 	settler Settler
 	log     *slog.Logger
 	now     func() time.Time
+	tracer  oteltrace.Tracer
 
 	received, recorded prometheus.Counter
 }
@@ -109,18 +117,30 @@ func New(deps Deps) *Handler {
 	if h.now == nil {
 		h.now = time.Now
 	}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = otel.GetTracerProvider()
+	}
+	h.tracer = deps.TracerProvider.Tracer("github.com/kmep-io/kmep/triggers/deadletter")
 	return h
 }
 
 // Handle logs and records one dead letter, then settles it when it is one
 // of kmep's events. A failure to record or settle it answers 503, so the
 // broker delivers it again (it may then be recorded twice, never lost).
+// It does so in a span "deadletter", a child of the event's trace context
+// (events.Handle), whose status is the result's.
 func (h *Handler) Handle(ctx context.Context, e cloudevents.Event) protocol.Result {
+	return events.Handle(ctx, h.tracer, "deadletter", e, h.handle)
+}
+
+func (h *Handler) handle(ctx context.Context, e cloudevents.Event) protocol.Result {
 	h.received.Inc()
 	r, err := NewRecord(e, h.now())
 	if err != nil {
 		return cehttp.NewResult(http.StatusBadRequest, "dead letter %s: %w", e.ID(), err)
 	}
+	oteltrace.SpanFromContext(ctx).SetAttributes(attribute.String("knative.error_dest", r.ErrorDest),
+		attribute.Int("knative.error_code", r.ErrorCode))
 	h.log.Warn("dead letter", "id", r.ID, "type", r.Type, "subject", r.Subject, "app", r.App,
 		"error_dest", r.ErrorDest, "error_code", r.ErrorCode, "error_data", r.ErrorData)
 	if h.rec != nil {

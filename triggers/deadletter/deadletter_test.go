@@ -15,6 +15,10 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/binding"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/events"
@@ -163,5 +167,50 @@ func TestNewRecordKeepsUndecodableErrorData(t *testing.T) {
 	}
 	if r.ErrorData != "not base64!" || r.ErrorCode != 0 || r.ErrorDest != "" {
 		t.Fatalf("%+v", r)
+	}
+}
+
+// Each dead letter is handled in a span "deadletter" below the event's
+// traceparent, naming where and how its delivery failed; a failure to
+// record it (503) marks the span an error.
+func TestDeadLetterSpan(t *testing.T) {
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for _, tc := range []struct {
+		name  string
+		err   error
+		fails bool
+	}{{"recorded", nil, false}, {"not recorded", errors.New("redis: connection refused"), true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := tracetest.NewSpanRecorder()
+			fr := &fakeRecorder{err: tc.err}
+			h := deadletter.New(deadletter.Deps{Recorder: fr, Settler: fr, Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+				TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
+			e := deadLettered(t)
+			e.SetExtension(events.ExtTraceParent, parent)
+			res := h.Handle(context.Background(), e)
+			if cloudevents.IsACK(res) == tc.fails {
+				t.Fatalf("Handle: %v", res)
+			}
+			spans := rec.Ended()
+			if len(spans) != 1 {
+				t.Fatalf("%d spans, want 1", len(spans))
+			}
+			sp := spans[0]
+			if sp.Name() != "deadletter" || sp.SpanKind() != oteltrace.SpanKindConsumer ||
+				sp.Parent().TraceID().String() != parent[3:35] || sp.Parent().SpanID().String() != parent[36:52] {
+				t.Fatalf("span %q (%v) below %v, want a consumer span \"deadletter\" below the event's traceparent", sp.Name(), sp.SpanKind(), sp.Parent())
+			}
+			attrs := map[string]string{}
+			for _, kv := range sp.Attributes() {
+				attrs[string(kv.Key)] = kv.Value.Emit()
+			}
+			if attrs["knative.error_dest"] != "http://notify.kmep.svc.cluster.local" || attrs["knative.error_code"] != "503" ||
+				attrs["cloudevents.event_id"] != "1767323045000-0" {
+				t.Errorf("attributes %v", attrs)
+			}
+			if got := sp.Status().Code == codes.Error; got != tc.fails {
+				t.Errorf("span status %v, want an error: %v", sp.Status(), tc.fails)
+			}
+		})
 	}
 }

@@ -48,6 +48,8 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel"
+	oteltrace "go.opentelemetry.io/otel/trace"
 	"helm.sh/helm/v3/pkg/chart"
 
 	"github.com/kmep-io/kmep/store"
@@ -101,12 +103,16 @@ type Deps struct {
 	// while it is worked on or waits (below the relay's redelivery
 	// timeout, 5 min by default). Zero value: 1 min.
 	TouchEvery time.Duration
+	// TracerProvider makes the span "install" of each event Handle is
+	// given (events.Handle). Zero value: the global one.
+	TracerProvider oteltrace.TracerProvider
 }
 
 // Installer handles instance events. Build it with New.
 type Installer struct {
-	d   Deps
-	log *slog.Logger
+	d      Deps
+	log    *slog.Logger
+	tracer oteltrace.Tracer
 }
 
 // New returns an Installer.
@@ -129,7 +135,10 @@ func New(d Deps) (*Installer, error) {
 	if d.TouchEvery == 0 {
 		d.TouchEvery = time.Minute
 	}
-	return &Installer{d: d, log: d.Log}, nil
+	if d.TracerProvider == nil {
+		d.TracerProvider = otel.GetTracerProvider()
+	}
+	return &Installer{d: d, log: d.Log, tracer: d.TracerProvider.Tracer("github.com/kmep-io/kmep/triggers/installer")}, nil
 }
 
 // LeaseName is the store lease that deliveries of app's events take turns
@@ -142,8 +151,13 @@ var errRetry = errors.New("handed back for a retry")
 // Handle does the work of one instance event. It answers nil (ACK) once the
 // work is done or failed for good, 400 to an event it cannot use (settled:
 // it can never succeed), and 503 when the work must be retried (the event
-// is touched, not settled).
+// is touched, not settled). It does so in a span "install", a child of
+// the event's trace context (events.Handle), whose status is the result's.
 func (in *Installer) Handle(ctx context.Context, e cloudevents.Event) protocol.Result {
+	return events.Handle(ctx, in.tracer, "install", e, in.handle)
+}
+
+func (in *Installer) handle(ctx context.Context, e cloudevents.Event) protocol.Result {
 	if e.Type() != events.TypeInstanceChanged {
 		return in.refuse(ctx, e, fmt.Errorf("type %q is not %s", e.Type(), events.TypeInstanceChanged))
 	}

@@ -20,6 +20,9 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"helm.sh/helm/v3/pkg/chart"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -454,11 +457,15 @@ func TestOnRealCluster(t *testing.T) {
 	})
 }
 
-// Events the installer cannot use are refused with 400 and settled.
+// Events the installer cannot use are refused with 400 and settled. Each
+// event is handled in a span "install" below the event's traceparent, an
+// error when refused.
 func TestRefusesOtherEvents(t *testing.T) {
+	const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	st := srv.Store(t, store.Options{EncryptionKey: bytes.Repeat([]byte{7}, 32)})
+	rec := tracetest.NewSpanRecorder()
 	in, err := installer.New(installer.Deps{Store: st, Objects: &blob.Store{}, Cluster: kube.New(kube.Options{}),
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)), TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -477,6 +484,7 @@ func TestRefusesOtherEvents(t *testing.T) {
 			ev.SetID("1700000000000-" + strings.ReplaceAll(tc.name, " ", ""))
 			ev.SetSource(events.Source)
 			ev.SetType(tc.typ)
+			ev.SetExtension(events.ExtTraceParent, parent)
 			if tc.data != nil {
 				_ = ev.SetData(cloudevents.ApplicationJSON, tc.data)
 			} else {
@@ -492,6 +500,15 @@ func TestRefusesOtherEvents(t *testing.T) {
 			if ids, _ := st.PendingIDs(context.Background(), 100); slices.Contains(ids, ev.ID()) {
 				t.Error("a refused event stays pending")
 			}
+			spans := rec.Ended()
+			if len(spans) == 0 {
+				t.Fatal("no span")
+			}
+			sp := spans[len(spans)-1]
+			if sp.Name() != "install" || sp.Parent().TraceID().String() != parent[3:35] || sp.Parent().SpanID().String() != parent[36:52] ||
+				sp.Status().Code != codes.Error {
+				t.Errorf("span %q below %v, status %v; want \"install\" below the event's traceparent, an error", sp.Name(), sp.Parent(), sp.Status())
+			}
 		})
 	}
 	// An event for an instance that does not exist: nothing to do, settled.
@@ -502,5 +519,8 @@ func TestRefusesOtherEvents(t *testing.T) {
 	_ = ev.SetData(cloudevents.ApplicationJSON, events.InstanceChanged{ChangeType: store.ChangeTerminate, AppInstanceID: "nobody"})
 	if res := in.Handle(context.Background(), ev); res != nil {
 		t.Fatalf("unknown instance: %v, want ACK", res)
+	}
+	if spans := rec.Ended(); spans[len(spans)-1].Status().Code == codes.Error {
+		t.Errorf("the ACKed event's span is an error: %v", spans[len(spans)-1].Status())
 	}
 }

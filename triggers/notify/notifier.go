@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
@@ -311,44 +310,7 @@ func (n *Notifier) Stats() Stats { return n.stats.snapshot() }
 // is sent). It does so in a span "notify", a child of the event's trace
 // context (see the package documentation), whose status is the result's.
 func (n *Notifier) Handle(ctx context.Context, e cloudevents.Event) protocol.Result {
-	ctx, span := n.startSpan(ctx, e)
-	defer span.End()
-	res := n.handle(ctx, e)
-	var hr *cehttp.Result
-	if protocol.ResultAs(res, &hr) {
-		span.SetAttributes(attribute.Int("http.response.status_code", hr.StatusCode))
-		if hr.StatusCode >= 400 {
-			span.SetStatus(codes.Error, fmt.Sprintf(hr.Format, hr.Args...))
-		}
-	} else if !protocol.IsACK(res) {
-		span.SetStatus(codes.Error, res.Error())
-	}
-	return res
-}
-
-// startSpan starts the span "notify" of e. Its parent is the span that
-// handed e on, named by e's traceparent extension, unless ctx already
-// carries a span of that trace (a hop closer to notify: the broker's, or
-// the receiver's HTTP server span below the broker's traceparent header),
-// which is then the parent. A span of another trace in ctx (a server span
-// that started a trace of its own) is linked to. A malformed traceparent
-// is ignored: the parent is ctx's span, if any.
-func (n *Notifier) startSpan(ctx context.Context, e cloudevents.Event) (context.Context, oteltrace.Span) {
-	opts := []oteltrace.SpanStartOption{oteltrace.WithSpanKind(oteltrace.SpanKindConsumer),
-		oteltrace.WithAttributes(attribute.String("cloudevents.event_id", e.ID()), attribute.String("cloudevents.event_type", e.Type()),
-			attribute.String("cloudevents.event_subject", e.Subject()))}
-	parent := ctx
-	if ectx, ok := events.TraceContext(ctx, e); ok {
-		cur := oteltrace.SpanContextFromContext(ctx)
-		switch {
-		case !cur.IsValid():
-			parent = ectx
-		case cur.TraceID() != oteltrace.SpanContextFromContext(ectx).TraceID():
-			parent = ectx
-			opts = append(opts, oteltrace.WithLinks(oteltrace.Link{SpanContext: cur}))
-		}
-	}
-	return n.tracer.Start(parent, "notify", opts...)
+	return events.Handle(ctx, n.tracer, "notify", e, n.handle)
 }
 
 func (n *Notifier) handle(ctx context.Context, e cloudevents.Event) protocol.Result {
