@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/kmep-io/kmep/store/mec"
 	"log/slog"
 	"net"
 	"net/http"
@@ -16,8 +15,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store/kit/server"
+	"github.com/kmep-io/kmep/store/mec"
 )
 
 // Paths of the platform's Mp1 API, relative to Config.BaseURL.
@@ -78,6 +80,12 @@ type Deps struct {
 	// Metrics is the binary's registry, into which New registers the
 	// agent's counters (see metrics.go). Zero value: they count, unseen.
 	Metrics prometheus.Registerer
+	// TracerProvider makes a client span of every call to the platform
+	// (trace.StartClient), whose W3C traceparent the call carries: a
+	// registration or heartbeat is one trace from the agent through the
+	// platform's functions. Zero value: the global one (the binary's
+	// server.Main installs it from the OTEL_* environment).
+	TracerProvider oteltrace.TracerProvider
 }
 
 // Agent is EdgeGallery's mep-agent for kmep: it keeps the app's token,
@@ -88,6 +96,7 @@ type Agent struct {
 	cfg    Config
 	base   *url.URL
 	client *http.Client
+	tracer oteltrace.Tracer
 	log    *slog.Logger
 	sk     []byte
 
@@ -140,10 +149,14 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
+	if deps.TracerProvider == nil {
+		deps.TracerProvider = otel.GetTracerProvider()
+	}
 	a := &Agent{
 		cfg:    cfg,
 		base:   base,
 		client: deps.Client,
+		tracer: deps.TracerProvider.Tracer("github.com/kmep-io/kmep/longrunning/mepagent"),
 		log:    deps.Log,
 		sk:     append([]byte(nil), cfg.SecretKey...),
 		m:      newMetrics(deps.Metrics),

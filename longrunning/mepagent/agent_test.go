@@ -12,6 +12,10 @@ import (
 	"testing"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	oteltrace "go.opentelemetry.io/otel/trace"
+
 	"github.com/kmep-io/kmep/longrunning/mepagent"
 )
 
@@ -403,5 +407,50 @@ func TestNew(t *testing.T) {
 				t.Fatalf("err %v, want %q", err, tc.err)
 			}
 		})
+	}
+}
+
+// Every call to the platform is a client span whose traceparent it
+// carries (the platform's functions continue that trace); the spans name
+// the method and host, never the token, the AK/SK signature or the path's
+// query.
+func TestCallsCarryTraceContext(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	f, base := newFakePlatform(t)
+	ag := startAgentWithDeps(t, withServices(base, service("svc", 1)),
+		mepagent.Deps{TracerProvider: sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))})
+	beat := func() bool {
+		n := 0
+		f.snapshot(func(f *fakePlatform) { n = f.heartbeats["svc-1"] })
+		return n >= 1
+	}
+	eventually(t, 5*time.Second, "a heartbeat", beat)
+	// Once Run has returned, every call's span has ended.
+	if err := ag.stop(); err != nil {
+		t.Fatal(err)
+	}
+	spans := map[string]sdktrace.ReadOnlySpan{}
+	for _, s := range rec.Ended() {
+		sc := s.SpanContext()
+		spans["00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-"+sc.TraceFlags().String()] = s
+	}
+	var headers []string
+	f.snapshot(func(f *fakePlatform) { headers = append(headers, f.traceparents...) })
+	if len(headers) < 3 { // the token, the registration, a heartbeat
+		t.Fatalf("%d requests, want at least 3", len(headers))
+	}
+	for i, h := range headers {
+		s, ok := spans[h]
+		if !ok {
+			t.Fatalf("request %d carried traceparent %q, the context of none of the %d client spans", i, h, len(spans))
+		}
+		if s.SpanKind() != oteltrace.SpanKindClient || s.Parent().IsValid() {
+			t.Errorf("request %d: span %q kind %v parent %v, want a root client span", i, s.Name(), s.SpanKind(), s.Parent())
+		}
+		for _, kv := range s.Attributes() {
+			if v := kv.Value.Emit(); strings.Contains(v, "tok-") || strings.Contains(v, fakeAK) || strings.Contains(v, fakeSK) {
+				t.Errorf("span attribute %s = %q holds a credential", kv.Key, v)
+			}
+		}
 	}
 }

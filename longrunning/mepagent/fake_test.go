@@ -53,6 +53,7 @@ type fakePlatform struct {
 	subsCreated   int
 	subs          map[string][]byte // id → subscription answered
 	nextID        int
+	traceparents  []string // the traceparent header of every request
 }
 
 func newFakePlatform(t *testing.T) (*fakePlatform, string) {
@@ -86,6 +87,7 @@ func writeProblem(w http.ResponseWriter, status int) {
 
 func (f *fakePlatform) token(w http.ResponseWriter, r *http.Request) {
 	defer f.lock()()
+	f.traceparents = append(f.traceparents, r.Header.Get("traceparent"))
 	f.tokenRequests++
 	if f.tokenFn != nil {
 		if st := f.tokenFn(f.tokenRequests); st != 0 {
@@ -113,6 +115,7 @@ func (f *fakePlatform) token(w http.ResponseWriter, r *http.Request) {
 func (f *fakePlatform) auth(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		defer f.lock()()
+		f.traceparents = append(f.traceparents, r.Header.Get("traceparent"))
 		if !f.valid[strings.TrimPrefix(r.Header.Get("Authorization"), "Bearer ")] {
 			writeProblem(w, http.StatusUnauthorized)
 			return
@@ -303,6 +306,12 @@ func startAgent(t *testing.T, cfg mepagent.Config) running {
 // into reg (nil: none).
 func startAgentWithMetrics(t *testing.T, cfg mepagent.Config, reg prometheus.Registerer) running {
 	t.Helper()
+	return startAgentWithDeps(t, cfg, mepagent.Deps{Metrics: reg})
+}
+
+// startAgentWithDeps is startAgent with deps (Log: the running's logs).
+func startAgentWithDeps(t *testing.T, cfg mepagent.Config, deps mepagent.Deps) running {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -318,8 +327,8 @@ func startAgentWithMetrics(t *testing.T, cfg mepagent.Config, reg prometheus.Reg
 		cfg.MinBackoff, cfg.MaxBackoff = 10*time.Millisecond, 50*time.Millisecond
 	}
 	logs := &testenv.LogBuffer{}
-	a, err := mepagent.New(cfg, mepagent.Deps{Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics: reg})
+	deps.Log = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	a, err := mepagent.New(cfg, deps)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/kmep-io/kmep/store/kit/retry"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // maxAnswer bounds what the agent reads of one platform answer.
@@ -109,9 +110,11 @@ func newKey() string {
 	return hex.EncodeToString(b)
 }
 
-// do sends req and reads the answer.
+// do sends req, in a client span, and reads the answer.
 func (a *Agent) do(req *http.Request) (*http.Response, []byte, error) {
+	req, end := trace.StartClient(a.tracer, req)
 	res, err := a.client.Do(req)
+	end(res, err)
 	if err != nil {
 		return nil, nil, err
 	}
