@@ -3,7 +3,6 @@ package allinone_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -11,78 +10,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/kmep-io/kmep/local/testenv"
 )
-
-// tally counts the notifications that reached the callbacks, per callback
-// and change (callback path, serInstanceId, changeType): the figures of an
-// at-least-once guarantee are the keys that never arrived (lost) and the
-// arrivals beyond the first (duplicates).
-type tally struct {
-	mu       sync.Mutex
-	got      map[string]int
-	refused  int
-	failing  atomic.Bool
-	failPath string // callbacks under it answer 503 while failing
-}
-
-func newTally(failPath string) *tally { return &tally{got: map[string]int{}, failPath: failPath} }
-
-func (ta *tally) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	if strings.HasPrefix(r.URL.Path, ta.failPath) && ta.failing.Load() {
-		ta.mu.Lock()
-		ta.refused++
-		ta.mu.Unlock()
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	var n struct {
-		ServiceReferences []struct {
-			SerInstanceID string `json:"serInstanceId"`
-			ChangeType    string `json:"changeType"`
-		} `json:"serviceReferences"`
-	}
-	if err := json.Unmarshal(body, &n); err != nil || len(n.ServiceReferences) != 1 {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	ref := n.ServiceReferences[0]
-	ta.mu.Lock()
-	ta.got[r.URL.Path+" "+ref.SerInstanceID+" "+ref.ChangeType]++
-	ta.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// count returns how many of want arrived, the missing ones, and the
-// duplicate arrivals (over all keys).
-func (ta *tally) count(want []string) (arrived int, missing []string, dups int) {
-	ta.mu.Lock()
-	defer ta.mu.Unlock()
-	for _, k := range want {
-		if ta.got[k] == 0 {
-			missing = append(missing, k)
-		} else {
-			arrived++
-		}
-	}
-	for _, n := range ta.got {
-		dups += max(n-1, 0)
-	}
-	return arrived, missing, dups
-}
-
-func (ta *tally) refusals() int {
-	ta.mu.Lock()
-	defer ta.mu.Unlock()
-	return ta.refused
-}
 
 // kmepProcess is the all-in-one binary running as a child.
 type kmepProcess struct {
@@ -126,8 +59,8 @@ func TestCrashMidRetryLosesNoNotification(t *testing.T) {
 	if out, err := exec.Command("go", "build", "-o", bin, "github.com/kmep-io/kmep/local/cmd/kmep").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	ta := newTally("/flaky/")
-	ta.failing.Store(true)
+	ta := testenv.NewTally("/flaky/")
+	ta.Failing.Store(true)
 	cbSrv := httptest.NewServer(ta)
 	defer cbSrv.Close()
 
@@ -214,7 +147,7 @@ func TestCrashMidRetryLosesNoNotification(t *testing.T) {
 			t.Fatalf("registration answer %s: %v", b, err)
 		}
 		for _, path := range paths {
-			k := path + " " + s.SerInstanceID + " ADDED"
+			k := testenv.TallyKey(path, s.SerInstanceID, "ADDED")
 			want = append(want, k)
 			if strings.HasPrefix(path, "/steady/") {
 				steady = append(steady, k)
@@ -224,24 +157,24 @@ func TestCrashMidRetryLosesNoNotification(t *testing.T) {
 
 	// The steady callbacks have theirs; the failing ones are being retried.
 	waitUntil(t, 60*time.Second, "the steady callbacks notified", func() bool {
-		n, _, _ := ta.count(steady)
+		n, _, _ := ta.Count(steady)
 		return n == len(steady)
 	})
-	waitUntil(t, 30*time.Second, "every failing callback tried", func() bool { return ta.refusals() >= len(want)-len(steady) })
+	waitUntil(t, 30*time.Second, "every failing callback tried", func() bool { return ta.Refusals() >= len(want)-len(steady) })
 	time.Sleep(time.Second) // into the broker's retries
 	p.kill(t)
-	arrivedBefore, _, _ := ta.count(want)
+	arrivedBefore, _, _ := ta.Count(want)
 
 	start()
-	ta.failing.Store(false)
+	ta.Failing.Store(false)
 	// Not waitUntil: the figures are logged either way.
 	for deadline := time.Now().Add(120 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, missing, _ := ta.count(want); len(missing) == 0 {
+		if _, missing, _ := ta.Count(want); len(missing) == 0 {
 			break
 		}
 	}
 	time.Sleep(2 * time.Second) // late duplicates, if any
-	arrived, missing, dups := ta.count(want)
+	arrived, missing, dups := ta.Count(want)
 	t.Logf("crash mid-retry: %d notifications (10 callbacks × 11 changes), %d arrived before the kill, %d after; lost %d, duplicates %d",
 		len(want), arrivedBefore, arrived-arrivedBefore, len(missing), dups)
 	if len(missing) > 0 {

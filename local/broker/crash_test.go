@@ -2,10 +2,8 @@ package broker_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +12,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -28,65 +25,6 @@ import (
 	"github.com/kmep-io/kmep/manifests"
 	"github.com/kmep-io/kmep/store"
 )
-
-// notifications counts what reached the callbacks per callback and change
-// (path, serInstanceId, changeType); paths under /flaky/ answer 503 while
-// failing is set.
-type notifications struct {
-	mu      sync.Mutex
-	got     map[string]int
-	refused int
-	failing atomic.Bool
-}
-
-func (n *notifications) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, _ := io.ReadAll(r.Body)
-	if strings.HasPrefix(r.URL.Path, "/flaky/") && n.failing.Load() {
-		n.mu.Lock()
-		n.refused++
-		n.mu.Unlock()
-		w.WriteHeader(http.StatusServiceUnavailable)
-		return
-	}
-	var v struct {
-		ServiceReferences []struct {
-			SerInstanceID string `json:"serInstanceId"`
-			ChangeType    string `json:"changeType"`
-		} `json:"serviceReferences"`
-	}
-	if err := json.Unmarshal(body, &v); err != nil || len(v.ServiceReferences) != 1 {
-		w.WriteHeader(http.StatusBadRequest)
-		return
-	}
-	n.mu.Lock()
-	n.got[r.URL.Path+" "+v.ServiceReferences[0].SerInstanceID+" "+v.ServiceReferences[0].ChangeType]++
-	n.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// count returns how many of want arrived, the missing ones and the
-// arrivals beyond the first of each.
-func (n *notifications) count(want []string) (arrived int, missing []string, dups int) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	for _, k := range want {
-		if n.got[k] == 0 {
-			missing = append(missing, k)
-		} else {
-			arrived++
-		}
-	}
-	for _, c := range n.got {
-		dups += max(c-1, 0)
-	}
-	return arrived, missing, dups
-}
-
-func (n *notifications) refusals() int {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.refused
-}
 
 // child is one of kmep's binaries running as a child process.
 type child struct {
@@ -220,8 +158,8 @@ func crashCase(t *testing.T, bins string, killNotify, killRelay bool) {
 	if err := st.EnsureGroup(ctx, relay.Group, "$"); err != nil {
 		t.Fatal(err)
 	}
-	cb := &notifications{got: map[string]int{}}
-	cb.failing.Store(true)
+	cb := testenv.NewTally("/flaky/")
+	cb.Failing.Store(true)
 	cbSrv := httptest.NewServer(cb)
 	defer cbSrv.Close()
 	logs := t.TempDir()
@@ -307,17 +245,17 @@ func crashCase(t *testing.T, bins string, killNotify, killRelay bool) {
 			t.Fatal(err)
 		}
 		for _, p := range paths {
-			want = append(want, p+" "+id+" ADDED")
+			want = append(want, testenv.TallyKey(p, id, "ADDED"))
 			if strings.HasPrefix(p, "/steady/") {
-				steady = append(steady, p+" "+id+" ADDED")
+				steady = append(steady, testenv.TallyKey(p, id, "ADDED"))
 			}
 		}
 	}
 	waitFor(t, 60*time.Second, "the steady callbacks notified", func() bool {
-		n, _, _ := cb.count(steady)
+		n, _, _ := cb.Count(steady)
 		return n == len(steady)
 	})
-	waitFor(t, 30*time.Second, "every failing callback tried", func() bool { return cb.refusals() >= len(want)-len(steady) })
+	waitFor(t, 30*time.Second, "every failing callback tried", func() bool { return cb.Refusals() >= len(want)-len(steady) })
 	time.Sleep(time.Second) // into the broker's retries
 
 	if killNotify {
@@ -335,15 +273,15 @@ func crashCase(t *testing.T, bins string, killNotify, killRelay bool) {
 	if killRelay {
 		rl = startRelay()
 	}
-	arrivedBefore, _, _ := cb.count(want)
-	cb.failing.Store(false)
+	arrivedBefore, _, _ := cb.Count(want)
+	cb.Failing.Store(false)
 
 	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if _, missing, _ := cb.count(want); len(missing) == 0 {
+		if _, missing, _ := cb.Count(want); len(missing) == 0 {
 			break
 		}
 	}
-	arrived, missing, dups := cb.count(want)
+	arrived, missing, dups := cb.Count(want)
 	t.Logf("%d notifications (4 callbacks × 25 changes), %d arrived before the faults, %d after; lost %d, duplicates %d",
 		len(want), arrivedBefore, arrived-arrivedBefore, len(missing), dups)
 	if len(missing) > 0 {

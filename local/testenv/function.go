@@ -136,11 +136,20 @@ func (f *Function) Token(t testing.TB, app string) string {
 // and body of the answer.
 func (f *Function) Do(t testing.TB, method, path, token, body string) (int, string) {
 	t.Helper()
+	code, b := Call(t, method, f.URL+path, token, body)
+	return code, string(b)
+}
+
+// Call sends one request to url with token as its bearer (none when
+// empty) and body as JSON (none when empty), and returns the status and
+// body of the answer; a request that gets no answer fails t.
+func Call(t testing.TB, method, url, token, body string) (int, []byte) {
+	t.Helper()
 	var rd io.Reader
 	if body != "" {
 		rd = strings.NewReader(body)
 	}
-	req, err := http.NewRequest(method, f.URL+path, rd)
+	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,7 +168,7 @@ func (f *Function) Do(t testing.TB, method, path, token, body string) (int, stri
 	if err != nil {
 		t.Fatal(err)
 	}
-	return res.StatusCode, string(b)
+	return res.StatusCode, b
 }
 
 // get is Do without a test to fail: 0 when the function does not answer.
