@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Change kinds: what kind of record a change-stream entry is about.
@@ -71,6 +73,10 @@ type Change struct {
 	// context). The store writes only the traceparent of a valid span
 	// context, and the relay ignores one that is malformed.
 	TraceParent string
+	// TraceState is the W3C tracestate of that span context (vendors'
+	// entries, e.g. an app's own, passed on beside the traceparent); ""
+	// when it has none or there is no TraceParent.
+	TraceState string
 }
 
 // Change-stream entry fields. changeFields is their one definition: the Lua
@@ -79,16 +85,17 @@ type Change struct {
 // reads them back with set. Adding a field is one line here, plus the
 // script that has its value.
 const (
-	fieldKind   = "kind"
-	fieldChange = "change"
-	fieldID     = "id"
-	fieldApp    = "app"
-	fieldState  = "state"
-	fieldRev    = "rev"
-	fieldData   = "data"
-	fieldRevoke = "revoke"
-	fieldLane   = "lane"
-	fieldTrace  = "tp"
+	fieldKind       = "kind"
+	fieldChange     = "change"
+	fieldID         = "id"
+	fieldApp        = "app"
+	fieldState      = "state"
+	fieldRev        = "rev"
+	fieldData       = "data"
+	fieldRevoke     = "revoke"
+	fieldLane       = "lane"
+	fieldTrace      = "tp"
+	fieldTraceState = "ts"
 )
 
 // laneBulk is the lane field's one value: the entry is a bulk change
@@ -124,19 +131,24 @@ var changeFields = []changeField{
 	// The traceparent of the request that made the change
 	// (Change.TraceParent), else absent.
 	{fieldTrace, func(c *Change, v string) { c.TraceParent = v }},
+	// Its tracestate (Change.TraceState), when it has one; else absent.
+	{fieldTraceState, func(c *Change, v string) { c.TraceState = v }},
 }
 
 // changeLua defines, for the scripts that append to the change stream:
 //   - kmep_change(stream, maxlen, e): XADD of the entry e, a table from
 //     field name to value, with the fields of changeFields in their order
 //     (absent ones left out, and tp when it is empty); a field not in
-//     changeFields is an error;
+//     changeFields is an error. e.tp is the request's trace context as
+//     traceArg makes it, the traceparent and, after a newline, its
+//     tracestate: written as the fields tp and ts;
 //   - kmep_record(k): the service record hash k as a table by field name
 //     (recordFields), nil when it does not exist;
 //   - kmep_service_change(stream, maxlen, change, id, r, lane, tp): the
 //     entry of a change of service id whose record (after the change) is
 //     r; lane is kmep_bulk for one change of many (Change.Bulk), else nil;
-//     tp is the request's traceparent (nil or the empty string: none);
+//     tp is the request's trace context (traceArg; nil or the empty
+//     string: none);
 //   - kmep_bulk: the lane field's value of a bulk change.
 var changeLua = `
 local kmep_change_fields = {` + luaStrings(fieldNames(changeFields)) + `}
@@ -148,6 +160,13 @@ local function kmep_change(stream, maxlen, e)
     if not kmep_change_known[f] then error('kmep_change: unknown change-stream field ' .. tostring(f)) end
   end
   if e.` + fieldTrace + ` == '' then e.` + fieldTrace + ` = nil end
+  if e.` + fieldTrace + ` then
+    local nl = string.find(e.` + fieldTrace + `, '\n', 1, true)
+    if nl then
+      e.` + fieldTraceState + ` = string.sub(e.` + fieldTrace + `, nl + 1)
+      e.` + fieldTrace + ` = string.sub(e.` + fieldTrace + `, 1, nl - 1)
+    end
+  end
   local args = {'XADD', stream, 'MAXLEN', '~', maxlen, '*'}
   for _, f in ipairs(kmep_change_fields) do
     if e[f] ~= nil then
@@ -171,6 +190,18 @@ local function kmep_service_change(stream, maxlen, change, id, r, lane, tp)
   return kmep_change(stream, maxlen, e)
 end
 `
+
+// traceArg is the trace context of ctx's span as the scripts take it
+// (kmep_change's tp): its traceparent, and after a newline its tracestate
+// when it has one (neither may hold a newline); "" without a valid span
+// context.
+func traceArg(ctx context.Context) string {
+	tp, ts := trace.Inject(ctx)
+	if tp == "" || ts == "" {
+		return tp
+	}
+	return tp + "\n" + ts
+}
 
 func fieldNames(fs []changeField) []string {
 	out := make([]string, len(fs))

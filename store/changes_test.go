@@ -75,10 +75,12 @@ func TestOnlyKmepChangeAppends(t *testing.T) {
 // reads), and each field changeFields defines was written by some script,
 // so neither side can gain a field the other does not know. The writes are
 // made on behalf of a traced request: every change but the platform's own
-// (the reaper's expiries, an app's purge) carries its traceparent.
+// (the reaper's expiries, an app's purge) carries its traceparent and
+// tracestate.
 func TestChangeFieldsMatchParser(t *testing.T) {
 	const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
-	ctx, ok := trace.Extract(context.Background(), traceParent, "")
+	const traceState = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+	ctx, ok := trace.Extract(context.Background(), traceParent, traceState)
 	if !ok {
 		t.Fatal("test traceparent refused")
 	}
@@ -198,15 +200,16 @@ func TestChangeFieldsMatchParser(t *testing.T) {
 	}
 	ownChanges := 0
 	for _, c := range chs {
-		want := traceParent
+		want, wantState := traceParent, traceState
 		for _, r := range own {
 			if store.CompareStreamIDs(c.StreamID, r[0]) > 0 && store.CompareStreamIDs(c.StreamID, r[1]) <= 0 {
-				want = ""
+				want, wantState = "", ""
 				ownChanges++
 			}
 		}
-		if c.TraceParent != want {
-			t.Errorf("change %s (%s/%s): TraceParent %q, want %q", c.StreamID, c.Kind, c.Type, c.TraceParent, want)
+		if c.TraceParent != want || c.TraceState != wantState {
+			t.Errorf("change %s (%s/%s): TraceParent %q, TraceState %q; want %q, %q", c.StreamID, c.Kind, c.Type,
+				c.TraceParent, c.TraceState, want, wantState)
 		}
 	}
 	if ownChanges < 2 {
@@ -305,5 +308,41 @@ func TestLivenessDeadlineGoAndLuaAgree(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A traced request's change carries its tracestate in the field ts only
+// when the span context has one: the entry of a request with a bare
+// traceparent has tp and no ts.
+func TestTraceStateOnlyWhenThere(t *testing.T) {
+	const traceParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	c := srv.Client(t)
+	prefix := srv.Prefix()
+	s, err := store.New(store.Options{Client: c, Prefix: prefix})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ts := range []string{"", "vendor=opaque-value"} {
+		ctx, ok := trace.Extract(context.Background(), traceParent, ts)
+		if !ok {
+			t.Fatal("test traceparent refused")
+		}
+		if _, _, err := s.CreateService(ctx, svc("s"+strconv.Itoa(i), "app", "n", "", 0)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	msgs, err := c.XRange(context.Background(), prefix+":events", "-", "+").Result()
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("%d entries, %v", len(msgs), err)
+	}
+	if v, has := msgs[0].Values["ts"]; has || msgs[0].Values["tp"] != traceParent {
+		t.Errorf("without tracestate: tp %v, ts %v (present %v)", msgs[0].Values["tp"], v, has)
+	}
+	if msgs[1].Values["ts"] != "vendor=opaque-value" || msgs[1].Values["tp"] != traceParent {
+		t.Errorf("with tracestate: tp %v, ts %v", msgs[1].Values["tp"], msgs[1].Values["ts"])
+	}
+	chs, err := s.ReadChanges(context.Background(), "0", 10, 0)
+	if err != nil || len(chs) != 2 || chs[0].TraceState != "" || chs[1].TraceState != "vendor=opaque-value" {
+		t.Fatalf("ReadChanges: %+v, %v", chs, err)
 	}
 }

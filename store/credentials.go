@@ -8,8 +8,6 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // AppConf is an app instance's configuration from Mm5: its AK/SK and app info.
@@ -76,7 +74,7 @@ func (s *Store) PutAppConf(ctx context.Context, c AppConf) (AppConf, error) {
 	}
 	req, _ := json.Marshal(c.RequiredServices)
 	rev, err := putConfScript.Run(ctx, s.rdb, nil, s.prefix, c.AppInstanceID, c.AccessKeyID, sealed,
-		c.AppName, req, s.maxLen, trace.TraceParent(ctx)).Int64()
+		c.AppName, req, s.maxLen, traceArg(ctx)).Int64()
 	if err != nil {
 		return AppConf{}, wrap("put app conf "+c.AppInstanceID, err)
 	}
@@ -104,7 +102,7 @@ func str(v any) string { s, _ := v.(string); return s }
 // DeleteAppConf removes an app instance's configuration, frees its AK and
 // revokes the tokens it was issued.
 func (s *Store) DeleteAppConf(ctx context.Context, app string) error {
-	_, err := deleteConfScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, trace.TraceParent(ctx)).Result()
+	_, err := deleteConfScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, traceArg(ctx)).Result()
 	return wrap("delete app conf "+app, err)
 }
 

@@ -16,8 +16,9 @@
 // that changes the state and appends the change event to the change stream
 // in the same atomic step: the outbox that the read cache (ServiceCache), notifications, the
 // reaper, the UPF agent and the mesh DNS consume. A change made on behalf
-// of a request carries the W3C traceparent of the request's context
-// (Change.TraceParent), so its event continues the request's trace.
+// of a request carries the W3C traceparent and tracestate of the request's
+// context (Change.TraceParent, Change.TraceState), so its event continues
+// the request's trace.
 //
 // Errors at the boundary are typed: ErrNotFound, ErrConflict,
 // ErrPrecondition, ErrForbidden, ErrInvalid, ErrFull (a bounded index space

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // KindInstance is the change kind of an app instance's install work: the
@@ -81,7 +79,7 @@ func (s *Store) StartInstance(ctx context.Context, in Instance, spec InstallSpec
 	app := in.AppInstanceID
 	sid, err := startInstanceScript.Run(ctx, s.rdb,
 		[]string{s.instKey(app), s.key("insts"), s.instSpecKey(app), s.streamKey()},
-		rec, app, sealed, s.maxLen, trace.TraceParent(ctx)).Text()
+		rec, app, sealed, s.maxLen, traceArg(ctx)).Text()
 	return sid, wrap("start instance "+app, err)
 }
 
@@ -124,7 +122,7 @@ func (s *Store) RequestTermination(ctx context.Context, in Instance, graceful ti
 	data, _ := json.Marshal(TerminateData{GracefulTimeout: int((graceful + time.Second - 1) / time.Second)})
 	app := in.AppInstanceID
 	sid, err := terminateInstanceScript.Run(ctx, s.rdb, []string{s.instKey(app), s.streamKey()},
-		rec, app, data, s.maxLen, trace.TraceParent(ctx)).Text()
+		rec, app, data, s.maxLen, traceArg(ctx)).Text()
 	return sid, wrap("request termination "+app, err)
 }
 

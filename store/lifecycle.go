@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Registration is an app instance's AppInfo (MEC 011 v3 /registrations).
@@ -39,7 +37,7 @@ func (s *Store) putRegistration(ctx context.Context, r Registration, mode string
 		cond = strconv.FormatInt(ifRev, 10)
 	}
 	rev, err := putRegScript.Run(ctx, s.rdb, nil, s.prefix, r.AppInstanceID, r.Body, mode, cond, s.maxLen,
-		trace.TraceParent(ctx)).Int64()
+		traceArg(ctx)).Int64()
 	if err != nil {
 		return Registration{}, wrap(mode+" registration "+r.AppInstanceID, err)
 	}
@@ -83,7 +81,7 @@ return kmep_change(p .. ':events', maxlen, {kind = 'registration', change = 'DEL
 
 // DeleteRegistration removes an app instance's AppInfo. ErrNotFound.
 func (s *Store) DeleteRegistration(ctx context.Context, app string) error {
-	_, err := deleteRegScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, trace.TraceParent(ctx)).Result()
+	_, err := deleteRegScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, traceArg(ctx)).Result()
 	return wrap("delete registration "+app, err)
 }
 
@@ -122,7 +120,7 @@ func termFrom(app string, v []string) Termination {
 func (s *Store) StartTermination(ctx context.Context, app string, graceful time.Duration) (Termination, string, error) {
 	secs := int((graceful + time.Second - 1) / time.Second)
 	res, err := startTermScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now().Add(graceful)), secs, s.maxLen,
-		trace.TraceParent(ctx)).StringSlice()
+		traceArg(ctx)).StringSlice()
 	if err != nil {
 		return Termination{}, "", wrap("start termination "+app, err)
 	}
@@ -142,7 +140,7 @@ return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'TERMINATION_
 // when no termination is in progress. It returns the stream id of the
 // confirmation ("" when it was already confirmed).
 func (s *Store) ConfirmTermination(ctx context.Context, app string) (string, error) {
-	sid, err := confirmTermScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, trace.TraceParent(ctx)).Text()
+	sid, err := confirmTermScript.Run(ctx, s.rdb, nil, s.prefix, app, s.maxLen, traceArg(ctx)).Text()
 	return sid, wrap("confirm termination "+app, err)
 }
 
@@ -166,7 +164,7 @@ return kmep_change(p .. ':events', maxlen, {kind = 'app', change = 'READY', app 
 
 // ConfirmReady records the app's confirm_ready and appends READY.
 func (s *Store) ConfirmReady(ctx context.Context, app string) (string, error) {
-	sid, err := confirmReadyScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now()), s.maxLen, trace.TraceParent(ctx)).Text()
+	sid, err := confirmReadyScript.Run(ctx, s.rdb, nil, s.prefix, app, ms(s.now()), s.maxLen, traceArg(ctx)).Text()
 	if err != nil {
 		return "", wrap("confirm ready "+app, err)
 	}

@@ -7,8 +7,6 @@ import (
 	"strings"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Rule kinds.
@@ -84,7 +82,7 @@ func (s *Store) UpdateRule(ctx context.Context, r Rule, ifRev int64) (Rule, stri
 		cond = strconv.FormatInt(ifRev, 10)
 	}
 	res, err := putRuleScript.Run(ctx, s.rdb, nil, s.prefix, r.Kind, ruleKind(r.Kind), r.AppInstanceID, r.ID,
-		r.State, r.Body, cond, s.maxLen, trace.TraceParent(ctx)).StringSlice()
+		r.State, r.Body, cond, s.maxLen, traceArg(ctx)).StringSlice()
 	if err != nil {
 		return Rule{}, "", wrap("update rule "+r.ID, err)
 	}
@@ -217,7 +215,7 @@ func (s *Store) appd(ctx context.Context, d AppD, mode string) (int64, error) {
 	if !keyPart(d.AppInstanceID) {
 		return 0, fmt.Errorf("appd of %q: %w", d.AppInstanceID, ErrInvalid)
 	}
-	args := []any{s.prefix, d.AppInstanceID, d.AppName, strconv.FormatBool(d.AppSupportMp1), mode, s.maxLen, trace.TraceParent(ctx)}
+	args := []any{s.prefix, d.AppInstanceID, d.AppName, strconv.FormatBool(d.AppSupportMp1), mode, s.maxLen, traceArg(ctx)}
 	for _, rules := range [][]Rule{d.Traffic, d.DNS} {
 		args = append(args, len(rules))
 		for _, r := range rules {

@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Service change types, as MEC 011 names them (ServiceAvailabilityNotification.ChangeType).
@@ -184,7 +182,7 @@ func (s *Store) CreateService(ctx context.Context, rec ServiceRecord) (ServiceRe
 	now := s.now()
 	sid, err := createServiceScript.Run(ctx, s.rdb, nil,
 		s.prefix, rec.ID, rec.AppInstanceID, rec.Name, rec.CategoryID, rec.State,
-		rec.LivenessInterval, rec.Info, ms(now), s.maxLen, trace.TraceParent(ctx)).Text()
+		rec.LivenessInterval, rec.Info, ms(now), s.maxLen, traceArg(ctx)).Text()
 	if err != nil {
 		return ServiceRecord{}, "", wrap("create service "+rec.ID, err)
 	}
@@ -205,7 +203,7 @@ func (s *Store) UpdateService(ctx context.Context, rec ServiceRecord, ifRev int6
 	}
 	res, err := updateServiceScript.Run(ctx, s.rdb, nil,
 		s.prefix, rec.ID, rec.AppInstanceID, rec.Name, rec.CategoryID, rec.State,
-		rec.LivenessInterval, rec.Info, cond, ms(s.now()), s.maxLen, trace.TraceParent(ctx)).StringSlice()
+		rec.LivenessInterval, rec.Info, cond, ms(s.now()), s.maxLen, traceArg(ctx)).StringSlice()
 	if err != nil {
 		return ServiceRecord{}, "", wrap("update service "+rec.ID, err)
 	}
@@ -217,7 +215,7 @@ func (s *Store) UpdateService(ctx context.Context, rec ServiceRecord, ifRev int6
 // DeleteService removes a service of app (AnyApp for the platform) and
 // appends REMOVED. ErrNotFound, ErrForbidden.
 func (s *Store) DeleteService(ctx context.Context, app, id string) (string, error) {
-	sid, err := deleteServiceScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen, trace.TraceParent(ctx)).Text()
+	sid, err := deleteServiceScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen, traceArg(ctx)).Text()
 	if err != nil {
 		return "", wrap("delete service "+id, err)
 	}
@@ -243,7 +241,7 @@ type Liveness struct {
 // not append to the change stream: they change no state a consumer sees.
 // ErrNotFound, ErrForbidden, ErrInvalid (no liveness for this service).
 func (s *Store) Heartbeat(ctx context.Context, app, id string) (Liveness, error) {
-	res, err := heartbeatScript.Run(ctx, s.rdb, nil, s.prefix, id, app, ms(s.now()), s.maxLen, trace.TraceParent(ctx)).StringSlice()
+	res, err := heartbeatScript.Run(ctx, s.rdb, nil, s.prefix, id, app, ms(s.now()), s.maxLen, traceArg(ctx)).StringSlice()
 	if err != nil {
 		return Liveness{}, wrap("heartbeat "+id, err)
 	}

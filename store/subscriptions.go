@@ -8,8 +8,6 @@ import (
 	"strconv"
 
 	"github.com/redis/go-redis/v9"
-
-	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Subscription types (MEC 011 subscriptionType).
@@ -117,7 +115,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 	filter, _ := json.Marshal(sub.Filter)
 	idx, _ := json.Marshal(s.subIndexes(sub))
 	sid, err := createSubScript.Run(ctx, s.rdb, nil, s.prefix, sub.ID, sub.AppInstanceID, sub.Type,
-		sub.CallbackReference, filter, sub.Body, idx, s.maxLen, trace.TraceParent(ctx)).Text()
+		sub.CallbackReference, filter, sub.Body, idx, s.maxLen, traceArg(ctx)).Text()
 	if err != nil {
 		return Subscription{}, "", wrap("create subscription "+sub.ID, err)
 	}
@@ -128,7 +126,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) (Subsc
 // DeleteSubscription removes a subscription of app (AnyApp: the platform's).
 // ErrNotFound, ErrForbidden.
 func (s *Store) DeleteSubscription(ctx context.Context, app, id string) (string, error) {
-	sid, err := deleteSubScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen, trace.TraceParent(ctx)).Text()
+	sid, err := deleteSubScript.Run(ctx, s.rdb, nil, s.prefix, id, app, s.maxLen, traceArg(ctx)).Text()
 	return sid, wrap("delete subscription "+id, err)
 }
 

@@ -19,11 +19,13 @@ import (
 )
 
 // traceparents is a subscriber's callback server that records the
-// traceparent header of each ADDED notification, by the service's name.
+// traceparent and tracestate headers of each ADDED notification, by the
+// service's name.
 type traceparents struct {
-	mu    sync.Mutex
-	got   map[string]string // serName → traceparent
-	added chan struct{}
+	mu     sync.Mutex
+	got    map[string]string // serName → traceparent
+	states map[string]string // serName → tracestate
+	added  chan struct{}
 }
 
 func (c *traceparents) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -35,6 +37,7 @@ func (c *traceparents) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	for _, ref := range n.ServiceReferences {
 		if ref.ChangeType == "ADDED" {
 			c.got[ref.SerName] = r.Header.Get("traceparent")
+			c.states[ref.SerName] = r.Header.Get("tracestate")
 		}
 	}
 	c.mu.Unlock()
@@ -70,9 +73,10 @@ func (c *traceparents) wait(t *testing.T, name string) string {
 // .../services through the relay's publication, the broker's delivery and
 // notify's handling to the client span of the callback POST, each the
 // parent of the next; the callback's traceparent header names that client
-// span, in that trace. An app's own traceparent header is continued; a
-// malformed one is ignored (a new trace, the registration succeeds) and
-// never stored.
+// span, in that trace. An app's own traceparent header is continued, and
+// its tracestate reaches the callback with it (through the store, the
+// relay, the broker and notify); a malformed traceparent is ignored (a new
+// trace, the registration succeeds) and never stored.
 func TestRegistrationIsOneTrace(t *testing.T) {
 	r := testenv.NewRedis(t, testenv.RedisOptions{})
 	spans := tracetest.NewInMemoryExporter()
@@ -83,7 +87,7 @@ func TestRegistrationIsOneTrace(t *testing.T) {
 	c.provision("cons", "AKCONS", "secret-key-cons")
 	prod, cons := c.token("AKPROD", "secret-key-prod"), c.token("AKCONS", "secret-key-cons")
 
-	cb := &traceparents{got: map[string]string{}, added: make(chan struct{}, 1)}
+	cb := &traceparents{got: map[string]string{}, states: map[string]string{}, added: make(chan struct{}, 1)}
 	srv := httptest.NewServer(cb)
 	defer srv.Close()
 	res, b := c.do("POST", "/mep/mec_service_mgmt/v1/applications/cons/subscriptions", cons,
@@ -92,6 +96,7 @@ func TestRegistrationIsOneTrace(t *testing.T) {
 
 	const (
 		appTrace  = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+		appState  = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 		malformed = "00-0af7651916cd43dd8448eb211c80319c-zzzzzzzzzzzzzzzz-01"
 	)
 	for _, tc := range []struct{ name, header string }{
@@ -101,7 +106,7 @@ func TestRegistrationIsOneTrace(t *testing.T) {
 	} {
 		hdr := []string{"Content-Type", "application/json"}
 		if tc.header != "" {
-			hdr = append(hdr, "traceparent", tc.header)
+			hdr = append(hdr, "traceparent", tc.header, "tracestate", appState)
 		}
 		res, b := c.do("POST", "/mep/mec_service_mgmt/v1/applications/prod/services", prod, strings.Replace(svcBody, "%s", tc.name, 1), hdr...)
 		c.expect(res, b, http.StatusCreated)
@@ -118,6 +123,12 @@ func TestRegistrationIsOneTrace(t *testing.T) {
 			case "trace-app":
 				if traceID.String() != appTrace[3:35] {
 					t.Errorf("trace %s: the app's trace %s was not continued", traceID, appTrace[3:35])
+				}
+				cb.mu.Lock()
+				state := cb.states[name]
+				cb.mu.Unlock()
+				if state != appState {
+					t.Errorf("the callback got tracestate %q, want the app's %q", state, appState)
 				}
 			default:
 				if traceID.String() == appTrace[3:35] {

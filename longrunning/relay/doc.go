@@ -61,10 +61,10 @@
 //
 // Traces: each publication of an event is one span "relay publish" (of
 // Deps.TracerProvider), a child of the trace context of the request that
-// made the change (store.Change.TraceParent, through the event's
-// traceparent extension; a malformed one is ignored), else the root of a
-// trace of its own. The event carries the span's context on in its
-// traceparent extension (the CloudEvents distributed-tracing extension),
+// made the change (store.Change.TraceParent and TraceState, through the
+// event's traceparent and tracestate extensions; a malformed traceparent
+// is ignored), else the root of a trace of its own. The event carries the
+// span's context on in those extensions (the CloudEvents distributed-tracing extension),
 // and the default sender makes each POST to the sink a client span with a
 // traceparent header. A failed attempt is an event of the span.
 package relay

@@ -14,10 +14,11 @@
 // in the CloudEvents distributed-tracing extension (traceparent, and
 // tracestate when the span that set it has one): FromChange sets
 // traceparent from store.Change.TraceParent when it is well formed (a
-// malformed one is left out; the store keeps no tracestate), each hop
-// that makes a span of the event sets the extension to that span
-// (SetTraceContext), and the next hop continues the trace from it
-// (TraceContext; Handle, the span every trigger makes of an event).
+// malformed one is left out) and tracestate from Change.TraceState when
+// that is well formed too; each hop that makes a span of the event sets
+// the extension to that span (SetTraceContext), and the next hop
+// continues the trace from it (TraceContext; Handle, the span every
+// trigger makes of an event).
 package events
 
 import (
@@ -27,6 +28,7 @@ import (
 
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/extensions"
+	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/kit/trace"
@@ -174,6 +176,9 @@ func FromChange(c store.Change) (e cloudevents.Event, ok bool, err error) {
 	}
 	if trace.Valid(c.TraceParent) {
 		e.SetExtension(ExtTraceParent, c.TraceParent)
+		if _, err := oteltrace.ParseTraceState(c.TraceState); err == nil && c.TraceState != "" {
+			e.SetExtension(ExtTraceState, c.TraceState)
+		}
 	}
 	switch c.Kind {
 	case store.KindService:

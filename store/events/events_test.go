@@ -67,27 +67,35 @@ func TestSubjectAgreesWithFromChange(t *testing.T) {
 
 // TestTraceParentExtension: FromChange carries a well-formed traceparent of
 // the change into the event's traceparent extension and leaves a malformed
-// or missing one out; TraceContext continues from it, SetTraceContext
-// replaces it with a span's (and removes it for a context without one).
+// or missing one out, and its tracestate beside it when that is well
+// formed too; TraceContext continues from them, SetTraceContext replaces
+// them with a span's (and removes them for a context without one).
 func TestTraceParentExtension(t *testing.T) {
 	const good = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	const state = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 	for _, tc := range []struct {
 		name, tp string
 		want     bool
+		// ts is the change's tracestate; wantTS, whether the event has it.
+		ts     string
+		wantTS bool
 	}{
-		{"well formed", good, true},
-		{"none", "", false},
-		{"not hex", "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01", false},
-		{"zero trace id", "00-00000000000000000000000000000000-00f067aa0ba902b7-01", false},
-		{"version ff", "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", false},
-		{"upper case", "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", false},
-		{"truncated", good[:40], false},
-		{"trailing data in version 00", good + "-00", false},
+		{name: "with its tracestate", tp: good, want: true, ts: state, wantTS: true},
+		{name: "a malformed tracestate", tp: good, want: true, ts: "congo t61rcWkgMzE"},
+		{name: "a tracestate without traceparent", tp: "", want: false, ts: state},
+		{name: "well formed", tp: good, want: true},
+		{name: "none", tp: "", want: false},
+		{name: "not hex", tp: "00-4bf92f3577b34da6a3ce929d0e0e47zz-00f067aa0ba902b7-01", want: false},
+		{name: "zero trace id", tp: "00-00000000000000000000000000000000-00f067aa0ba902b7-01", want: false},
+		{name: "version ff", tp: "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", want: false},
+		{name: "upper case", tp: "00-4BF92F3577B34DA6A3CE929D0E0E4736-00F067AA0BA902B7-01", want: false},
+		{name: "truncated", tp: good[:40], want: false},
+		{name: "trailing data in version 00", tp: good + "-00", want: false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := store.Change{StreamID: "1-0", Kind: store.KindService, Type: store.ChangeAdded, AppInstanceID: "app",
 				Service:     store.ServiceRecord{ID: "svc", AppInstanceID: "app", Name: "rni", State: store.StateActive, Rev: 1},
-				TraceParent: tc.tp}
+				TraceParent: tc.tp, TraceState: tc.ts}
 			e, ok, err := events.FromChange(c)
 			if err != nil || !ok {
 				t.Fatalf("FromChange: %v %v", ok, err)
@@ -100,6 +108,10 @@ func TestTraceParentExtension(t *testing.T) {
 			sc := oteltrace.SpanContextFromContext(ctx)
 			if ok != tc.want || sc.IsValid() != tc.want || (tc.want && (sc.TraceID().String() != good[3:35] || !sc.IsRemote())) {
 				t.Errorf("TraceContext: ok %v, span context %v", ok, sc)
+			}
+			ts, hasTS := e.Extensions()[events.ExtTraceState]
+			if hasTS != tc.wantTS || (tc.wantTS && (ts != state || sc.TraceState().String() != state)) {
+				t.Errorf("tracestate extension %v (present %v), context's %q; want present %v", ts, hasTS, sc.TraceState(), tc.wantTS)
 			}
 		})
 	}
