@@ -85,17 +85,21 @@ func deployReceiver(t *testing.T, e env) receiver {
 	return r
 }
 
-// notified is one ServiceAvailabilityNotification the receiver got.
+// notified is one ServiceAvailabilityNotification the receiver got, with
+// the trace context headers of its POST.
 type notified struct {
 	at                          time.Time
 	id, name, changeType, state string
+	traceparent, tracestate     string
 }
 
 func (r receiver) received(t *testing.T) []notified {
 	t.Helper()
 	var got []struct {
-		At   time.Time `json:"at"`
-		Body struct {
+		At          time.Time `json:"at"`
+		TraceParent string    `json:"traceparent"`
+		TraceState  string    `json:"tracestate"`
+		Body        struct {
 			ServiceReferences []struct {
 				SerName       string `json:"serName"`
 				SerInstanceID string `json:"serInstanceId"`
@@ -117,7 +121,8 @@ func (r receiver) received(t *testing.T) []notified {
 	var out []notified
 	for _, g := range got {
 		for _, s := range g.Body.ServiceReferences {
-			out = append(out, notified{at: g.At, id: s.SerInstanceID, name: s.SerName, changeType: s.ChangeType, state: s.State})
+			out = append(out, notified{at: g.At, id: s.SerInstanceID, name: s.SerName, changeType: s.ChangeType, state: s.State,
+				traceparent: g.TraceParent, tracestate: g.TraceState})
 		}
 	}
 	return out
@@ -257,8 +262,9 @@ func deletePods(e env, ns, selector string) func(t *testing.T) {
 
 // eventing is issue 15's notification path on the cluster: one service
 // change → the receiver pod gets its notification through relay → Broker
-// → Trigger → notify, latency over 100 changes; then 100 changes with
-// each fault, counting lost and duplicate notifications.
+// → Trigger → notify, first with an app's trace context (which the
+// notification must continue), then latency over 100 changes; then 100
+// changes with each fault, counting lost and duplicate notifications.
 func eventing(t *testing.T, e env, say func(string, ...any)) {
 	r := deployReceiver(t, e)
 	// A previous run's apps go first (with their subscriptions: the
@@ -273,6 +279,8 @@ func eventing(t *testing.T, e env, say func(string, ...any)) {
 	pub := newApp(t, e, "e2e-publisher")
 	mustCall(t, http.StatusCreated, http.MethodPost, e.url+"/mep/mec_service_mgmt/v1/applications/"+watcher.id+"/subscriptions",
 		watcher.token, fmt.Sprintf(`{"subscriptionType":"SerAvailabilityNotificationSubscription","callbackReference":%q}`, r.callback))
+
+	traceThroughKnative(t, e, pub, r, runID, say)
 
 	// The Redis pod's data is on its PVC with the AOF; a registration
 	// answered 201 before the deletion must be there after it.
@@ -328,4 +336,53 @@ func eventing(t *testing.T, e env, say func(string, ...any)) {
 		}
 		say("eventing %-14s %d duplicate notifications", rd.name+":", dups)
 	}
+}
+
+// traceThroughKnative registers one service with an app's own traceparent
+// and tracestate headers, as an instrumented app would send them, and
+// checks that the subscriber's notification POST continues that trace:
+// its traceparent has the app's trace id (a span of its own, notify's
+// callback client span) and its tracestate is the app's. The trace context
+// crosses the services function, the store, the relay, Knative's Broker
+// (ingress, channel, filter), the Trigger and notify on the way.
+func traceThroughKnative(t *testing.T, e env, pub mecApp, r receiver, runID string, say func(string, ...any)) {
+	const (
+		appTrace = "0af7651916cd43dd8448eb211c80319c"
+		appState = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
+	)
+	name := "e2e-trace-" + runID
+	body := fmt.Sprintf(`{"serName":%q,"version":"1.0","state":"ACTIVE","serializer":"JSON",
+"transportInfo":{"id":"t1","name":"REST","type":"REST_HTTP","protocol":"HTTP","version":"1.1",
+"endpoint":{"addresses":[{"host":"10.0.0.5","port":8080}]},"security":{}}}`, name)
+	hdr := map[string]string{"Idempotency-Key": name, "traceparent": "00-" + appTrace + "-b7ad6b7169203331-01", "tracestate": appState}
+	var id string
+	waitFor(t, time.Minute, "the traced registration answered 201", func() bool {
+		status, b, err := call(http.MethodPost, e.url+"/mep/mec_service_mgmt/v1/applications/"+pub.id+"/services", pub.token, body, hdr)
+		var s struct {
+			SerInstanceID string `json:"serInstanceId"`
+		}
+		if err != nil || (status != http.StatusCreated && status != http.StatusOK) || json.Unmarshal(b, &s) != nil {
+			return false
+		}
+		id = s.SerInstanceID
+		return id != ""
+	})
+	var got notified
+	waitFor(t, time.Minute, "the traced registration's notification", func() bool {
+		for _, n := range r.received(t) {
+			if n.id == id && n.changeType == "ADDED" {
+				got = n
+				return true
+			}
+		}
+		return false
+	})
+	parts := strings.Split(got.traceparent, "-")
+	if len(parts) != 4 || parts[1] != appTrace || parts[2] == "b7ad6b7169203331" {
+		t.Errorf("the notification's traceparent %q does not continue the app's trace %s in a span of its own", got.traceparent, appTrace)
+	}
+	if got.tracestate != appState {
+		t.Errorf("the notification's tracestate %q, want the app's %q", got.tracestate, appState)
+	}
+	say("trace through Knative: the app's trace %s reached the subscriber's callback as %s, tracestate %q", appTrace, got.traceparent, got.tracestate)
 }

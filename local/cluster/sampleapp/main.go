@@ -4,7 +4,8 @@
 //	sampleapp [serve]      an HTTP server on $PORT (8080): GET / says hello
 //	                       with the pod's name; GET /healthz; POST /notify
 //	                       records a notification (a MEC subscriber's
-//	                       callback), GET /received lists them, POST
+//	                       callback) with its traceparent and tracestate
+//	                       headers, GET /received lists them, POST
 //	                       /fail?for=30s answers 503 to /notify for a while
 //	                       (a subscriber that is down)
 //	sampleapp dig NAME SERVER:PORT
@@ -57,10 +58,13 @@ func main() {
 	}
 }
 
-// notification is one POST /notify as received.
+// notification is one POST /notify as received, with the W3C trace
+// context headers it came with.
 type notification struct {
-	At   time.Time       `json:"at"`
-	Body json.RawMessage `json:"body"`
+	At          time.Time       `json:"at"`
+	Body        json.RawMessage `json:"body"`
+	TraceParent string          `json:"traceparent,omitempty"`
+	TraceState  string          `json:"tracestate,omitempty"`
 }
 
 // receiver keeps the notifications and the failure window.
@@ -94,7 +98,8 @@ func serve() error {
 			http.Error(w, "down for a while", http.StatusServiceUnavailable)
 			return
 		}
-		rc.got = append(rc.got, notification{At: time.Now(), Body: body})
+		rc.got = append(rc.got, notification{At: time.Now(), Body: body,
+			TraceParent: r.Header.Get("traceparent"), TraceState: r.Header.Get("tracestate")})
 		w.WriteHeader(http.StatusNoContent)
 	})
 	mux.HandleFunc("GET /received", func(w http.ResponseWriter, _ *http.Request) {
