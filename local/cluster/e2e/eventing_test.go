@@ -341,10 +341,12 @@ func eventing(t *testing.T, e env, say func(string, ...any)) {
 // traceThroughKnative registers one service with an app's own traceparent
 // and tracestate headers, as an instrumented app would send them, and
 // checks that the subscriber's notification POST continues that trace:
-// its traceparent has the app's trace id (a span of its own, notify's
-// callback client span) and its tracestate is the app's. The trace context
-// crosses the services function, the store, the relay, Knative's Broker
-// (ingress, channel, filter), the Trigger and notify on the way.
+// its traceparent has the app's trace id and its tracestate is the app's.
+// The trace context crosses the services function, the store, the relay,
+// Knative's Broker (ingress, channel, filter), the Trigger and notify on
+// the way. The cluster exports no spans (no OTEL_EXPORTER_OTLP_ENDPOINT),
+// so kmep's tracers are no-ops that pass the parent's span id on: the
+// callback's traceparent may be the app's own, byte for byte.
 func traceThroughKnative(t *testing.T, e env, pub mecApp, r receiver, runID string, say func(string, ...any)) {
 	const (
 		appTrace = "0af7651916cd43dd8448eb211c80319c"
@@ -378,8 +380,8 @@ func traceThroughKnative(t *testing.T, e env, pub mecApp, r receiver, runID stri
 		return false
 	})
 	parts := strings.Split(got.traceparent, "-")
-	if len(parts) != 4 || parts[1] != appTrace || parts[2] == "b7ad6b7169203331" {
-		t.Errorf("the notification's traceparent %q does not continue the app's trace %s in a span of its own", got.traceparent, appTrace)
+	if len(parts) != 4 || parts[1] != appTrace {
+		t.Errorf("the notification's traceparent %q does not continue the app's trace %s", got.traceparent, appTrace)
 	}
 	if got.tracestate != appState {
 		t.Errorf("the notification's tracestate %q, want the app's %q", got.tracestate, appState)
