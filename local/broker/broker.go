@@ -17,7 +17,6 @@ import (
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/rickb777/date/period"
-	"go.opentelemetry.io/otel"
 	oteltrace "go.opentelemetry.io/otel/trace"
 	eventingduckv1 "knative.dev/eventing/pkg/apis/duck/v1"
 	eventingv1 "knative.dev/eventing/pkg/apis/eventing/v1"
@@ -25,6 +24,7 @@ import (
 	duckv1 "knative.dev/pkg/apis/duck/v1"
 
 	"github.com/kmep-io/kmep/store/events"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Target is where a resolved Destination is delivered.
@@ -180,11 +180,8 @@ func New(opts Options) (*Broker, error) {
 	if opts.LiveReserve < 0 || opts.LiveReserve >= opts.QueueSize {
 		return nil, errors.New("broker: LiveReserve must be positive and less than QueueSize")
 	}
-	if opts.TracerProvider == nil {
-		opts.TracerProvider = otel.GetTracerProvider()
-	}
 	b := &Broker{opts: opts, log: opts.Log, jobs: make(chan *job, opts.QueueSize), freed: make(chan struct{}, 1),
-		tracer: opts.TracerProvider.Tracer("github.com/kmep-io/kmep/local/broker")}
+		tracer: trace.Tracer(opts.TracerProvider, "github.com/kmep-io/kmep/local/broker")}
 	if opts.Bulk != nil {
 		b.bulk = make(chan *job, opts.QueueSize-opts.LiveReserve)
 	}

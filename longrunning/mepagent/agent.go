@@ -15,10 +15,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store/kit/server"
+	"github.com/kmep-io/kmep/store/kit/trace"
 	"github.com/kmep-io/kmep/store/mec"
 )
 
@@ -149,14 +149,11 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 	if deps.Log == nil {
 		deps.Log = slog.Default()
 	}
-	if deps.TracerProvider == nil {
-		deps.TracerProvider = otel.GetTracerProvider()
-	}
 	a := &Agent{
 		cfg:    cfg,
 		base:   base,
 		client: deps.Client,
-		tracer: deps.TracerProvider.Tracer("github.com/kmep-io/kmep/longrunning/mepagent"),
+		tracer: trace.Tracer(deps.TracerProvider, "github.com/kmep-io/kmep/longrunning/mepagent"),
 		log:    deps.Log,
 		sk:     append([]byte(nil), cfg.SecretKey...),
 		m:      newMetrics(deps.Metrics),

@@ -15,7 +15,6 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
@@ -245,10 +244,7 @@ func New(cfg Config, deps Deps) (*Agent, error) {
 		a.log = slog.Default()
 	}
 	tp := deps.TracerProvider
-	if tp == nil {
-		tp = otel.GetTracerProvider()
-	}
-	a.tracer = tp.Tracer(traceScope)
+	a.tracer = trace.Tracer(tp, traceScope)
 	a.lag = a.registerMetrics(deps.Metrics)
 	if a.sender == nil {
 		u, err := url.Parse(cfg.Sink)

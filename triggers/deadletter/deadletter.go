@@ -22,12 +22,12 @@ import (
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/cloudevents/sdk-go/v2/types"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store/events"
 	"github.com/kmep-io/kmep/store/kit/metrics"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // The extensions Knative sets on a dead-lettered event
@@ -117,10 +117,7 @@ func New(deps Deps) *Handler {
 	if h.now == nil {
 		h.now = time.Now
 	}
-	if deps.TracerProvider == nil {
-		deps.TracerProvider = otel.GetTracerProvider()
-	}
-	h.tracer = deps.TracerProvider.Tracer("github.com/kmep-io/kmep/triggers/deadletter")
+	h.tracer = trace.Tracer(deps.TracerProvider, "github.com/kmep-io/kmep/triggers/deadletter")
 	return h
 }
 

@@ -48,7 +48,6 @@ import (
 	cloudevents "github.com/cloudevents/sdk-go/v2"
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
-	"go.opentelemetry.io/otel"
 	oteltrace "go.opentelemetry.io/otel/trace"
 	"helm.sh/helm/v3/pkg/chart"
 
@@ -57,6 +56,7 @@ import (
 	"github.com/kmep-io/kmep/store/csar"
 	"github.com/kmep-io/kmep/store/events"
 	"github.com/kmep-io/kmep/store/kit/kube"
+	"github.com/kmep-io/kmep/store/kit/trace"
 	"github.com/kmep-io/kmep/store/lease"
 	"github.com/kmep-io/kmep/store/lifecycle"
 )
@@ -135,10 +135,7 @@ func New(d Deps) (*Installer, error) {
 	if d.TouchEvery == 0 {
 		d.TouchEvery = time.Minute
 	}
-	if d.TracerProvider == nil {
-		d.TracerProvider = otel.GetTracerProvider()
-	}
-	return &Installer{d: d, log: d.Log, tracer: d.TracerProvider.Tracer("github.com/kmep-io/kmep/triggers/installer")}, nil
+	return &Installer{d: d, log: d.Log, tracer: trace.Tracer(d.TracerProvider, "github.com/kmep-io/kmep/triggers/installer")}, nil
 }
 
 // LeaseName is the store lease that deliveries of app's events take turns

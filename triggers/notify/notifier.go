@@ -17,12 +17,12 @@ import (
 	"github.com/cloudevents/sdk-go/v2/protocol"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	oteltrace "go.opentelemetry.io/otel/trace"
 
 	"github.com/kmep-io/kmep/store"
 	"github.com/kmep-io/kmep/store/events"
+	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // Store is what the notifier reads and writes. *store.Store implements it.
@@ -178,10 +178,7 @@ func New(d Deps) (*Notifier, error) {
 	if n.log == nil {
 		n.log = slog.New(slog.DiscardHandler)
 	}
-	if d.TracerProvider == nil {
-		d.TracerProvider = otel.GetTracerProvider()
-	}
-	n.tracer = d.TracerProvider.Tracer("github.com/kmep-io/kmep/triggers/notify")
+	n.tracer = trace.Tracer(d.TracerProvider, "github.com/kmep-io/kmep/triggers/notify")
 	if d.Concurrency == 0 {
 		d.Concurrency = DefaultConcurrency
 	}

@@ -2,7 +2,8 @@
 // of https://www.w3.org/TR/trace-context/) across kmep's hops, so that one
 // client request is one trace from the function that answers it to the
 // callbacks it causes: the HTTP server span of the function
-// (server.Trace), the store's change entry (store.Change.TraceParent), the
+// (server.Trace), the store's change entry (store.Change.TraceParent and
+// TraceState), the
 // relay's CloudEvent (the CloudEvents distributed-tracing extension,
 // events.SetTraceContext), the broker, notify, and the callback POST
 // (StartClient).
@@ -25,11 +26,22 @@ import (
 	"net/url"
 	"strconv"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	oteltrace "go.opentelemetry.io/otel/trace"
 )
+
+// Tracer is tp's tracer of the instrumentation scope name; a nil tp is
+// the global TracerProvider (which server.Main installs). Every kmep
+// component that takes a TracerProvider gets its tracer here.
+func Tracer(tp oteltrace.TracerProvider, name string) oteltrace.Tracer {
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	return tp.Tracer(name)
+}
 
 // Propagator is the propagator every kmep hop injects and extracts with:
 // W3C Trace Context (traceparent and tracestate), no baggage.
@@ -123,13 +135,13 @@ func StartClient(t oteltrace.Tracer, req *http.Request) (*http.Request, func(res
 }
 
 // Transport is an http.RoundTripper that makes each request a client span
-// of tp's tracer (StartClient) before base sends it. A nil base is
-// http.DefaultTransport.
+// of tp's tracer (StartClient) before base sends it. A nil tp is the
+// global TracerProvider, a nil base http.DefaultTransport.
 func Transport(tp oteltrace.TracerProvider, base http.RoundTripper) http.RoundTripper {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return &transport{t: tp.Tracer(scope), base: base}
+	return &transport{t: Tracer(tp, scope), base: base}
 }
 
 // scope is the instrumentation scope of the spans this package starts.
