@@ -75,9 +75,9 @@ func (r *revocations) check(cl Claims) error {
 	if r.src == nil {
 		return nil
 	}
-	synced := r.synced.Load()
-	if synced == 0 {
-		return fmt.Errorf("%w: not loaded yet", ErrRevocationsUnavailable)
+	synced, err := r.loaded()
+	if err != nil {
+		return err
 	}
 	if age := time.Duration(r.elapsed() - synced); age >= r.stale {
 		return fmt.Errorf("%w: last followed %v ago", ErrRevocationsUnavailable, age.Round(time.Millisecond))
@@ -94,10 +94,21 @@ func (r *revocations) check(cl Claims) error {
 // function passes it as server.Options.Ready, so that no request reaches
 // it before.
 func (v *Verifier) Ready() error {
-	if v.rev.src != nil && v.rev.synced.Load() == 0 {
-		return fmt.Errorf("%w: not loaded yet", ErrRevocationsUnavailable)
+	if v.rev.src == nil {
+		return nil
 	}
-	return nil
+	_, err := v.rev.loaded()
+	return err
+}
+
+// loaded returns synced, refusing while no snapshot of the revocations
+// has been loaded (synced is zero).
+func (r *revocations) loaded() (int64, error) {
+	synced := r.synced.Load()
+	if synced == 0 {
+		return 0, fmt.Errorf("%w: not loaded yet", ErrRevocationsUnavailable)
+	}
+	return synced, nil
 }
 
 // Run follows the revocations of VerifierOptions.Revocations until ctx ends:
