@@ -142,14 +142,19 @@ func added(ns []notified) map[string][]time.Time {
 // register registers service name for a, retrying 5xx answers and
 // transport errors with the same Idempotency-Key (the store applies it
 // once) until ctx ends; it returns the service's id and when the 201 came.
-func register(ctx context.Context, e env, a mecApp, name string) (string, time.Time, error) {
+// header holds further request headers (nil: none).
+func register(ctx context.Context, e env, a mecApp, name string, header map[string]string) (string, time.Time, error) {
 	body := fmt.Sprintf(`{"serName":%q,"version":"1.0","state":"ACTIVE","serializer":"JSON",
 "transportInfo":{"id":"t1","name":"REST","type":"REST_HTTP","protocol":"HTTP","version":"1.1",
 "endpoint":{"addresses":[{"host":"10.0.0.5","port":8080}]},"security":{}}}`, name)
 	url := e.url + "/mep/mec_service_mgmt/v1/applications/" + a.id + "/services"
 	var last string
 	for ctx.Err() == nil {
-		status, b, err := call(http.MethodPost, url, a.token, body, map[string]string{"Idempotency-Key": name})
+		hdr := map[string]string{"Idempotency-Key": name}
+		for k, v := range header {
+			hdr[k] = v
+		}
+		status, b, err := call(http.MethodPost, url, a.token, body, hdr)
 		switch {
 		case err == nil && (status == http.StatusCreated || status == http.StatusOK):
 			var s struct {
@@ -205,7 +210,7 @@ func (rd *round) run(t *testing.T, e env, pub mecApp, r receiver, runID string, 
 		wg.Go(func() {
 			for i := range next {
 				time.Sleep(time.Until(start.Add(time.Duration(i) * 50 * time.Millisecond)))
-				id, at, err := register(ctx, e, pub, fmt.Sprintf("e2e-%s-%s-%03d", runID, rd.name, i))
+				id, at, err := register(ctx, e, pub, fmt.Sprintf("e2e-%s-%s-%03d", runID, rd.name, i), nil)
 				if err != nil {
 					t.Errorf("round %s: %v", rd.name, err)
 					continue
@@ -352,23 +357,13 @@ func traceThroughKnative(t *testing.T, e env, pub mecApp, r receiver, runID stri
 		appTrace = "0af7651916cd43dd8448eb211c80319c"
 		appState = "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7"
 	)
-	name := "e2e-trace-" + runID
-	body := fmt.Sprintf(`{"serName":%q,"version":"1.0","state":"ACTIVE","serializer":"JSON",
-"transportInfo":{"id":"t1","name":"REST","type":"REST_HTTP","protocol":"HTTP","version":"1.1",
-"endpoint":{"addresses":[{"host":"10.0.0.5","port":8080}]},"security":{}}}`, name)
-	hdr := map[string]string{"Idempotency-Key": name, "traceparent": "00-" + appTrace + "-b7ad6b7169203331-01", "tracestate": appState}
-	var id string
-	waitFor(t, time.Minute, "the traced registration answered 201", func() bool {
-		status, b, err := call(http.MethodPost, e.url+"/mep/mec_service_mgmt/v1/applications/"+pub.id+"/services", pub.token, body, hdr)
-		var s struct {
-			SerInstanceID string `json:"serInstanceId"`
-		}
-		if err != nil || (status != http.StatusCreated && status != http.StatusOK) || json.Unmarshal(b, &s) != nil {
-			return false
-		}
-		id = s.SerInstanceID
-		return id != ""
-	})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	id, _, err := register(ctx, e, pub, "e2e-trace-"+runID,
+		map[string]string{"traceparent": "00-" + appTrace + "-b7ad6b7169203331-01", "tracestate": appState})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var got notified
 	waitFor(t, time.Minute, "the traced registration's notification", func() bool {
 		for _, n := range r.received(t) {
