@@ -4,12 +4,11 @@ import (
 	"net/http"
 	"strings"
 
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	oteltrace "go.opentelemetry.io/otel/trace"
-
-	"github.com/kmep-io/kmep/store/kit/trace"
 )
 
 // traceScope is the instrumentation scope of the server spans.
@@ -25,7 +24,10 @@ const traceScope = "github.com/kmep-io/kmep/store/kit/server"
 // status (a 5xx marks it as an error). The query is not recorded. GET and
 // HEAD /metrics (metrics.Mount's scrapes) are not traced.
 func Trace(tp oteltrace.TracerProvider, next http.Handler) http.Handler {
-	t := trace.Tracer(tp, traceScope)
+	if tp == nil {
+		tp = otel.GetTracerProvider()
+	}
+	t := tp.Tracer(traceScope)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/metrics" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 			next.ServeHTTP(w, r)
